@@ -1,0 +1,15 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATABASE_PATH=/app/data/bot.sqlite3
+WORKDIR /app
+
+COPY pyproject.toml constraints.txt ./
+COPY bot ./bot
+COPY locales ./locales
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && useradd --create-home --uid 10001 bot \
+    && mkdir -p /app/data && chown bot /app/data
+
+USER bot
+VOLUME ["/app/data"]
+CMD ["python", "-m", "bot"]

@@ -1,0 +1,21 @@
+# `make run` starts the bot (settings from .env); `make test` runs the whole suite.
+# Both create .venv and install the pinned dependencies first, so a fresh clone needs only
+# Python 3.11+ and make.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: install run test
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/python -m bot
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest

@@ -1,0 +1,83 @@
+"""Settings: the runtime contract of DESIGN.md, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.kie.constants import KIE_API_URL, KIE_UPLOAD_URL
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr
+    kie_api_key: SecretStr
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    database_path: Path = Path("data/bot.sqlite3")
+    telegram_api_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
+    kie_api_url: AnyHttpUrl = AnyHttpUrl(KIE_API_URL)
+    kie_upload_url: AnyHttpUrl = AnyHttpUrl(KIE_UPLOAD_URL)
+    kie_rate_limit: Annotated[int, Field(ge=1)] = 20
+    # The window Kie counts KIE_RATE_LIMIT in; only tests and benchmarks shrink it.
+    kie_rate_window: Seconds = 10.0
+    # Unset = each model's own interval from the catalog (all ≤ 5 s).
+    kie_poll_interval: Seconds | None = None
+    kie_poll_max_interval: Seconds = 30.0
+    kie_deadline_image: Seconds = 600.0
+    kie_deadline_video: Seconds = 1800.0
+    kie_deadline_audio: Seconds = 900.0
+    kie_callback_url: AnyHttpUrl | None = None
+    kie_webhook_hmac_key: SecretStr | None = None
+    web_host: str | None = None
+    web_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    webhook_url: AnyHttpUrl | None = None
+    webhook_secret: SecretStr | None = None
+    starting_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    default_language: str = "en"
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        bot_id, _, secret = value.get_secret_value().partition(":")
+        if not bot_id.isdigit() or not secret:
+            raise ValueError("must look like 123456:ABC... (from @BotFather)")
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _language_code(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value.isalpha() or len(value) > 3:
+            raise ValueError("must be a language code such as en or ru")
+        return value
+
+    def deadline(self, kind: str) -> float:
+        return {"image": self.kie_deadline_image, "video": self.kie_deadline_video,
+                "audio": self.kie_deadline_audio}[kind]
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log filter that redacts them."""
+        values = [self.bot_token, self.kie_api_key, self.kie_webhook_hmac_key, self.webhook_secret]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming the first bad setting, never echoing its value (it may be a secret)."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    if first["type"] == "missing":
+        return f"Configuration error: {name} is required (set it in the environment or in .env)"
+    return f"Configuration error: {name} is invalid: {first['msg']}"

@@ -1,0 +1,11 @@
+"""Routers, thin: parse the update, call a service, answer."""
+
+from aiogram import Router
+
+from bot.handlers import admin, generate, info
+
+
+def build_router() -> Router:
+    router = Router(name="root")
+    router.include_routers(info.router, admin.router, generate.router)
+    return router

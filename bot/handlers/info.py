@@ -1,0 +1,62 @@
+"""Everyone's commands: /start, /help, /models, /balance."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+
+from aiogram import Router
+from aiogram.filters import Command, CommandStart
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import texts
+from bot.store import Store, User
+
+router = Router(name="info")
+
+BALANCE_ROWS = 5
+
+
+@router.message(CommandStart())
+async def start(message: Message, account: User) -> None:
+    await message.answer(
+        _("Hi, {name}! Your balance: {credits}.").format(
+            name=html.escape(account.first_name), credits=texts.credits(account.balance))
+        + "\n\n" + _("Send /image and a description, for example:\n<code>/image a red fox in snow</code>")
+        + "\n" + _("/help lists everything I can do."))
+
+
+@router.message(Command("help"))
+async def help_(message: Message) -> None:
+    lines = [
+        _("<b>What I can do</b>"),
+        _("/image &lt;prompt&gt; — create a picture"),
+        _("/models — the models and their prices"),
+        _("/balance — your credits and their history"),
+        "",
+        texts.price_list(),
+        "",
+        _("Each generation is paid from your balance; if it fails, the credits come back. "
+          "To get credits, ask an admin of this bot."),
+    ]
+    await message.answer("\n".join(lines))
+
+
+@router.message(Command("models"))
+async def models(message: Message) -> None:
+    await message.answer(texts.price_list())
+
+
+@router.message(Command("balance"))
+async def balance(message: Message, account: User, store: Store) -> None:
+    lines = [_("Your balance: <b>{credits}</b>").format(credits=texts.credits(account.balance))]
+    rows = await store.ledger(account.id, BALANCE_ROWS)
+    if rows:
+        lines.append("")
+        lines.append(_("Latest changes:"))
+        for row in rows:
+            when = datetime.fromtimestamp(row.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+            lines.append(f"{row.amount:+d} · {texts.ledger_kind(row.kind)} · {when} UTC")
+    await message.answer("\n".join(lines))
+

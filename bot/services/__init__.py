@@ -1,0 +1,1 @@
+"""The work: starting generations, tracking them, delivering results."""

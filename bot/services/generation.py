@@ -1,0 +1,158 @@
+"""Starting generations: the picker's drafts, the charge, and handing the task to Kie.ai."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.catalog import Model, get_model, models_of
+from bot.config import Settings
+from bot.i18n import N_
+from bot.kie import KieClient
+from bot.kie.errors import (
+    KieAuthError,
+    KieError,
+    KieInsufficientCredits,
+    KieModelDisabled,
+    KieValidationError,
+)
+from bot.services.notifier import Notifier
+from bot.store import Draft, DraftClosed, Generation, Store
+
+log = logging.getLogger(__name__)
+
+DRAFT_LIFETIME = 6 * 3600.0
+
+
+class PickerError(Exception):
+    """A press the picker refuses; `message` is a message id for the alert."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Picker:
+    """What a picker message shows now: the model list (model None) or one model's options."""
+
+    draft: Draft
+    model: Model | None
+    models: list[Model]
+
+
+class Generations:
+    def __init__(self, store: Store, kie: KieClient, notifier: Notifier, settings: Settings,
+                 wake_tracker: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.kie = kie
+        self.notifier = notifier
+        self.settings = settings
+        self.wake_tracker = wake_tracker
+        self._clock = clock
+
+    async def open(self, *, user_id: int, chat_id: int, request_message_id: int | None,
+                   kind: str, prompt: str, model: Model | None = None,
+                   options: dict[str, str] | None = None) -> Picker:
+        draft = await self.store.create_draft(
+            user_id=user_id, chat_id=chat_id, request_message_id=request_message_id, kind=kind,
+            prompt=prompt, model=model.id if model else None, options=options)
+        models = models_of(kind)
+        if model is None and len(models) == 1:
+            model = models[0]
+        return Picker(draft, model, models)
+
+    async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:
+        """Apply a picker press; None when the draft is closed (cancel)."""
+        draft = await self.owned_draft(draft_id, user_id)
+        models = models_of(draft.kind)
+        model = get_model(draft.model)
+        try:
+            if act == "x":
+                await self.store.cancel_draft(draft.id)
+                return None
+            if act == "back":
+                draft = await self.store.update_draft(draft.id, model=None, options={})
+                model = None
+            elif act == "m":
+                model = get_model(value)
+                if model is None or model.kind != draft.kind:
+                    raise PickerError(N_("This model is no longer available."))
+                draft = await self.store.update_draft(draft.id, model=model.id,
+                                                      options=model.defaults())
+            elif act == "o" and model is not None:
+                key, _, index = value.partition(".")
+                option = next((o for o in model.options if o.key == key), None)
+                if option is None or not index.isdigit() or int(index) >= len(option.choices):
+                    raise PickerError(N_("This option is no longer available."))
+                options = {**model.resolve(draft.options), key: option.choices[int(index)].value}
+                draft = await self.store.update_draft(draft.id, model=model.id, options=options)
+            else:
+                raise PickerError(N_("This menu is out of date."))
+        except DraftClosed:
+            raise PickerError(N_("This request was already sent or cancelled.")) from None
+        return Picker(draft, model, models)
+
+    async def owned_draft(self, draft_id: int, user_id: int) -> Draft:
+        draft = await self.store.get_draft(draft_id)
+        if draft is None:
+            raise PickerError(N_("This menu is out of date."))
+        if draft.user_id != user_id:
+            raise PickerError(N_("This menu belongs to someone else. Send your own command."))
+        if draft.state != "open":
+            raise PickerError(N_("This request was already sent or cancelled."))
+        if self._clock() - draft.created_at > DRAFT_LIFETIME:
+            raise PickerError(N_("This menu has expired. Send the command again."))
+        return draft
+
+    async def charge(self, draft_id: int, user_id: int) -> tuple[Generation, Model]:
+        """Charge and record the generation in one transaction, and show its status line.
+        Raises InsufficientCredits (nothing charged) or PickerError. `submit` comes next."""
+        draft = await self.owned_draft(draft_id, user_id)
+        model = get_model(draft.model)
+        if model is None:
+            raise PickerError(N_("This model is no longer available."))
+        if len(draft.prompt) > model.max_prompt:
+            raise PickerError(N_("The prompt is too long for this model."))
+        try:
+            generation = await self.store.start_generation(
+                draft.id, input=model.build_input(draft.prompt, draft.options),
+                price=model.price_for(draft.options),
+                deadline_at=self._clock() + self.settings.deadline(model.kind))
+        except DraftClosed:
+            raise PickerError(N_("This request was already sent or cancelled.")) from None
+        await self.notifier.status(generation, force=True)
+        return generation, model
+
+    async def submit(self, generation: Generation, model: Model) -> None:
+        """Create the Kie task; a refusal refunds at once and tells the user why."""
+        try:
+            task_id = await self.kie.create_task(model.kie_model, generation.input)
+        except KieError as error:
+            await self._refuse(generation, model, error)
+            return
+        first_check = self._clock() + (self.settings.kie_poll_interval or model.poll_interval)
+        await self.store.mark_submitted(generation.id, task_id, first_check)
+        self.wake_tracker()
+
+    async def _refuse(self, generation: Generation, model: Model, error: KieError) -> None:
+        log.warning("generation %s: Kie.ai refused the task: %s", generation.id, error)
+        if isinstance(error, KieValidationError):
+            reason, detail = "rejected", error.message
+        else:
+            reason, detail = "unavailable", None
+        if isinstance(error, KieAuthError):
+            await self.notifier.alert_admins(
+                "auth", N_("Kie.ai refuses the API key (KIE_API_KEY). Generations are refunded."))
+        elif isinstance(error, KieInsufficientCredits):
+            await self.notifier.alert_admins(
+                "credits", N_("The Kie.ai account is out of credits. Generations are refunded."))
+        elif isinstance(error, KieModelDisabled):
+            await self.notifier.alert_admins(
+                f"disabled:{model.id}", N_("Kie.ai says the model {model} is disabled."),
+                model=model.kie_model)
+        failed = await self.store.fail_generation(generation.id, reason, detail)
+        if failed is not None:
+            await self.notifier.failed(failed)

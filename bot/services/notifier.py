@@ -1,0 +1,97 @@
+"""Telling people what happens: the moving status line, failures, and alerts for admins."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
+from aiogram.utils.i18n import I18n
+
+from bot import texts
+from bot.catalog import get_model
+from bot.i18n import locale_of
+from bot.services.telegram import ATTEMPTS, edit_or_send, with_retry
+from bot.store import Generation, Store
+
+log = logging.getLogger(__name__)
+
+STATUS_EDIT_GAP = 5.0        # seconds between two edits of one status message (Telegram limits)
+ADMIN_ALERT_GAP = 3600.0     # one alert per cause per hour, not one per user
+
+
+def model_name(generation: Generation) -> str:
+    model = get_model(generation.model)
+    return model.name if model else generation.model
+
+
+class Notifier:
+    def __init__(self, bot: Bot, store: Store, i18n: I18n, admin_ids: Iterable[int],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.bot = bot
+        self.store = store
+        self.i18n = i18n
+        self.admin_ids = tuple(admin_ids)
+        self._clock = clock
+        self._status_sent: dict[int, tuple[float, str]] = {}
+        self._alerted: dict[str, float] = {}
+
+    async def locale(self, user_id: int) -> str:
+        return locale_of(await self.store.get_user(user_id), self.i18n)
+
+    async def status(self, generation: Generation, *, force: bool = False) -> None:
+        """Edit the status line, at most every STATUS_EDIT_GAP seconds and only when it changes."""
+        now = self._clock()
+        with self.i18n.use_locale(await self.locale(generation.user_id)):
+            text = texts.status_line(model_name(generation), generation.kie_state,
+                                     now - generation.created_at)
+        last_time, last_text = self._status_sent.get(generation.id, (0.0, ""))
+        if text == last_text or (not force and now - last_time < STATUS_EDIT_GAP):
+            return
+        self._status_sent[generation.id] = (now, text)
+        await self._show(generation, text, retry=False)
+
+    async def finished(self, generation: Generation, text: str) -> None:
+        """Replace the status line with a final text (done, or refunded)."""
+        self._status_sent.pop(generation.id, None)
+        await self._show(generation, text, retry=True)
+
+    async def failed(self, generation: Generation) -> None:
+        with self.i18n.use_locale(await self.locale(generation.user_id)):
+            text = texts.refunded(model_name(generation), generation.failure or "kie_failed",
+                                  generation.failure_detail, generation.price)
+        await self.finished(generation, text)
+
+    async def _show(self, generation: Generation, text: str, *, retry: bool) -> None:
+        try:
+            # A status tick is cosmetic: it never waits out flood control.
+            message_id = await edit_or_send(
+                self.bot, generation.chat_id, generation.status_message_id, text,
+                reply_to=generation.request_message_id, attempts=ATTEMPTS if retry else 1)
+        except TelegramForbiddenError:
+            await self.store.set_blocked(generation.user_id)
+            return
+        except TelegramAPIError as error:
+            log.warning("status message of generation %s not updated: %s", generation.id, error)
+            return
+        if message_id is not None and message_id != generation.status_message_id:
+            await self.store.set_status_message(generation.id, message_id)
+
+    async def alert_admins(self, cause: str, message: str, **params: str) -> None:
+        """Tell every admin about an operator problem, once per cause per hour.
+        `message` is a message id, translated for each admin; `params` are escaped."""
+        now = self._clock()
+        if now - self._alerted.get(cause, -ADMIN_ALERT_GAP) < ADMIN_ALERT_GAP:
+            return
+        self._alerted[cause] = now
+        log.error("admin alert (%s): %s", cause, message.format(**params))
+        safe = {key: html.escape(value) for key, value in params.items()}
+        for admin_id in self.admin_ids:
+            text = "⚠️ " + self.i18n.gettext(message, locale=await self.locale(admin_id)).format(**safe)
+            try:
+                await with_retry(lambda: self.bot.send_message(admin_id, text))
+            except TelegramAPIError as error:
+                log.warning("admin %s not alerted: %s", admin_id, error)

@@ -1,0 +1,86 @@
+"""Numbered schema migrations; `PRAGMA user_version` records how many are applied."""
+
+MIGRATIONS: list[str] = [
+    # 1: users, the append-only ledger, generations, picker drafts.
+    """
+    CREATE TABLE users (
+        id          INTEGER PRIMARY KEY,          -- Telegram user id
+        username    TEXT,
+        first_name  TEXT NOT NULL DEFAULT '',
+        last_name   TEXT,
+        language    TEXT,                         -- chosen in the bot; NULL = follow Telegram
+        tg_language TEXT,                         -- what Telegram last said
+        balance     INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+        banned      INTEGER NOT NULL DEFAULT 0,
+        blocked     INTEGER NOT NULL DEFAULT 0,   -- the user blocked the bot
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE INDEX users_username ON users (lower(username));
+
+    CREATE TABLE generations (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id            INTEGER NOT NULL REFERENCES users (id),
+        chat_id            INTEGER NOT NULL,
+        request_message_id INTEGER,
+        status_message_id  INTEGER,
+        draft_id           INTEGER UNIQUE,
+        kind               TEXT NOT NULL,
+        model              TEXT NOT NULL,
+        prompt             TEXT NOT NULL,
+        options            TEXT NOT NULL,         -- JSON: the user's choices
+        input              TEXT NOT NULL,         -- JSON: what Kie is sent
+        price              INTEGER NOT NULL CHECK (price >= 0),
+        task_id            TEXT UNIQUE,
+        state              TEXT NOT NULL,         -- see store.models.GenerationState
+        kie_state          TEXT,
+        result_urls        TEXT,                  -- JSON list
+        failure            TEXT,                  -- a reason code
+        failure_detail     TEXT,                  -- what Kie said
+        checks             INTEGER NOT NULL DEFAULT 0,
+        next_check_at      REAL,
+        deadline_at        REAL NOT NULL,
+        created_at         REAL NOT NULL,
+        submitted_at       REAL,
+        finished_at        REAL,
+        delivered_at       REAL
+    );
+    CREATE INDEX generations_open ON generations (state, next_check_at);
+    CREATE INDEX generations_user ON generations (user_id, id);
+
+    CREATE TABLE ledger (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id       INTEGER NOT NULL REFERENCES users (id),
+        amount        INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+        kind          TEXT NOT NULL,
+        generation_id INTEGER REFERENCES generations (id),
+        admin_id      INTEGER,
+        note          TEXT,
+        created_at    REAL NOT NULL
+    );
+    CREATE INDEX ledger_user ON ledger (user_id, id);
+    -- The rules "charged once, refunded once, granted once" are constraints, not hopes.
+    CREATE UNIQUE INDEX ledger_one_charge ON ledger (generation_id) WHERE kind = 'charge';
+    CREATE UNIQUE INDEX ledger_one_refund ON ledger (generation_id) WHERE kind = 'refund';
+    CREATE UNIQUE INDEX ledger_one_grant ON ledger (user_id) WHERE kind = 'grant';
+    CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+    CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+
+    CREATE TABLE drafts (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id            INTEGER NOT NULL REFERENCES users (id),
+        chat_id            INTEGER NOT NULL,
+        request_message_id INTEGER,
+        picker_message_id  INTEGER,
+        kind               TEXT NOT NULL,
+        prompt             TEXT NOT NULL,
+        model              TEXT,
+        options            TEXT NOT NULL DEFAULT '{}',
+        state              TEXT NOT NULL DEFAULT 'open',   -- open | confirmed | cancelled
+        created_at         REAL NOT NULL
+    );
+    """,
+]

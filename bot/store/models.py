@@ -1,0 +1,119 @@
+"""Rows as the rest of the bot sees them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class LedgerKind(StrEnum):
+    GRANT = "grant"
+    TOPUP = "topup"
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class GenerationState(StrEnum):
+    PENDING = "pending"              # charged, not yet accepted by Kie
+    RUNNING = "running"              # Kie has the task; the tracker follows it
+    SUCCEEDED = "succeeded"          # Kie finished; the result is being sent
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"  # finished, but the chat cannot be reached
+    FAILED = "failed"                # refunded
+
+
+OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str | None
+    first_name: str
+    last_name: str | None
+    language: str | None
+    tg_language: str | None
+    balance: int
+    banned: bool
+    blocked: bool
+    created_at: float
+
+    @property
+    def display_name(self) -> str:
+        return f"@{self.username}" if self.username else self.first_name or str(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    id: int
+    user_id: int
+    amount: int
+    balance_after: int
+    kind: str
+    generation_id: int | None
+    admin_id: int | None
+    note: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    id: int
+    user_id: int
+    chat_id: int
+    request_message_id: int | None
+    picker_message_id: int | None
+    kind: str
+    prompt: str
+    model: str | None
+    options: dict[str, str]
+    state: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    id: int
+    user_id: int
+    chat_id: int
+    request_message_id: int | None
+    status_message_id: int | None
+    draft_id: int | None
+    kind: str
+    model: str
+    prompt: str
+    options: dict[str, str]
+    input: dict[str, Any]
+    price: int
+    task_id: str | None
+    state: GenerationState
+    kie_state: str | None
+    result_urls: list[str]
+    failure: str | None
+    failure_detail: str | None
+    checks: int
+    next_check_at: float | None
+    deadline_at: float
+    created_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    delivered_at: float | None
+
+
+def row_to(cls: type, row: Any) -> Any:
+    """Build a row dataclass from an sqlite3.Row, decoding JSON and flag columns."""
+    values = dict(row)
+    for key in ("options", "input"):
+        if key in values:
+            values[key] = json.loads(values[key] or "{}")
+    if "result_urls" in values:
+        values["result_urls"] = json.loads(values["result_urls"] or "[]")
+    if "state" in values and cls is Generation:
+        values["state"] = GenerationState(values["state"])
+    for key in ("banned", "blocked"):
+        if key in values:
+            values[key] = bool(values[key])
+    fields = cls.__dataclass_fields__
+    return cls(**{k: v for k, v in values.items() if k in fields})

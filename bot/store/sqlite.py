@@ -1,0 +1,336 @@
+"""The SQLite store: accounts, the append-only ledger, generations and picker drafts.
+
+One connection serves the whole bot. Every operation runs under one lock in its own
+`BEGIN IMMEDIATE` transaction, so a check and the write that depends on it never interleave
+with another coroutine's, and a crash leaves each operation either done or not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.store.migrations import MIGRATIONS
+from bot.store.models import (
+    OPEN_STATES,
+    Draft,
+    Generation,
+    GenerationState,
+    LedgerKind,
+    LedgerRow,
+    User,
+    row_to,
+)
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, price: int, balance: int) -> None:
+        super().__init__(f"price {price} > balance {balance}")
+        self.price = price
+        self.balance = balance
+
+
+class DraftClosed(Exception):
+    """The draft was already confirmed or cancelled (a second press, a repeated update)."""
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._tx() as db:
+            version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    # -- users -----------------------------------------------------------------
+
+    async def upsert_user(self, user_id: int, *, username: str | None, first_name: str,
+                          last_name: str | None, tg_language: str | None,
+                          starting_credits: int) -> tuple[User, bool]:
+        """Register or refresh a user; a new one gets `starting_credits` once. True if new."""
+        now = time.time()
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO users (id, first_name, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?)", (user_id, first_name, now, now))
+            created = cursor.rowcount == 1
+            await db.execute(
+                "UPDATE users SET username = ?, first_name = ?, last_name = ?, tg_language = ?,"
+                " blocked = 0, updated_at = ? WHERE id = ?",
+                (username, first_name, last_name, tg_language, now, user_id))
+            if created and starting_credits > 0:
+                await _apply(db, user_id, starting_credits, LedgerKind.GRANT, note="starting credits")
+            return await _user(db, user_id), created
+
+    async def get_user(self, user_id: int) -> User | None:
+        rows = await self._rows("SELECT * FROM users WHERE id = ?", (user_id,))
+        return row_to(User, rows[0]) if rows else None
+
+    async def find_user(self, username: str) -> User | None:
+        """By @username, case-insensitive; the most recently seen holder wins."""
+        rows = await self._rows(
+            "SELECT * FROM users WHERE lower(username) = lower(?) ORDER BY updated_at DESC LIMIT 1",
+            (username.lstrip("@"),))
+        return row_to(User, rows[0]) if rows else None
+
+    async def set_blocked(self, user_id: int, blocked: bool = True) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE users SET blocked = ? WHERE id = ?", (int(blocked), user_id))
+
+    # -- ledger ----------------------------------------------------------------
+
+    async def topup(self, user_id: int, amount: int, *, admin_id: int,
+                    note: str | None = None) -> LedgerRow:
+        async with self._tx() as db:
+            return await _apply(db, user_id, amount, LedgerKind.TOPUP, admin_id=admin_id, note=note)
+
+    async def ledger(self, user_id: int, limit: int = 10) -> list[LedgerRow]:
+        rows = await self._rows(
+            "SELECT * FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit))
+        return [row_to(LedgerRow, row) for row in rows]
+
+    async def ledger_sum(self, user_id: int) -> int:
+        rows = await self._rows(
+            "SELECT coalesce(sum(amount), 0) FROM ledger WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
+
+    # -- drafts ----------------------------------------------------------------
+
+    async def create_draft(self, *, user_id: int, chat_id: int, request_message_id: int | None,
+                           kind: str, prompt: str, model: str | None = None,
+                           options: dict[str, str] | None = None) -> Draft:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO drafts (user_id, chat_id, request_message_id, kind, prompt, model,"
+                " options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (user_id, chat_id, request_message_id, kind, prompt, model,
+                 json.dumps(options or {}), time.time()))
+            return await _draft(db, cursor.lastrowid)
+
+    async def get_draft(self, draft_id: int) -> Draft | None:
+        rows = await self._rows("SELECT * FROM drafts WHERE id = ?", (draft_id,))
+        return row_to(Draft, rows[0]) if rows else None
+
+    async def update_draft(self, draft_id: int, *, model: str | None,
+                           options: dict[str, str]) -> Draft:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE drafts SET model = ?, options = ? WHERE id = ? AND state = 'open'",
+                (model, json.dumps(options), draft_id))
+            if cursor.rowcount != 1:
+                raise DraftClosed(draft_id)
+            return await _draft(db, draft_id)
+
+    async def set_picker_message(self, draft_id: int, message_id: int) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE drafts SET picker_message_id = ? WHERE id = ?",
+                             (message_id, draft_id))
+
+    async def cancel_draft(self, draft_id: int) -> None:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE drafts SET state = 'cancelled' WHERE id = ? AND state = 'open'", (draft_id,))
+            if cursor.rowcount != 1:
+                raise DraftClosed(draft_id)
+
+    # -- generations -----------------------------------------------------------
+
+    async def start_generation(self, draft_id: int, *, input: dict[str, Any], price: int,
+                               deadline_at: float) -> Generation:
+        """Close the draft, charge its owner and record the generation: all or nothing."""
+        now = time.time()
+        async with self._tx() as db:
+            draft = await _draft(db, draft_id)
+            cursor = await db.execute(
+                "UPDATE drafts SET state = 'confirmed' WHERE id = ? AND state = 'open'", (draft_id,))
+            if cursor.rowcount != 1 or draft.model is None:
+                raise DraftClosed(draft_id)
+            cursor = await db.execute(
+                "INSERT INTO generations (user_id, chat_id, request_message_id, status_message_id,"
+                " draft_id, kind, model, prompt, options, input, price, state, deadline_at,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (draft.user_id, draft.chat_id, draft.request_message_id, draft.picker_message_id,
+                 draft.id, draft.kind, draft.model, draft.prompt, json.dumps(draft.options),
+                 json.dumps(input), price, GenerationState.PENDING, deadline_at, now))
+            generation_id = cursor.lastrowid
+            await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation_id)
+            return await _generation(db, generation_id)
+
+    async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?, next_check_at = ?"
+                " WHERE id = ? AND state = ?",
+                (GenerationState.RUNNING, task_id, time.time(), next_check_at, generation_id,
+                 GenerationState.PENDING))
+
+    async def fail_generation(self, generation_id: int, failure: str,
+                              detail: str | None = None) -> Generation | None:
+        """Close an open generation as failed and refund it; None if it was no longer open."""
+        async with self._tx() as db:
+            cursor = await db.execute(
+                f"UPDATE generations SET state = ?, failure = ?, failure_detail = ?,"
+                f" finished_at = ?, next_check_at = NULL WHERE id = ? AND state IN {_IN_OPEN}",
+                (GenerationState.FAILED, failure, detail, time.time(), generation_id, *OPEN_STATES))
+            if cursor.rowcount != 1:
+                return None
+            generation = await _generation(db, generation_id)
+            if generation.price:
+                await _apply(db, generation.user_id, generation.price, LedgerKind.REFUND,
+                             generation_id=generation_id, note=failure)
+            return generation
+
+    async def record_check(self, generation_id: int, kie_state: str | None,
+                           next_check_at: float) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE generations SET kie_state = ?, checks = checks + 1, next_check_at = ?"
+                " WHERE id = ? AND state = ?",
+                (kie_state, next_check_at, generation_id, GenerationState.RUNNING))
+
+    async def mark_succeeded(self, generation_id: int, urls: list[str]) -> Generation | None:
+        """running → succeeded, once: None if another path already finished it."""
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE generations SET state = ?, kie_state = 'success', result_urls = ?,"
+                " finished_at = ?, next_check_at = NULL WHERE id = ? AND state = ?",
+                (GenerationState.SUCCEEDED, json.dumps(urls), time.time(), generation_id,
+                 GenerationState.RUNNING))
+            return await _generation(db, generation_id) if cursor.rowcount == 1 else None
+
+    async def mark_delivered(self, generation_id: int, state: GenerationState) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE generations SET state = ?, delivered_at = ? WHERE id = ? AND state = ?",
+                (state, time.time(), generation_id, GenerationState.SUCCEEDED))
+
+    async def set_status_message(self, generation_id: int, message_id: int) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE generations SET status_message_id = ? WHERE id = ?",
+                             (message_id, generation_id))
+
+    async def get_generation(self, generation_id: int) -> Generation | None:
+        rows = await self._rows("SELECT * FROM generations WHERE id = ?", (generation_id,))
+        return row_to(Generation, rows[0]) if rows else None
+
+    async def generations_in(self, states: Iterable[GenerationState]) -> list[Generation]:
+        states = tuple(states)
+        rows = await self._rows(
+            f"SELECT * FROM generations WHERE state IN ({','.join('?' * len(states))}) ORDER BY id",
+            states)
+        return [row_to(Generation, row) for row in rows]
+
+    async def due_generations(self, now: float, limit: int) -> list[Generation]:
+        rows = await self._rows(
+            "SELECT * FROM generations WHERE state = ? AND next_check_at <= ?"
+            " ORDER BY next_check_at LIMIT ?", (GenerationState.RUNNING, now, limit))
+        return [row_to(Generation, row) for row in rows]
+
+    async def overdue_generations(self, now: float) -> list[Generation]:
+        rows = await self._rows(
+            f"SELECT * FROM generations WHERE state IN {_IN_OPEN} AND deadline_at <= ?",
+            (*OPEN_STATES, now))
+        return [row_to(Generation, row) for row in rows]
+
+    async def next_wakeup(self) -> float | None:
+        """The earliest time the tracker has something to do: a check or a deadline."""
+        rows = await self._rows(
+            f"SELECT min(min(coalesce(next_check_at, deadline_at), deadline_at)) FROM generations"
+            f" WHERE state IN {_IN_OPEN}", OPEN_STATES)
+        return rows[0][0]
+
+
+_IN_OPEN = f"({','.join('?' * len(OPEN_STATES))})"
+
+
+async def _apply(db: aiosqlite.Connection, user_id: int, amount: int, kind: LedgerKind, *,
+                 generation_id: int | None = None, admin_id: int | None = None,
+                 note: str | None = None) -> LedgerRow:
+    """The one way a balance changes: the new balance and its ledger row, together."""
+    rows = await db.execute_fetchall(
+        "UPDATE users SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 RETURNING balance",
+        (amount, user_id, amount))
+    if not rows:
+        user = await _user(db, user_id)
+        raise InsufficientCredits(-amount, user.balance)
+    cursor = await db.execute(
+        "INSERT INTO ledger (user_id, amount, balance_after, kind, generation_id, admin_id, note,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, time.time()))
+    return row_to(LedgerRow, await cursor.fetchone())
+
+
+async def _one(db: aiosqlite.Connection, table: str, row_id: int) -> sqlite3.Row:
+    row = await (await db.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,))).fetchone()
+    if row is None:
+        raise LookupError(f"no {table} row {row_id}")
+    return row
+
+
+async def _user(db: aiosqlite.Connection, user_id: int) -> User:
+    return row_to(User, await _one(db, "users", user_id))
+
+
+async def _draft(db: aiosqlite.Connection, draft_id: int) -> Draft:
+    return row_to(Draft, await _one(db, "drafts", draft_id))
+
+
+async def _generation(db: aiosqlite.Connection, generation_id: int) -> Generation:
+    return row_to(Generation, await _one(db, "generations", generation_id))
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; sqlite3.complete_statement keeps triggers whole."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s]

@@ -1,0 +1,137 @@
+"""Texts shared by handlers and services. Each reads the current locale (I18n context)."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
+
+from bot.catalog import KINDS, Model, Option, models_of
+from bot.i18n import N_
+
+# Failure reasons stored on a generation, and what the user is told about each.
+FAILURES = {
+    "kie_failed": N_("Kie.ai could not generate it"),
+    "rejected": N_("the request was rejected"),
+    "unavailable": N_("the generator is temporarily unavailable"),
+    "timeout": N_("it took too long"),
+    "interrupted": N_("the bot restarted before the task was sent"),
+    "lost": N_("the task was lost"),
+}
+
+PROMPT_PREVIEW = 200
+
+
+def credits(amount: int) -> str:
+    return ngettext("{n} credit", "{n} credits", abs(amount)).format(n=amount)
+
+
+def elapsed(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def quote(text: str, limit: int = PROMPT_PREVIEW) -> str:
+    """User text made safe for HTML, cut to `limit` characters."""
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return html.escape(text, quote=False)
+
+
+def model_button(model: Model) -> str:
+    return f"{model.name} · {model.price}"
+
+
+def option_title(option: Option) -> str:
+    return _(option.title)
+
+
+def generate_button(price: int) -> str:
+    return "✅ " + _("Generate · {credits}").format(credits=credits(price))
+
+
+def not_enough(price: int, balance: int) -> str:
+    return _("Not enough credits: this costs {price}, your balance is {balance}. "
+             "Ask an admin to top you up.").format(price=credits(price), balance=credits(balance))
+
+
+def failure(reason: str, detail: str | None) -> str:
+    text = _(FAILURES.get(reason, FAILURES["kie_failed"]))
+    if detail:
+        text += f" ({quote(detail, 300)})"
+    return text
+
+
+def refunded(model_name: str, reason: str, detail: str | None, price: int) -> str:
+    return "❌ " + _("{model}: {reason}. {credits} returned to your balance.").format(
+        model=html.escape(model_name), reason=failure(reason, detail), credits=credits(price))
+
+
+# Kie's state names; unknown ones are shown as "working".
+KIE_STATES = {
+    None: N_("queued"),
+    "waiting": N_("waiting"),
+    "queuing": N_("in queue"),
+    "generating": N_("generating"),
+}
+
+
+def status_line(model_name: str, kie_state: str | None, seconds: float) -> str:
+    state = _(KIE_STATES.get(kie_state, N_("working")))
+    return f"⏳ {html.escape(model_name)} — {state}… {elapsed(seconds)}"
+
+
+def done_line(model_name: str, seconds: float) -> str:
+    return "✅ " + _("{model} — done in {time}").format(
+        model=html.escape(model_name), time=elapsed(seconds))
+
+
+def result_caption(model_name: str, prompt: str) -> str:
+    return f"<b>{html.escape(model_name)}</b>\n<i>{quote(prompt)}</i>"
+
+
+def balance_line(balance: int) -> str:
+    return _("Balance: {credits}").format(credits=credits(balance))
+
+
+KIND_TITLES = {"image": N_("Images"), "video": N_("Videos"), "audio": N_("Music and speech")}
+LEDGER_KINDS = {
+    "grant": N_("welcome credits"),
+    "topup": N_("top-up"),
+    "charge": N_("generation"),
+    "refund": N_("refund"),
+}
+
+
+def price_list() -> str:
+    lines = []
+    for kind in KINDS:
+        lines.append(f"<b>{_(KIND_TITLES[kind])}</b>")
+        lines.extend(f"• {html.escape(m.name)} — {credits(m.price)}" for m in models_of(kind))
+    return "\n".join(lines)
+
+
+def ledger_kind(kind: str) -> str:
+    return _(LEDGER_KINDS[kind]) if kind in LEDGER_KINDS else kind
+
+
+KIND_ICONS = {"image": "🖼", "video": "🎬", "audio": "🎵"}
+
+
+def generate_usage(command: str) -> str:
+    return _("Add a description after the command, for example:\n"
+             "<code>{command} a red fox in snow</code>").format(command=command)
+
+
+def picker_models(kind: str, prompt: str) -> str:
+    return f"{KIND_ICONS[kind]} <i>{quote(prompt)}</i>\n\n" + _("Choose a model:")
+
+
+def picker_options(model: Model, prompt: str, chosen: dict[str, str]) -> str:
+    values = model.resolve(chosen)
+    lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model.name)}</b>", f"<i>{quote(prompt)}</i>", ""]
+    for option in model.options:
+        lines.append(f"{option_title(option)}: {html.escape(option.choice(values[option.key]).label)}")
+    lines.append(_("Price: {credits}").format(credits=credits(model.price_for(chosen))))
+    return "\n".join(lines)

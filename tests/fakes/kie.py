@@ -1,0 +1,835 @@
+"""A fake Kie.ai for tests: the market task API, the upload host and result files on one local server.
+
+It enforces the wire format of /work/shared/kie-api.md exactly, so a bot that passes against it
+speaks Kie's dialect: the `{"code", "msg", "data"}` envelope answered with HTTP 200 even for errors
+(recordInfo says `message`, not `msg`), `param` and `resultJson` as JSON *strings*, a bare number
+for `chat/credit`, a bare string for `download-url`, real HTTP statuses plus `success` on the
+upload host, and a sliding-window rate limit over every /api/* call.
+
+Nothing here reaches the network: the server binds 127.0.0.1 and only ever calls 127.0.0.1.
+
+    async with FakeKie() as kie:
+        kie.plan_by_prompt["explode"] = TaskPlan(outcome="fail", fail_msg="content policy")
+        settings = ...(kie_api_url=kie.url, kie_upload_url=kie.url, kie_api_key=kie.api_key)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import hashlib
+import hmac
+import json
+import mimetypes
+import re
+import secrets
+import struct
+import time
+import urllib.parse
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+
+# -- what the fake answers ---------------------------------------------------------------------
+
+# Kie's wording where known, a plain phrase otherwise (kie-api.md, Errors).
+DEFAULT_MESSAGES: dict[int, str] = {
+    401: "You do not have access permissions",
+    402: "Credits insufficient",
+    404: "Task not found",
+    422: "Validation error",
+    429: "Rate limited",
+    455: "Service unavailable",
+    500: "Internal error",
+    501: "Generation failed",
+    505: "Feature disabled",
+}
+
+RUNNING_STATES = ("waiting", "queuing", "generating")
+
+# A Telegram file URL (or a bare bot token) carries the bot token: it must never reach Kie.
+TELEGRAM_SECRET = re.compile(r"api\.telegram\.org|/file/bot|\b\d{5,}:[A-Za-z0-9_-]{30,}")
+
+
+@dataclass
+class Req:
+    """One request the fake received (recorded on arrival, status and code filled in after)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any  # parsed JSON, form fields (a file field becomes {"filename", "content_type", "size"}), text or None
+    time: float  # time.monotonic() on arrival
+    status: int | None = None  # HTTP status answered
+    code: int | None = None  # the envelope's `code` answered, if JSON
+
+
+@dataclass
+class TaskPlan:
+    """How a task created on the fake will behave."""
+
+    outcome: Literal["success", "fail", "never"] = "success"  # never = stays running forever
+    reads_before_done: int = 3  # recordInfo reads answered before the outcome shows; 0 = at once
+    urls: int = 1  # how many result files
+    fail_code: str = "500"
+    fail_msg: str = "Internal error"
+    state_override: str | None = None  # reported instead of waiting/queuing/generating
+    file_status: int = 200  # what a result URL answers when fetched directly (403: see download-url)
+    file_size: int | None = None  # bytes of each result file; None = a small real PNG
+    content_type: str = "image/png"
+
+    def __post_init__(self) -> None:
+        if self.outcome not in ("success", "fail", "never"):
+            raise ValueError(f"unknown outcome {self.outcome!r}")
+
+
+@dataclass
+class Task:
+    task_id: str
+    model: str
+    body: dict[str, Any]  # the createTask body, as sent
+    plan: TaskPlan
+    result_urls: list[str]
+    create_time: int  # ms since the epoch, like Kie
+    update_time: int
+    complete_time: int | None = None
+    state: str = "waiting"  # the state last reported (or set by finish())
+    reads: int = 0  # recordInfo reads of this task that were answered
+    step: int = 0  # position in the lifecycle; reads and finish() move it
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return self.body["input"]
+
+    @property
+    def callback_url(self) -> str | None:
+        return self.body.get("callBackUrl")
+
+
+@dataclass
+class _Failure:
+    code: int
+    msg: str
+    http_status: int
+    raw_body: str | None  # answer this (text/html) instead of an envelope: "no JSON" errors
+
+
+# -- per-model input rules ---------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # a field's value -> an error or None
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def text(max_len: int) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or not v.strip():
+            return "must be a non-empty string"
+        return f"must be at most {max_len} characters" if len(v) > max_len else None
+    return check
+
+
+def string(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
+def number(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return "must be a number"
+        return None if lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+    return check
+
+
+def integer(lo: int, hi: int) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return "must be an integer"
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}"
+    return check
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be a boolean"
+
+
+def int_or_string(v: Any) -> str | None:
+    return None if isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) \
+        else "must be an integer or a string"
+
+
+def http_url(v: Any) -> str | None:
+    return None if isinstance(v, str) and v.startswith(("http://", "https://")) else "must be an http(s) URL"
+
+
+def urls(lo: int, hi: int) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, list) or not lo <= len(v) <= hi:
+            return f"must be a list of {lo} to {hi} URLs"
+        return next((f"[{i}] {e}" for i, x in enumerate(v) if (e := http_url(x))), None)
+    return check
+
+
+@dataclass(frozen=True)
+class ModelRule:
+    fields: dict[str, Check]
+    required: frozenset[str] = frozenset({"prompt"})
+    # strict: any input key not in `fields` is rejected (Kie refuses e.g. image_size for grok).
+    # Rules copied from third-party code (kie-api.md "(3rd)") are not strict: only known keys are checked.
+    strict: bool = True
+    cross: Callable[[dict[str, Any]], str | None] | None = None  # checks spanning several fields
+
+    def extend(self, *, strict: bool | None = None, required: frozenset[str] | None = None,
+               drop: tuple[str, ...] = (), **more: Check) -> ModelRule:
+        fields = {k: v for k, v in self.fields.items() if k not in drop} | more
+        return ModelRule(fields, self.required if required is None else required,
+                         self.strict if strict is None else strict, self.cross)
+
+
+def _hailuo_cross(inp: dict[str, Any]) -> str | None:
+    if inp.get("resolution") == "1080P" and inp.get("duration") == "10":
+        return "1080P is not available with a 10 s duration"
+    return None
+
+
+_IMAGEN4 = ModelRule({
+    "prompt": text(5000),
+    "aspect_ratio": one_of("1:1", "16:9", "9:16", "3:4", "4:3"),
+    "negative_prompt": string,
+    "seed": string,
+})
+_SEEDREAM_SIZES = ("square", "square_hd", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9")
+_SEEDREAM_V4 = ModelRule({
+    "prompt": text(5000),
+    "image_size": one_of(*_SEEDREAM_SIZES, "portrait_3_2", "landscape_3_2", "landscape_21_9"),
+    "image_resolution": one_of("1K", "2K", "4K"),
+    "max_images": integer(1, 6),
+    "seed": int_or_string,
+    "enable_safety_checker": boolean,
+}, strict=False)
+_NANO_BANANA = ModelRule({
+    "prompt": text(5000),
+    "output_format": one_of("png", "jpeg"),
+    "image_size": one_of("1:1", "9:16", "16:9", "3:4", "4:3", "3:2", "2:3", "5:4", "4:5", "21:9", "auto"),
+}, strict=False)
+_KLING_21 = ModelRule({
+    "prompt": text(5000), "duration": one_of("5", "10"), "negative_prompt": string, "cfg_scale": number(0, 1),
+}, strict=False)
+_KLING_26 = ModelRule({
+    "prompt": text(1000), "aspect_ratio": one_of("1:1", "16:9", "9:16"), "sound": boolean,
+    "duration": one_of("5", "10"),
+}, required=frozenset({"prompt", "sound", "duration"}), strict=False)
+_SORA_2 = ModelRule({
+    "prompt": text(5000), "aspect_ratio": one_of("portrait", "landscape"), "n_frames": one_of("10", "15"),
+    "remove_watermark": boolean,
+}, strict=False)
+_HAILUO = ModelRule({
+    "prompt": text(5000), "duration": one_of("6", "10"), "resolution": one_of("768P", "1080P"),
+}, strict=False, cross=_hailuo_cross)
+_WAN = ModelRule({
+    "prompt": text(5000), "resolution": one_of("480p", "580p", "720p"),
+    "aspect_ratio": one_of("16:9", "9:16", "1:1"), "seed": integer(-1, 2**32), "enable_prompt_expansion": boolean,
+}, strict=False)
+_SEEDANCE = ModelRule({
+    "prompt": text(10000), "aspect_ratio": one_of("21:9", "16:9", "4:3", "1:1", "3:4", "9:16"),
+    "resolution": one_of("480p", "720p", "1080p"), "duration": one_of("5", "10"), "camera_fixed": boolean,
+    "seed": integer(-1, 2**32),
+}, strict=False)
+_VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam",
+           "Charlotte", "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily", "Bill")
+
+# model id -> rule. The first three are Kie's documented image models; the rest are kie-api.md's
+# "(3rd)" facts (non-strict). Add a model here; or put its id in FakeKie.extra_models to accept anything.
+MODEL_RULES: dict[str, ModelRule] = {
+    "google/imagen4": _IMAGEN4,
+    "bytedance/seedream": ModelRule({
+        "prompt": text(5000),
+        "image_size": one_of(*_SEEDREAM_SIZES),
+        "guidance_scale": number(1, 10),
+        "seed": int_or_string,
+        "enable_safety_checker": boolean,
+    }),
+    "grok-imagine/text-to-image": ModelRule({
+        "prompt": text(5000),
+        "aspect_ratio": one_of("2:3", "3:2", "1:1"),
+    }),
+    # images (3rd)
+    "google/imagen4-fast": _IMAGEN4.extend(strict=False, num_images=one_of("1", "2", "3", "4")),
+    "google/imagen4-ultra": _IMAGEN4.extend(strict=False),
+    "google/nano-banana": _NANO_BANANA,
+    "google/nano-banana-edit": _NANO_BANANA.extend(
+        required=frozenset({"prompt", "image_urls"}), image_urls=urls(1, 10)),
+    "bytedance/seedream-v4-text-to-image": _SEEDREAM_V4,
+    "bytedance/seedream-v4-edit": _SEEDREAM_V4.extend(
+        required=frozenset({"prompt", "image_urls"}), image_urls=urls(1, 10)),
+    # video (3rd)
+    "kling/v2-1-master-text-to-video": _KLING_21,
+    "kling/v2-1-pro": _KLING_21.extend(required=frozenset({"prompt", "image_url"}),
+                                       image_url=http_url, tail_image_url=http_url),
+    "kling-2.6/text-to-video": _KLING_26,
+    "kling-2.6/image-to-video": _KLING_26.extend(
+        required=frozenset({"prompt", "image_urls", "sound", "duration"}), image_urls=urls(1, 10)),
+    "sora-2-text-to-video": _SORA_2,
+    "sora-2-image-to-video": _SORA_2.extend(required=frozenset({"prompt", "image_urls"}), image_urls=urls(1, 10)),
+    "sora-2-pro-text-to-video": _SORA_2.extend(size=one_of("standard", "high")),
+    "sora-2-pro-image-to-video": _SORA_2.extend(required=frozenset({"prompt", "image_urls"}),
+                                                size=one_of("standard", "high"), image_urls=urls(1, 10)),
+    "hailuo/02-text-to-video-pro": _HAILUO,
+    "hailuo/2-3-image-to-video-pro": _HAILUO.extend(required=frozenset({"prompt", "image_url"}), image_url=http_url),
+    "hailuo/2-3-image-to-video-standard": _HAILUO.extend(required=frozenset({"prompt", "image_url"}),
+                                                         image_url=http_url),
+    "wan/2-2-a14b-text-to-video-turbo": _WAN,
+    "wan/2-2-a14b-image-to-video-turbo": _WAN.extend(
+        required=frozenset({"prompt", "image_url"}), image_url=http_url,
+        aspect_ratio=one_of("16:9", "9:16", "1:1", "auto")),
+    "bytedance/v1-pro-text-to-video": _SEEDANCE,
+    "bytedance/v1-pro-image-to-video": _SEEDANCE.extend(required=frozenset({"prompt", "image_url"}),
+                                                        image_url=http_url),
+    # speech (3rd): `text`, not `prompt`
+    "elevenlabs/text-to-speech-multilingual-v2": ModelRule({
+        "text": text(5000), "voice": one_of(*_VOICES), "stability": number(0, 1),
+        "similarity_boost": number(0, 1), "style": number(0, 1), "speed": number(0.7, 1.2),
+        "language_code": string,
+    }, required=frozenset({"text"}), strict=False),
+}
+
+
+def validate_input(model: str, rule: ModelRule, inp: dict[str, Any]) -> str | None:
+    """The first reason Kie would refuse this input, or None."""
+    for key in sorted(rule.required):
+        if key not in inp:
+            return f"input.{key} is required"
+    for key, value in inp.items():
+        check = rule.fields.get(key)
+        if check is None:
+            if rule.strict:
+                return f"input.{key} is not a valid parameter for model {model}"
+            continue
+        if error := check(value):
+            return f"input.{key} {error}"
+    return rule.cross(inp) if rule.cross else None
+
+
+# -- files -------------------------------------------------------------------------------------
+
+def make_png(seed: str, size: int = 16) -> bytes:
+    """A valid size x size PNG of one colour derived from `seed` (so files differ per task)."""
+    rgb = hashlib.sha256(seed.encode()).digest()[:3]
+    raw = b"".join(b"\x00" + rgb * size for _ in range(size))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+# The first bytes of other types, so sniffing code sees the right kind of file.
+_MAGIC: dict[str, bytes] = {
+    "image/jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+    "image/webp": b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    "video/mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom",
+    "audio/mpeg": b"ID3\x04\x00\x00\x00\x00\x00\x00",
+}
+
+
+def make_file(seed: str, content_type: str, size: int | None) -> bytes:
+    base = make_png(seed) if content_type == "image/png" or content_type not in _MAGIC \
+        else _MAGIC[content_type] + hashlib.sha256(seed.encode()).digest()
+    if size is None:
+        return base
+    return base[:size] if size <= len(base) else base + bytes(size - len(base))
+
+
+def _extension(content_type: str) -> str:
+    return {"image/jpeg": ".jpg", "audio/mpeg": ".mp3"}.get(content_type) \
+        or mimetypes.guess_extension(content_type) or ".bin"
+
+
+def _sniff(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    return next((t for t, magic in _MAGIC.items() if data.startswith(magic[:4])), None)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- the server --------------------------------------------------------------------------------
+
+class FakeKie:
+    """Kie.ai's API host and upload host in one local aiohttp server (use `url` for both)."""
+
+    def __init__(self, api_key: str = "kie-test-key", rate_limit: int = 20, window: float = 10.0) -> None:
+        self.api_key = api_key
+        self.rate_limit = rate_limit
+        self.window = window
+
+        # knobs tests turn
+        self.credits: int = 1000
+        self.rules: dict[str, ModelRule] = dict(MODEL_RULES)  # per instance: tests may add or tweak
+        self.extra_models: set[str] = set()  # accepted with any input
+        self.plan: Callable[[dict[str, Any]], TaskPlan] | None = None  # wins over plan_by_prompt
+        self.plan_by_prompt: dict[str, TaskPlan] = {}  # first key contained in the prompt wins
+        self.default_plan = TaskPlan()
+        self.create_delay: float = 0.0  # seconds before answering a create (the task exists already)
+        self.read_delay: float = 0.0  # seconds before answering a recordInfo read (the read counted already)
+
+        # what happened
+        self.requests: list[Req] = []  # every /api/* request, accepted or not
+        self.file_requests: list[Req] = []  # GETs of result files and uploads (no auth, no rate limit)
+        self.rate_limited: int = 0  # 429s answered by the rate limiter (injected failures not counted)
+        self.tasks: dict[str, Task] = {}
+        self.uploads: dict[str, bytes] = {}  # "uploadPath/fileName" -> bytes
+        self.upload_types: dict[str, str] = {}  # "uploadPath/fileName" -> mime type
+        self.url_uploads: list[str] = []  # fileUrl values of file-url-upload, in order
+        self.token_leaks: list[str] = []  # requests refused for carrying a Telegram file URL or token
+        self.callbacks_sent: list[tuple[str, int]] = []  # (task id, HTTP status the bot answered)
+
+        self._create_failures: collections.deque[_Failure] = collections.deque()
+        self._read_failures: collections.deque[_Failure] = collections.deque()
+        self._admitted: collections.deque[float] = collections.deque()  # arrival times within the window
+        self._tokens: dict[str, str] = {}  # download-url token -> the file path it opens
+        self._counter = 0
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware], client_max_size=200 * 1024 * 1024)
+        r = app.router
+        r.add_post("/api/v1/jobs/createTask", self._create_task)
+        r.add_get("/api/v1/jobs/recordInfo", self._record_info)
+        r.add_get("/api/v1/chat/credit", self._credit)
+        r.add_post("/api/v1/common/download-url", self._download_url)
+        r.add_post("/api/file-stream-upload", self._stream_upload)
+        r.add_post("/api/file-base64-upload", self._base64_upload)
+        r.add_post("/api/file-url-upload", self._url_upload)
+        r.add_route("*", "/api/{tail:.*}", self._no_endpoint)  # last: also catches a wrong method
+        r.add_get("/files/{task_id}/{name}", self._result_file)
+        r.add_get("/uploads/{key:.+}", self._uploaded_file)
+        # A short shutdown timeout: a handler sleeping in create_delay must not hold stop() for 60 s.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeKie:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("FakeKie is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    # -- test helpers ------------------------------------------------------------------------
+
+    @property
+    def creates(self) -> list[dict[str, Any]]:
+        """The bodies of the creates Kie accepted, in order."""
+        return [t.body for t in self.tasks.values()]
+
+    def count(self, path_suffix: str) -> int:
+        return sum(1 for r in self.requests if r.path.endswith(path_suffix))
+
+    def max_in_window(self, window: float | None = None) -> int:
+        """The most /api/* requests (accepted or not) that arrived within any `window` seconds."""
+        window = self.window if window is None else window
+        times = sorted(r.time for r in self.requests)
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while t - times[lo] >= window:  # same half-open window the limiter uses
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    def fail_create_next(self, code: int, msg: str | None = None, times: int = 1,
+                         http_status: int = 200, raw_body: str | None = None) -> None:
+        """The next `times` creates answer this error and create nothing. `raw_body` answers that
+        text (as HTML, status `http_status`) instead of an envelope, like a proxy in front of Kie."""
+        failure = _Failure(code, msg or DEFAULT_MESSAGES.get(code, "Error"), http_status, raw_body)
+        self._create_failures.extend([failure] * times)
+
+    def fail_reads_next(self, code_or_status: int, times: int = 1, msg: str | None = None,
+                        http_status: int | None = None, raw_body: str | None = None) -> None:
+        """The next `times` recordInfo reads answer this error and do not advance any task.
+        429 is answered with HTTP 429, anything else with HTTP 200 unless `http_status` says."""
+        status = http_status if http_status is not None else (429 if code_or_status == 429 else 200)
+        failure = _Failure(code_or_status, msg or DEFAULT_MESSAGES.get(code_or_status, "Error"), status, raw_body)
+        self._read_failures.extend([failure] * times)
+
+    def finish(self, task_id: str) -> str:
+        """Move a task straight to its outcome (as if enough reads had happened); returns its state.
+        For callback tests: finish(), then send_callback()."""
+        task = self.tasks[task_id]
+        task.step = max(task.step, task.plan.reads_before_done + 1)
+        self._set_state(task)
+        return task.state
+
+    def record(self, task_id: str) -> dict[str, Any]:
+        """The task as recordInfo's `data` shows it now (without advancing it)."""
+        task = self.tasks[task_id]
+        done = task.state in ("success", "fail")
+        data: dict[str, Any] = {
+            "taskId": task.task_id,
+            "model": task.model,
+            "state": task.state,
+            "param": json.dumps(task.body),
+            "resultJson": json.dumps({"resultUrls": task.result_urls}) if task.state == "success" else "",
+            "failCode": task.plan.fail_code if task.state == "fail" else "",
+            "failMsg": task.plan.fail_msg if task.state == "fail" else "",
+            "createTime": task.create_time,
+            "updateTime": task.update_time,
+            "completeTime": task.complete_time,
+        }
+        if done and task.complete_time is not None:
+            data["costTime"] = task.complete_time - task.create_time  # absent while running (3rd)
+        return data
+
+    async def send_callback(self, task_id: str, *, shape: Literal["wrapped", "flat"] = "wrapped",
+                            hmac_key: str | None = None, timestamp: int | None = None,
+                            url: str | None = None) -> int:
+        """POST the task's record to its callBackUrl (or `url`) like Kie does; returns the HTTP status.
+        wrapped = {"code", "msg", "data": record} (seen in working receivers), flat = the record.
+        With hmac_key, signs like Kie: X-Webhook-Signature = base64(HMAC-SHA256(key, taskId.timestamp))."""
+        target = url or self.tasks[task_id].callback_url
+        if not target:
+            raise ValueError(f"task {task_id} has no callBackUrl")
+        if urllib.parse.urlsplit(target).hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"refusing to call a non-local callback URL: {target}")
+        data = self.record(task_id)
+        payload = {"code": 200, "msg": "success", "data": data} if shape == "wrapped" else data
+        headers: dict[str, str] = {}
+        if hmac_key is not None:
+            ts = str(int(time.time()) if timestamp is None else timestamp)
+            digest = hmac.new(hmac_key.encode(), f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
+            headers = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": base64.b64encode(digest).decode()}
+        async with aiohttp.ClientSession() as session, \
+                session.post(target, json=payload, headers=headers) as response:
+            await response.read()
+            self.callbacks_sent.append((task_id, response.status))
+            return response.status
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _is_upload_host(path: str) -> bool:
+        return path.startswith("/api/file-")
+
+    @staticmethod
+    def _kie(code: int, msg: str, data: Any = None, *, status: int = 200, msg_key: str = "msg") -> web.Response:
+        return web.json_response({"code": code, msg_key: msg, "data": data}, status=status)
+
+    @staticmethod
+    def _upload_error(status: int, msg: str) -> web.Response:
+        # The upload host answers errors with real HTTP statuses (kie-api.md).
+        return web.json_response({"success": False, "code": status, "msg": msg, "data": None}, status=status)
+
+    def _error(self, path: str, code: int, msg: str) -> web.Response:
+        return self._upload_error(code if code >= 400 else 400, msg) if self._is_upload_host(path) \
+            else self._kie(code, msg)
+
+    @staticmethod
+    def _answer_failure(f: _Failure) -> web.Response:
+        if f.raw_body is not None:
+            return web.Response(text=f.raw_body, status=f.http_status, content_type="text/html")
+        return web.json_response({"code": f.code, "msg": f.msg, "data": None}, status=f.http_status)
+
+    def _admit(self, now: float) -> bool:
+        """Sliding window over accepted calls: a refused call does not count against later ones."""
+        while self._admitted and now - self._admitted[0] >= self.window:
+            self._admitted.popleft()
+        if len(self._admitted) >= self.rate_limit:
+            return False
+        self._admitted.append(now)
+        return True
+
+    @staticmethod
+    async def _read_body(request: web.Request) -> Any:
+        """Parse the body for the record; aiohttp caches it, so handlers can read it again."""
+        if not request.body_exists:
+            return None
+        if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            form = await request.post()
+            out: dict[str, Any] = {}
+            for key, value in form.items():
+                if isinstance(value, web.FileField):
+                    value.file.seek(0, 2)
+                    out[key] = {"filename": value.filename, "content_type": value.content_type,
+                                "size": value.file.tell()}
+                    value.file.seek(0)
+                else:
+                    out[key] = value
+            return out
+        raw = await request.read()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode(errors="replace")
+
+    @web.middleware
+    async def _middleware(self, request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        now = time.monotonic()
+        is_api = request.path.startswith("/api/")
+        req = Req(request.method, request.path, dict(request.query), await self._read_body(request), now)
+        (self.requests if is_api else self.file_requests).append(req)
+        try:
+            if not is_api:  # result files and uploads are public links, like Kie's CDN
+                response = await handler(request)
+            elif not self._admit(now):
+                self.rate_limited += 1
+                body: dict[str, Any] = {"code": 429, "msg": "Rate limited", "data": None}
+                if self._is_upload_host(request.path):
+                    body = {"success": False, **body}
+                response = web.json_response(body, status=429)
+            elif request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                response = self._error(request.path, 401, DEFAULT_MESSAGES[401])
+            elif TELEGRAM_SECRET.search(request.query_string + json.dumps(req.body, default=str)):
+                self.token_leaks.append(json.dumps(req.body, default=str))
+                msg = "Refusing a Telegram file URL or bot token"
+                response = self._upload_error(400, msg) if self._is_upload_host(request.path) \
+                    else self._kie(422, msg)
+            else:
+                response = await handler(request)
+        except web.HTTPException as exc:
+            req.status = exc.status
+            raise
+        req.status = response.status
+        if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
+            try:
+                req.code = json.loads(response.body).get("code")  # type: ignore[arg-type]
+            except (ValueError, AttributeError):
+                pass
+        return response
+
+    async def _json(self, request: web.Request) -> Any:
+        if request.content_type != "application/json":
+            return None
+        try:
+            return await request.json()
+        except ValueError:
+            return None
+
+    # -- the market API ----------------------------------------------------------------------
+
+    async def _no_endpoint(self, request: web.Request) -> web.Response:
+        return self._error(request.path, 404, f"No such endpoint: {request.method} {request.path}")
+
+    def _validate_create(self, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return "The request body must be a JSON object (Content-Type: application/json)"
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return "model is required"
+        inp = body.get("input")
+        if not isinstance(inp, dict):
+            return "input must be an object"
+        callback = body.get("callBackUrl")
+        if callback is not None and http_url(callback):
+            return "callBackUrl must be an http(s) URL"
+        rule = self.rules.get(model)
+        if rule is None:
+            return None if model in self.extra_models else f"The model {model} is not supported"
+        return validate_input(model, rule, inp)
+
+    def _plan_for(self, body: dict[str, Any]) -> TaskPlan:
+        if self.plan is not None:
+            return self.plan(body)
+        prompt = str(body["input"].get("prompt") or body["input"].get("text") or "")
+        return next((p for key, p in self.plan_by_prompt.items() if key in prompt), self.default_plan)
+
+    async def _create_task(self, request: web.Request) -> web.Response:
+        if self._create_failures:
+            return self._answer_failure(self._create_failures.popleft())
+        body = await self._json(request)
+        if error := self._validate_create(body):
+            return self._kie(422, error)
+        self._counter += 1
+        slug = re.sub(r"[^a-z0-9]+", "-", body["model"].lower()).strip("-")
+        task_id = f"task_{slug}_{self._counter}_{secrets.token_hex(3)}"  # opaque, unique across fakes
+        plan = self._plan_for(body)
+        ext = _extension(plan.content_type)
+        now = _now_ms()
+        self.tasks[task_id] = Task(task_id, body["model"], body, plan,
+                                   [f"{self.url}/files/{task_id}/{n}{ext}" for n in range(plan.urls)],
+                                   create_time=now, update_time=now)
+        if self.create_delay:
+            # The task exists already: a create whose answer is lost still runs on Kie's side.
+            await asyncio.sleep(self.create_delay)
+        return self._kie(200, "success", {"taskId": task_id})
+
+    def _set_state(self, task: Task) -> None:
+        plan = task.plan
+        if task.step <= plan.reads_before_done:
+            state = plan.state_override or RUNNING_STATES[min(task.step, 3) - 1]
+        elif plan.outcome == "never":
+            state = plan.state_override or "generating"
+        else:
+            state = plan.outcome
+        if state != task.state:
+            task.state = state
+            task.update_time = _now_ms()
+            if state in ("success", "fail"):
+                task.complete_time = task.update_time
+
+    async def _record_info(self, request: web.Request) -> web.Response:
+        if self._read_failures:
+            return self._answer_failure(self._read_failures.popleft())
+        task_id = request.query.get("taskId")
+        if not task_id:
+            return self._kie(422, "taskId is required")
+        task = self.tasks.get(task_id)
+        if task is None:
+            return self._kie(404, DEFAULT_MESSAGES[404])
+        task.reads += 1
+        task.step += 1
+        self._set_state(task)
+        data = self.record(task_id)
+        if self.read_delay:
+            await asyncio.sleep(self.read_delay)
+        return self._kie(200, "success", data, msg_key="message")  # recordInfo says "message"
+
+    async def _credit(self, request: web.Request) -> web.Response:
+        return self._kie(200, "success", self.credits)  # a bare number, not an object
+
+    def _result_path(self, file_url: str) -> str | None:
+        """The /files/... path if `file_url` is one of this fake's result files."""
+        parts = urllib.parse.urlsplit(file_url)
+        if f"{parts.scheme}://{parts.netloc}" != self.url:
+            return None
+        return parts.path if any(parts.path == urllib.parse.urlsplit(u).path
+                                 for t in self.tasks.values() for u in t.result_urls) else None
+
+    async def _download_url(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        file_url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(file_url, str) or not file_url:
+            return self._kie(422, "url is required")
+        path = self._result_path(file_url)
+        if path is None:
+            return self._kie(422, "The URL is not a file generated by Kie")
+        token = secrets.token_urlsafe(12)
+        self._tokens[token] = path
+        return self._kie(200, "success", f"{self.url}{path}?token={token}")  # data is a string
+
+    async def _result_file(self, request: web.Request) -> web.Response:
+        task = self.tasks.get(request.match_info["task_id"])
+        name = request.match_info["name"]
+        if task is None or request.path not in {urllib.parse.urlsplit(u).path for u in task.result_urls}:
+            return web.Response(status=404, text="<html><body>Not Found</body></html>", content_type="text/html")
+        token = request.query.get("token")
+        if token is not None:
+            if self._tokens.get(token) != request.path:
+                return web.Response(status=403, text="<html><body>Bad token</body></html>",
+                                    content_type="text/html")
+        elif task.plan.file_status != 200:
+            return web.Response(status=task.plan.file_status, content_type="text/html",
+                                text=f"<html><body>{task.plan.file_status}</body></html>")
+        data = make_file(f"{task.task_id}/{name}", task.plan.content_type, task.plan.file_size)
+        return web.Response(body=data, content_type=task.plan.content_type)
+
+    # -- the upload host ---------------------------------------------------------------------
+
+    def _store(self, upload_path: Any, file_name: Any, data: bytes, mime: str | None) -> web.Response:
+        if not isinstance(upload_path, str) or not upload_path:
+            return self._upload_error(400, "uploadPath is required")
+        if upload_path.startswith("/") or upload_path.endswith("/"):
+            return self._upload_error(400, "uploadPath must not start or end with '/'")
+        if file_name is not None and (not isinstance(file_name, str) or not file_name or "/" in file_name):
+            return self._upload_error(400, "fileName must be a plain file name")
+        mime = mime or (mimetypes.guess_type(file_name)[0] if file_name else None) or _sniff(data) \
+            or "application/octet-stream"
+        file_name = file_name or f"{uuid.uuid4().hex}{_extension(mime)}"
+        key = f"{upload_path}/{file_name}"
+        self.uploads[key] = data  # the same name overwrites, like Kie
+        self.upload_types[key] = mime
+        return web.json_response({"success": True, "code": 200, "msg": "File uploaded successfully", "data": {
+            "fileName": file_name,
+            "filePath": key,
+            "downloadUrl": f"{self.url}/uploads/{urllib.parse.quote(key)}",
+            "fileSize": len(data),
+            "mimeType": mime,
+            "uploadedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }})
+
+    async def _stream_upload(self, request: web.Request) -> web.Response:
+        if request.content_type != "multipart/form-data":
+            return self._upload_error(400, "Expected multipart/form-data")
+        form = await request.post()
+        part = form.get("file")
+        if not isinstance(part, web.FileField):
+            return self._upload_error(400, "file is required")
+        data = part.file.read()
+        mime = part.content_type if part.content_type not in ("", "application/octet-stream") else None
+        # Without fileName the part's own name is used: a bot that always sends "photo.jpg" overwrites.
+        return self._store(form.get("uploadPath"), form.get("fileName") or part.filename or None, data, mime)
+
+    async def _base64_upload(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return self._upload_error(400, "Expected a JSON object")
+        b64 = body.get("base64Data")
+        if not isinstance(b64, str) or not b64:
+            return self._upload_error(400, "base64Data is required")
+        mime = None
+        if m := re.match(r"data:([\w.+-]+/[\w.+-]+);base64,", b64):
+            mime, b64 = m.group(1), b64[m.end():]
+        try:
+            data = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            return self._upload_error(400, "base64Data is not valid base64")
+        return self._store(body.get("uploadPath"), body.get("fileName"), data, mime)
+
+    async def _url_upload(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return self._upload_error(400, "Expected a JSON object")
+        file_url = body.get("fileUrl")
+        if not isinstance(file_url, str) or http_url(file_url):
+            return self._upload_error(400, "fileUrl must be an http(s) URL")
+        if not isinstance(body.get("uploadPath"), str) or not body["uploadPath"]:
+            return self._upload_error(400, "uploadPath is required")
+        self.url_uploads.append(file_url)
+        parts = urllib.parse.urlsplit(file_url)
+        mime: str | None = None
+        if parts.hostname in ("127.0.0.1", "localhost"):  # fetch only local URLs: never the network
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(file_url) as response:
+                if response.status != 200:
+                    return self._upload_error(500, f"Could not download fileUrl: HTTP {response.status}")
+                data = await response.read()
+                mime = response.content_type if response.content_type != "application/octet-stream" else None
+        else:
+            data = make_png(file_url)  # a stand-in: the content of a remote URL is unknown here
+        name = body.get("fileName") or urllib.parse.unquote(parts.path.rpartition("/")[2]) or None
+        return self._store(body["uploadPath"], name, data, mime)
+
+    async def _uploaded_file(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if key not in self.uploads:
+            return web.Response(status=404, text="<html><body>Not Found</body></html>", content_type="text/html")
+        return web.Response(body=self.uploads[key], content_type=self.upload_types[key])

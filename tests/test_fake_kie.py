@@ -1,0 +1,284 @@
+"""The Kie.ai fake itself behaves like kie-api.md says Kie does."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.fakes.kie import FakeKie, Req, TaskPlan
+
+KEY = "kie-test-key"
+CREATE = "/api/v1/jobs/createTask"
+RECORD = "/api/v1/jobs/recordInfo"
+
+
+@pytest.fixture
+async def kie() -> AsyncIterator[FakeKie]:
+    async with FakeKie() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def http(kie: FakeKie) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=kie.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        yield client
+
+
+async def create(http: httpx.AsyncClient, model: str = "google/imagen4", **input: Any) -> dict[str, Any]:
+    input.setdefault("prompt", "A cat astronaut")
+    return (await http.post(CREATE, json={"model": model, "input": input})).json()
+
+
+async def read(http: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    response = await http.get(RECORD, params={"taskId": task_id})
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_auth_missing_or_wrong_is_code_401_in_http_200(kie: FakeKie) -> None:
+    async with httpx.AsyncClient(base_url=kie.url) as anon:
+        r = await anon.get("/api/v1/chat/credit")
+        assert r.status_code == 200
+        assert r.json() == {"code": 401, "msg": "You do not have access permissions", "data": None}
+        r = await anon.post(CREATE, json={"model": "google/imagen4", "input": {"prompt": "x"}},
+                            headers={"Authorization": "Bearer wrong"})
+        assert r.json()["code"] == 401
+        # The upload host answers with a real HTTP status.
+        r = await anon.post("/api/file-base64-upload", json={"base64Data": "AA==", "uploadPath": "a"})
+        assert r.status_code == 401 and r.json()["success"] is False
+    assert kie.creates == [] and kie.requests[0].code == 401
+
+
+@pytest.mark.parametrize("model,input", [
+    ("google/imagen4", {"aspect_ratio": "16:9", "negative_prompt": "blur", "seed": "42"}),
+    ("bytedance/seedream", {"image_size": "square_hd", "guidance_scale": 2.5, "seed": 7,
+                            "enable_safety_checker": True}),
+    ("grok-imagine/text-to-image", {"aspect_ratio": "3:2"}),
+])
+async def test_create_valid(http: httpx.AsyncClient, kie: FakeKie, model: str, input: dict[str, Any]) -> None:
+    body = await create(http, model, **input)
+    assert body["code"] == 200 and body["msg"] == "success"
+    task_id = body["data"]["taskId"]
+    assert task_id.startswith("task_") and kie.tasks[task_id].model == model
+    assert kie.creates[0]["input"]["prompt"] == "A cat astronaut"
+
+
+@pytest.mark.parametrize("model,input,needle", [
+    ("google/imagen4", {"image_size": "square_hd"}, "image_size"),
+    ("grok-imagine/text-to-image", {"image_size": "square"}, "image_size"),
+    ("google/imagen4", {"aspect_ratio": "2:3"}, "aspect_ratio"),
+    ("grok-imagine/text-to-image", {"aspect_ratio": "16:9"}, "aspect_ratio"),
+    ("bytedance/seedream", {"aspect_ratio": "1:1"}, "aspect_ratio"),
+    ("bytedance/seedream", {"guidance_scale": 11}, "guidance_scale"),
+    ("bytedance/seedream", {"image_size": "huge"}, "image_size"),
+    ("google/imagen4", {"seed": 42}, "seed"),
+    ("google/imagen4", {"prompt": ""}, "prompt"),
+    ("google/imagen4", {"prompt": "x" * 5001}, "prompt"),
+    ("flux-2/pro", {}, "flux-2/pro"),
+])
+async def test_create_invalid_is_422(http: httpx.AsyncClient, kie: FakeKie, model: str,
+                                     input: dict[str, Any], needle: str) -> None:
+    body = await create(http, model, **input)
+    assert body["code"] == 422 and body["data"] is None and needle in body["msg"]
+    assert kie.creates == []
+
+
+async def test_create_needs_prompt_and_json(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    r = await http.post(CREATE, json={"model": "google/imagen4", "input": {}})
+    assert r.json()["code"] == 422 and "prompt" in r.json()["msg"]
+    r = await http.post(CREATE, content=b"model=google/imagen4")
+    assert r.json()["code"] == 422
+    kie.extra_models.add("suno/anything")
+    assert (await http.post(CREATE, json={"model": "suno/anything", "input": {"x": 1}})).json()["code"] == 200
+
+
+async def test_task_walks_states_to_success_and_serves_png(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    task_id = (await create(http, aspect_ratio="1:1"))["data"]["taskId"]
+    states = []
+    for _ in range(4):
+        body = await read(http, task_id)
+        assert body["code"] == 200 and body["message"] == "success" and "msg" not in body
+        states.append(body["data"]["state"])
+        if body["data"]["state"] != "success":
+            assert body["data"]["resultJson"] == "" and "costTime" not in body["data"]
+    assert states == ["waiting", "queuing", "generating", "success"]
+    data = body["data"]
+    assert json.loads(data["param"])["input"]["aspect_ratio"] == "1:1"
+    assert isinstance(data["resultJson"], str)
+    urls = json.loads(data["resultJson"])["resultUrls"]
+    assert len(urls) == 1 and data["failCode"] == "" and isinstance(data["completeTime"], int)
+    async with httpx.AsyncClient() as anon:  # result files need no key
+        r = await anon.get(urls[0])
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+    assert r.headers["content-type"] == "image/png" and int(r.headers["content-length"]) == len(r.content)
+    assert kie.tasks[task_id].reads == 4
+
+
+async def test_fail_plan_never_plan_and_unknown_task(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.plan_by_prompt["nsfw"] = TaskPlan(outcome="fail", reads_before_done=0, fail_code="400",
+                                          fail_msg="content policy")
+    kie.plan_by_prompt["stuck"] = TaskPlan(outcome="never", reads_before_done=1, state_override="mystery")
+    failing = (await create(http, prompt="something nsfw"))["data"]["taskId"]
+    data = (await read(http, failing))["data"]
+    assert data["state"] == "fail" and data["failCode"] == "400" and data["failMsg"] == "content policy"
+    assert data["resultJson"] == ""
+    stuck = (await create(http, prompt="stuck forever"))["data"]["taskId"]
+    assert [(await read(http, stuck))["data"]["state"] for _ in range(3)] == ["mystery"] * 3
+    body = await read(http, "task_nope")
+    assert body["code"] == 404 and body["data"] is None
+
+
+async def test_plan_callable_and_several_urls(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.plan = lambda body: TaskPlan(reads_before_done=0, urls=3, file_size=1000, content_type="image/jpeg")
+    task_id = (await create(http))["data"]["taskId"]
+    urls = json.loads((await read(http, task_id))["data"]["resultJson"])["resultUrls"]
+    assert len(urls) == 3 and urls[0].endswith(".jpg")
+    r = await http.get(urls[2])
+    assert r.headers["content-type"] == "image/jpeg" and len(r.content) == 1000
+
+
+async def test_credit_is_a_bare_number(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.credits = 1234
+    assert (await http.get("/api/v1/chat/credit")).json() == {"code": 200, "msg": "success", "data": 1234}
+
+
+async def test_download_url_and_403_fallback(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.default_plan = TaskPlan(reads_before_done=0, file_status=403)
+    task_id = (await create(http))["data"]["taskId"]
+    file_url = json.loads((await read(http, task_id))["data"]["resultJson"])["resultUrls"][0]
+    direct = await http.get(file_url)
+    assert direct.status_code == 403 and direct.headers["content-type"].startswith("text/html")
+    body = (await http.post("/api/v1/common/download-url", json={"url": file_url})).json()
+    assert body["code"] == 200 and isinstance(body["data"], str) and body["data"] != file_url
+    fresh = await http.get(body["data"])
+    assert fresh.status_code == 200 and fresh.content.startswith(b"\x89PNG")
+    assert (await http.get(file_url + "?token=forged")).status_code == 403
+    foreign = (await http.post("/api/v1/common/download-url", json={"url": "https://example.com/a.png"})).json()
+    assert foreign["code"] == 422 and foreign["data"] is None
+
+
+async def test_uploads(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    png = b"\x89PNG\r\n\x1a\nfake"
+    for b64 in ("data:image/png;base64," + base64.b64encode(png).decode(), base64.b64encode(png).decode()):
+        r = await http.post("/api/file-base64-upload",
+                            json={"base64Data": b64, "uploadPath": "bot/inputs", "fileName": "a.png"})
+        body = r.json()
+        assert r.status_code == 200 and body["success"] is True and body["code"] == 200
+        data = body["data"]
+        assert data["fileSize"] == len(png) and data["mimeType"] == "image/png"
+        assert data["filePath"] == "bot/inputs/a.png" and data["fileName"] == "a.png"
+        assert (await http.get(data["downloadUrl"])).content == png
+    assert kie.uploads == {"bot/inputs/a.png": png}
+
+    r = await http.post("/api/file-stream-upload", data={"uploadPath": "bot/inputs", "fileName": "b.jpg"},
+                        files={"file": ("photo.jpg", b"\xff\xd8\xffjpeg", "image/jpeg")})
+    assert r.json()["data"]["mimeType"] == "image/jpeg"
+    assert (await http.get(r.json()["data"]["downloadUrl"])).content == b"\xff\xd8\xffjpeg"
+    assert kie.requests[-1].body["file"]["size"] == 7
+
+    r = await http.post("/api/file-url-upload", json={"fileUrl": "https://example.com/x.png", "uploadPath": "u"})
+    assert r.json()["success"] is True and kie.url_uploads == ["https://example.com/x.png"]
+
+    r = await http.post("/api/file-base64-upload", json={"base64Data": "AA=="})
+    assert r.status_code == 400 and r.json()["success"] is False and r.json()["code"] == 400
+    r = await http.post("/api/file-base64-upload", json={"base64Data": "AA==", "uploadPath": "/lead"})
+    assert r.status_code == 400
+
+
+async def test_telegram_file_urls_are_refused(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    leak = "https://api.telegram.org/file/bot123456:ABC/photos/1.jpg"
+    r = await http.post("/api/file-url-upload", json={"fileUrl": leak, "uploadPath": "u"})
+    assert r.status_code == 400
+    body = await create(http, "google/nano-banana-edit", image_urls=[leak])
+    assert body["code"] == 422 and len(kie.token_leaks) == 2 and kie.creates == []
+
+
+async def test_injected_failures_and_delays(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.fail_create_next(402)
+    assert await create(http) == {"code": 402, "msg": "Credits insufficient", "data": None}
+    kie.fail_create_next(500, http_status=502, raw_body="<html>Bad Gateway</html>")
+    r = await http.post(CREATE, json={"model": "google/imagen4", "input": {"prompt": "x"}})
+    assert r.status_code == 502 and r.text.startswith("<html>")
+    assert kie.creates == []
+    task_id = (await create(http))["data"]["taskId"]
+    kie.fail_reads_next(500, times=2)
+    kie.fail_reads_next(429)
+    assert [(await http.get(RECORD, params={"taskId": task_id})).json()["code"] for _ in range(3)] == [500, 500, 429]
+    assert kie.requests[-1].status == 429 and kie.rate_limited == 0  # injected, not the limiter
+    assert kie.tasks[task_id].reads == 0
+    assert (await read(http, task_id))["data"]["state"] == "waiting"
+
+    kie.create_delay = 0.3
+    with pytest.raises(httpx.ReadTimeout):
+        await http.post(CREATE, json={"model": "google/imagen4", "input": {"prompt": "slow"}}, timeout=0.05)
+    assert kie.creates[-1]["input"]["prompt"] == "slow"  # Kie got it even though the answer was lost
+
+
+async def test_rate_limit() -> None:
+    async with FakeKie(rate_limit=5, window=0.5) as kie, \
+            httpx.AsyncClient(base_url=kie.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        answers = [await http.post(CREATE, json={"model": "google/imagen4", "input": {"prompt": f"p{i}"}})
+                   for i in range(8)]
+        statuses = [r.status_code for r in answers]
+        assert statuses == [200] * 5 + [429] * 3
+        assert answers[-1].json() == {"code": 429, "msg": "Rate limited", "data": None}
+        assert kie.rate_limited == 3 and len(kie.creates) == 5  # rejected creates were not queued
+        assert kie.max_in_window() == 8 and kie.count("/createTask") == 8
+        await asyncio.sleep(0.55)
+        r = await http.get("/api/v1/chat/credit")
+        assert r.status_code == 200 and r.json()["code"] == 200
+
+
+def test_max_in_window_counts() -> None:
+    kie = FakeKie(window=1.0)
+    kie.requests = [Req("GET", "/api/v1/chat/credit", {}, None, t) for t in (0.0, 0.2, 0.9, 1.0, 1.1, 1.95, 3.0)]
+    assert kie.max_in_window() == 4  # 0.2, 0.9, 1.0, 1.1 (1.95 - 0.9 > 1; 1.0 - 0.0 is not < 1)
+    assert kie.max_in_window(0.5) == 3  # 0.9, 1.0, 1.1
+    assert kie.max_in_window(10) == 7
+    assert FakeKie().max_in_window() == 0
+
+
+async def test_callback_signed(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    received: list[tuple[dict[str, str], Any]] = []
+
+    async def receiver(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.json()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/kie/callback/{secret}", receiver)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        body = {"model": "google/imagen4", "input": {"prompt": "x"},
+                "callBackUrl": f"http://127.0.0.1:{port}/kie/callback/s3cret"}
+        task_id = (await http.post(CREATE, json=body)).json()["data"]["taskId"]
+        assert kie.finish(task_id) == "success"
+        assert await kie.send_callback(task_id, hmac_key="k", timestamp=1700000000) == 200
+        assert await kie.send_callback(task_id, shape="flat") == 200
+    finally:
+        await runner.cleanup()
+    headers, wrapped = received[0]
+    assert wrapped["data"]["taskId"] == task_id and wrapped["data"]["state"] == "success"
+    expected = base64.b64encode(hmac.new(b"k", f"{task_id}.1700000000".encode(), hashlib.sha256).digest()).decode()
+    assert headers["X-Webhook-Signature"] == expected and headers["X-Webhook-Timestamp"] == "1700000000"
+    assert received[1][1]["taskId"] == task_id and "X-Webhook-Signature" not in received[1][0]
+    assert kie.callbacks_sent == [(task_id, 200), (task_id, 200)]
+    assert len(kie.requests) == 1  # callbacks are not Kie API requests
+
+
+async def test_unknown_endpoint_and_wrong_method(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/api/v1/nope")).json()["code"] == 404
+    assert (await http.get(CREATE)).json()["code"] == 404
