@@ -112,6 +112,7 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 def no_secrets_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every test: no captured log line may hold a secret."""
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="aiosqlite")  # every SQL statement: noise
     yield
     for record in caplog.records:
         text = record.getMessage() + (record.exc_text or "")

@@ -7,5 +7,5 @@ from bot.handlers import admin, generate, info
 
 def build_router() -> Router:
     router = Router(name="root")
-    router.include_routers(info.router, admin.router, generate.router)
+    router.include_routers(info.make_router(), admin.make_router(), generate.make_router())
     return router

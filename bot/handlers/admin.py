@@ -17,10 +17,7 @@ from bot.i18n import locale_of
 from bot.services.accounts import UsageError, parse_topup
 from bot.store import Store, User
 
-router = Router(name="admin")
 
-
-@router.message(Command("topup"))
 async def topup(message: Message, command: CommandObject, is_admin: bool, account: User,
                 store: Store, settings: Settings, bot: Bot, i18n: I18n) -> None:
     if not is_admin:
@@ -47,3 +44,9 @@ async def topup(message: Message, command: CommandObject, is_admin: bool, accoun
         await bot.send_message(target.id, notice)
     except TelegramAPIError:
         pass  # never started a private chat, or blocked the bot: the credits are there anyway
+
+
+def make_router() -> Router:
+    router = Router(name="admin")
+    router.message.register(topup, Command("topup"))
+    return router

@@ -16,8 +16,6 @@ from bot.services.generation import Generations, Picker, PickerError
 from bot.services.telegram import is_not_modified
 from bot.store import InsufficientCredits, Store, User
 
-router = Router(name="generate")
-
 USAGE = {"image": "/image"}
 
 
@@ -30,7 +28,6 @@ def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
             options_keyboard(draft.id, model, draft.options, can_go_back=len(picker.models) > 1))
 
 
-@router.message(Command("image"))
 async def image(message: Message, command: CommandObject, account: User,
                 generations: Generations, store: Store) -> None:
     prompt = (command.args or "").strip()
@@ -45,7 +42,6 @@ async def image(message: Message, command: CommandObject, account: User,
     await store.set_picker_message(picker.draft.id, sent.message_id)
 
 
-@router.callback_query(Pick.filter())
 async def press(query: CallbackQuery, callback_data: Pick, account: User,
                 generations: Generations, callback_answer: CallbackAnswer) -> None:
     try:
@@ -73,7 +69,6 @@ async def press(query: CallbackQuery, callback_data: Pick, account: User,
         await _edit(query, *render(picker))
 
 
-@router.callback_query(Again.filter())
 async def again(query: CallbackQuery, callback_data: Again, account: User,
                 generations: Generations, store: Store, callback_answer: CallbackAnswer) -> None:
     generation = await store.get_generation(callback_data.generation)
@@ -102,3 +97,11 @@ async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | 
     except TelegramBadRequest as error:
         if not is_not_modified(error):
             raise
+
+
+def make_router() -> Router:
+    router = Router(name="generate")
+    router.message.register(image, Command("image"))
+    router.callback_query.register(press, Pick.filter())
+    router.callback_query.register(again, Again.filter())
+    return router

@@ -13,12 +13,9 @@ from aiogram.utils.i18n import gettext as _
 from bot import texts
 from bot.store import Store, User
 
-router = Router(name="info")
-
 BALANCE_ROWS = 5
 
 
-@router.message(CommandStart())
 async def start(message: Message, account: User) -> None:
     await message.answer(
         _("Hi, {name}! Your balance: {credits}.").format(
@@ -27,7 +24,6 @@ async def start(message: Message, account: User) -> None:
         + "\n" + _("/help lists everything I can do."))
 
 
-@router.message(Command("help"))
 async def help_(message: Message) -> None:
     lines = [
         _("<b>What I can do</b>"),
@@ -43,12 +39,10 @@ async def help_(message: Message) -> None:
     await message.answer("\n".join(lines))
 
 
-@router.message(Command("models"))
 async def models(message: Message) -> None:
     await message.answer(texts.price_list())
 
 
-@router.message(Command("balance"))
 async def balance(message: Message, account: User, store: Store) -> None:
     lines = [_("Your balance: <b>{credits}</b>").format(credits=texts.credits(account.balance))]
     rows = await store.ledger(account.id, BALANCE_ROWS)
@@ -60,3 +54,11 @@ async def balance(message: Message, account: User, store: Store) -> None:
             lines.append(f"{row.amount:+d} · {texts.ledger_kind(row.kind)} · {when} UTC")
     await message.answer("\n".join(lines))
 
+
+def make_router() -> Router:
+    router = Router(name="info")
+    router.message.register(start, CommandStart())
+    router.message.register(help_, Command("help"))
+    router.message.register(models, Command("models"))
+    router.message.register(balance, Command("balance"))
+    return router
