@@ -94,9 +94,12 @@ class Tracker:
         batch = {g.id: g for g in [*overdue, *due]}
         results = await asyncio.gather(*(self.check(g) for g in batch.values()),
                                        return_exceptions=True)
-        for generation_id, result in zip(batch, results, strict=True):
+        for generation, result in zip(batch.values(), results, strict=True):
             if isinstance(result, Exception):
-                log.error("generation %s: check failed", generation_id, exc_info=result)
+                log.error("generation %s: check failed", generation.id, exc_info=result)
+                # Not due again at once, or one broken row would spin the loop.
+                await self.store.record_check(generation.id, generation.kie_state,
+                                              now + self.settings.kie_poll_max_interval)
 
     async def check(self, generation: Generation) -> None:
         if generation.task_id is None:  # charged, never submitted, and past its deadline

@@ -1,0 +1,183 @@
+"""The tracker, driven directly: one loop, due times in the database, refunds exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from bot.config import Settings
+from bot.i18n import create_i18n
+from bot.kie import KieClient, RateLimiter
+from bot.services.delivery import Delivery
+from bot.services.notifier import Notifier
+from bot.services.tracker import Tracker, next_check_delay
+from bot.store import Generation, GenerationState, LedgerKind, Store
+from tests.conftest import KIE_KEY, TOKEN, make_settings
+from tests.fakes.kie import TaskPlan
+
+
+@dataclass
+class Rig:
+    store: Store
+    tracker: Tracker
+    settings: Settings
+
+    async def running(self, task_id: str | None, *, due_in: float = 0.0,
+                      deadline_in: float = 600.0, user_id: int = 42) -> Generation:
+        """A charged generation whose Kie task is `task_id` (None: never submitted)."""
+        await self.store.upsert_user(user_id, username=None, first_name="Alice", last_name=None,
+                                     tg_language="en", starting_credits=100)
+        draft = await self.store.create_draft(user_id=user_id, chat_id=user_id,
+                                              request_message_id=None, kind="image",
+                                              prompt="a fox", model="imagen4")
+        generation = await self.store.start_generation(
+            draft.id, input={"prompt": "a fox"}, price=40, deadline_at=time.time() + deadline_in)
+        if task_id is not None:
+            await self.store.mark_submitted(generation.id, task_id, time.time() + due_in)
+        return await self.store.get_generation(generation.id)
+
+    async def refunds(self, user_id: int = 42) -> int:
+        return sum(r.kind == LedgerKind.REFUND for r in await self.store.ledger(user_id, 100))
+
+
+@pytest.fixture
+async def rig(tmp_path, tg, kie) -> AsyncIterator[Rig]:
+    tg.user(42, "Alice")
+    settings = make_settings(tmp_path, tg, kie)
+    i18n = create_i18n("en")
+    i18n.set_current(i18n)
+    store = await Store.open(settings.database_path)
+    kie_client = KieClient(settings.kie_api_key, base_url=kie.url, upload_url=kie.url,
+                           limiter=RateLimiter(20, 0.5), backoff=0.01)
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)),
+              default=DefaultBotProperties(parse_mode="HTML"))
+    downloads = httpx.AsyncClient()
+    notifier = Notifier(bot, store, i18n, ())
+    tracker = Tracker(store, kie_client, Delivery(bot, store, kie_client, notifier, i18n, downloads),
+                      notifier, settings)
+    yield Rig(store, tracker, settings)
+    await tracker.stop()
+    await downloads.aclose()
+    await bot.session.close()
+    await kie_client.aclose()
+    await store.close()
+
+
+async def create_task(kie, plan: TaskPlan | None = None) -> str:
+    if plan is not None:
+        kie.default_plan = plan
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KIE_KEY}"}) as http:
+        answer = await http.post(kie.url + "/api/v1/jobs/createTask",
+                                 json={"model": "google/imagen4", "input": {"prompt": "a fox"}})
+    return answer.json()["data"]["taskId"]
+
+
+def test_poll_gap_starts_small_then_backs_off_to_the_cap():
+    """Young tasks are checked at the smallest gap; old ones back off, never past the cap."""
+    gaps = [next_check_delay(t, expected=20, smallest=3, largest=30) for t in range(0, 400, 10)]
+    assert gaps[0] == gaps[1] == 3
+    assert gaps == sorted(gaps) and max(gaps) == 30 and gaps[-1] == 30
+
+
+async def test_a_due_task_is_read_and_rescheduled(rig, kie):
+    """A due, still-running task is read once and its next check is put in the future."""
+    task_id = await create_task(kie, TaskPlan(outcome="never"))
+    due = await rig.running(task_id)
+    later = await rig.running(await create_task(kie), due_in=60)
+    await rig.tracker.tick()
+    assert kie.count("recordInfo") == 1
+    checked = await rig.store.get_generation(due.id)
+    assert checked.checks == 1 and checked.kie_state == "waiting"
+    assert checked.next_check_at > time.time()
+    assert (await rig.store.get_generation(later.id)).checks == 0
+
+
+async def test_success_is_delivered_once(rig, kie, tg):
+    """A successful task becomes `succeeded`, is sent once, and ends `delivered`."""
+    generation = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
+    await rig.tracker.tick()
+    await rig.tracker.tick()
+    await tg.wait_for("sendPhoto")
+    for _ in range(50):
+        if (await rig.store.get_generation(generation.id)).state == GenerationState.DELIVERED:
+            break
+        await asyncio.sleep(0.02)
+    assert (await rig.store.get_generation(generation.id)).state == GenerationState.DELIVERED
+    assert len(tg.calls_of("sendPhoto")) == 1 and kie.count("recordInfo") == 1
+
+
+async def test_failure_checked_twice_at_once_refunds_once(rig, kie):
+    """Two concurrent checks of one failed task refund it exactly once."""
+    generation = await rig.running(await create_task(kie, TaskPlan(outcome="fail",
+                                                                   reads_before_done=0)))
+    await asyncio.gather(rig.tracker.check(generation), rig.tracker.check(generation))
+    assert await rig.refunds() == 1
+    assert (await rig.store.get_user(42)).balance == 100
+    failed = await rig.store.get_generation(generation.id)
+    assert failed.state == GenerationState.FAILED and failed.failure_detail == "Internal error"
+
+
+async def test_unknown_task_is_refunded_as_lost(rig, kie):
+    """Kie no longer knows the task (404): refund."""
+    generation = await rig.running("task_that_never_was")
+    await rig.tracker.tick()
+    assert (await rig.store.get_generation(generation.id)).failure == "lost"
+    assert await rig.refunds() == 1
+
+
+async def test_read_errors_keep_the_task_open(rig, kie):
+    """Status reads failing (5xx) after retries: no refund, checked again later."""
+    generation = await rig.running(await create_task(kie))
+    kie.fail_reads_next(500, times=100)
+    await rig.tracker.tick()
+    after = await rig.store.get_generation(generation.id)
+    assert after.state == GenerationState.RUNNING and await rig.refunds() == 0
+    assert after.next_check_at > time.time()
+
+
+async def test_past_deadline_gets_one_final_read(rig, kie, tg):
+    """At the deadline a task is read once more: finished → delivered, else refunded."""
+    finished = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)),
+                                 due_in=60, deadline_in=-1)
+    stuck = await rig.running(await create_task(kie, TaskPlan(outcome="never")), due_in=60,
+                              deadline_in=-1, user_id=43)
+    never_sent = await rig.running(None, deadline_in=-1, user_id=44)
+    await rig.tracker.tick()
+    assert (await rig.store.get_generation(finished.id)).state in (
+        GenerationState.SUCCEEDED, GenerationState.DELIVERED)
+    assert (await rig.store.get_generation(stuck.id)).failure == "timeout"
+    assert (await rig.store.get_generation(never_sent.id)).failure == "timeout"
+    assert (await rig.refunds(42), await rig.refunds(43), await rig.refunds(44)) == (0, 1, 1)
+
+
+async def test_wake_checks_a_new_task_at_once(rig, kie):
+    """The loop sleeps until the next due time, but a new task wakes it."""
+    await rig.tracker.start()
+    await asyncio.sleep(0.1)  # idle: nothing open, the loop waits up to a minute
+    await rig.running(await create_task(kie, TaskPlan(outcome="never")))
+    rig.tracker.wake()
+    for _ in range(100):
+        if kie.count("recordInfo"):
+            break
+        await asyncio.sleep(0.01)
+    assert kie.count("recordInfo") == 1
+
+
+async def test_resume_refunds_never_submitted_and_resends_finished(rig, kie, tg):
+    """On start: pending (never sent to Kie) → refunded; succeeded but unsent → sent."""
+    pending = await rig.running(None)
+    done = await rig.running(await create_task(kie), user_id=43)
+    tg.user(43, "Bob")
+    await rig.store.mark_succeeded(done.id, [kie.url + "/files/none/0.png"])
+    await rig.tracker.resume()
+    assert (await rig.store.get_generation(pending.id)).failure == "interrupted"
+    await tg.wait_for("sendPhoto", lambda c: c.params["chat_id"] == 43)
