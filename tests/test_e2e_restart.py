@@ -46,8 +46,12 @@ async def test_sigkill_after_create_then_restart_delivers_once(tg, kie, tmp_path
     tg.press(alice.user, alice.refreshed(picker), [
         b["callback_data"] for row in alice.refreshed(picker)["reply_markup"]["inline_keyboard"]
         for b in row if b["text"].startswith("✅")][0])
-    while not kie.creates:
-        await asyncio.sleep(0.005)
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    try:  # killed once Kie's task id is stored (before that, a restart can only refund)
+        while not await store.generations_in([GenerationState.RUNNING]):
+            await asyncio.sleep(0.005)
+    finally:
+        await store.close()
     process.send_signal(signal.SIGKILL)
     output = (await process.communicate())[0].decode()
     assert process.returncode == -signal.SIGKILL
@@ -85,7 +89,7 @@ async def test_abrupt_stop_in_process_then_restart_delivers_once(tg, kie, settin
     first = await start_bot(settings)
     alice = Person(tg, 42, "Alice")
     await generate(alice, "keep going")
-    while not kie.creates:
+    while not await store.generations_in([GenerationState.RUNNING]):
         await asyncio.sleep(0.005)
     await first.kill()
     [task] = kie.tasks.values()

@@ -38,6 +38,8 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.server import LocalServer
+
 # -- what the fake answers ---------------------------------------------------------------------
 
 # Kie's wording where known, a plain phrase otherwise (kie-api.md, Errors).
@@ -368,10 +370,11 @@ def _now_ms() -> int:
 
 # -- the server --------------------------------------------------------------------------------
 
-class FakeKie:
+class FakeKie(LocalServer):
     """Kie.ai's API host and upload host in one local aiohttp server (use `url` for both)."""
 
     def __init__(self, api_key: str = "kie-test-key", rate_limit: int = 20, window: float = 10.0) -> None:
+        super().__init__()
         self.api_key = api_key
         self.rate_limit = rate_limit
         self.window = window
@@ -402,12 +405,10 @@ class FakeKie:
         self._admitted: collections.deque[float] = collections.deque()  # arrival times within the window
         self._tokens: dict[str, str] = {}  # download-url token -> the file path it opens
         self._counter = 0
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=200 * 1024 * 1024)
         r = app.router
         r.add_post("/api/v1/jobs/createTask", self._create_task)
@@ -420,30 +421,7 @@ class FakeKie:
         r.add_route("*", "/api/{tail:.*}", self._no_endpoint)  # last: also catches a wrong method
         r.add_get("/files/{task_id}/{name}", self._result_file)
         r.add_get("/uploads/{key:.+}", self._uploaded_file)
-        # A short shutdown timeout: a handler sleeping in create_delay must not hold stop() for 60 s.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeKie:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeKie is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return app
 
     # -- test helpers ------------------------------------------------------------------------
 

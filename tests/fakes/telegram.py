@@ -40,6 +40,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from tests.fakes.server import LocalServer
+
 # -- limits (F in telegram-limits.md) --------------------------------------------------------------
 
 MAX_TEXT = 4096
@@ -504,10 +506,11 @@ def _short(value: Any, limit: int = 160) -> str:
 
 # -- the fake --------------------------------------------------------------------------------------
 
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """The Bot API at `url` (give it to aiogram as TelegramAPIServer.from_base(url))."""
 
     def __init__(self, token: str = "123456:TEST-token", bot_username: str = "testbot") -> None:
+        super().__init__()
         self.token = token
         self.bot_username = bot_username
         self.bot_user: dict[str, Any] = {
@@ -545,8 +548,6 @@ class FakeTelegram:
         self._poll_generation = 0
         self._wake = asyncio.Event()  # replaced after each set(): waiters hold the one they saw
         self._closing = False
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getme": lambda p: self.bot_user,
             "getupdates": self._get_updates,
@@ -576,39 +577,22 @@ class FakeTelegram:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
         # Uploads are streamed through request.multipart(), so client_max_size only bounds
         # urlencoded bodies; 60 MB+ files still arrive and get the 413 Telegram gives.
         app = web.Application(client_max_size=1024 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        # A short shutdown timeout: a pending long poll must not hold stop().
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        return app
+
+    async def start(self) -> None:
         self._closing = False
+        await super().start()
 
     async def stop(self) -> None:
         self._closing = True
         self._notify()  # long polls return [] at once
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeTelegram:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeTelegram is not started")
-        return f"http://127.0.0.1:{self._port}"
+        await super().stop()
 
     # -- test side: users, chats, updates --------------------------------------------------------
 
