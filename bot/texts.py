@@ -77,8 +77,11 @@ KIE_STATES = {
 }
 
 
+UNKNOWN_STATE = N_("working")
+
+
 def status_line(model_name: str, kie_state: str | None, seconds: float) -> str:
-    state = _(KIE_STATES.get(kie_state, N_("working")))
+    state = _(KIE_STATES.get(kie_state, UNKNOWN_STATE))
     return f"⏳ {html.escape(model_name)} — {state}… {elapsed(seconds)}"
 
 

@@ -56,12 +56,13 @@ class Generations:
     async def open(self, *, user_id: int, chat_id: int, request_message_id: int | None,
                    kind: str, prompt: str, model: Model | None = None,
                    options: dict[str, str] | None = None) -> Picker:
+        models = models_of(kind)
+        if model is None and len(models) == 1:  # nothing to choose: straight to the options
+            model = models[0]
         draft = await self.store.create_draft(
             user_id=user_id, chat_id=chat_id, request_message_id=request_message_id, kind=kind,
-            prompt=prompt, model=model.id if model else None, options=options)
-        models = models_of(kind)
-        if model is None and len(models) == 1:
-            model = models[0]
+            prompt=prompt, model=model.id if model else None,
+            options=options if options is not None else model.defaults() if model else None)
         return Picker(draft, model, models)
 
     async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:

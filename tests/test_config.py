@@ -1,0 +1,157 @@
+"""Settings and the start-up contract: one clear line naming a bad setting, secrets never shown."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.logs import REDACTED, RedactSecrets
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "123456:config-test-token-SECRET"
+KEY = "kie-config-test-key-SECRET"
+GOOD = {"BOT_TOKEN": TOKEN, "KIE_API_KEY": KEY}
+
+
+def run_bot(cwd: Path, **env: str) -> tuple[int, str]:
+    """`python -m bot` with only these settings; the exit code and everything it printed."""
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=cwd, env={**base, **env},
+                          capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting from this process's environment or a stray .env: only what a test gives."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({}, "BOT_TOKEN"),
+    ({"BOT_TOKEN": TOKEN}, "KIE_API_KEY"),
+    ({**GOOD, "KIE_RATE_LIMIT": "abc"}, "KIE_RATE_LIMIT"),
+    ({**GOOD, "ADMIN_IDS": "1,x"}, "ADMIN_IDS"),
+    ({**GOOD, "BOT_TOKEN": "notatoken"}, "BOT_TOKEN"),
+], ids=["nothing", "no-key", "rate-limit", "admin-ids", "token-shape"])
+def test_bad_settings_stop_with_one_line(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    """A missing or invalid setting: exit 2, one line naming it, no traceback, no secret."""
+    env = {**env, "KIE_WEBHOOK_HMAC_KEY": "hmac-SECRET", "WEBHOOK_SECRET": "hook-SECRET"}
+    code, output = run_bot(tmp_path, **env)
+    assert code == 2, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert named in output and "Traceback" not in output
+    assert "SECRET" not in output and "notatoken" not in output
+
+
+def test_dotenv_read_and_unknown_language_stops(tmp_path: Path) -> None:
+    """`python -m bot` reads `.env` in its working directory; DEFAULT_LANGUAGE=de: exit 2, one line."""
+    (tmp_path / ".env").write_text(f"BOT_TOKEN={TOKEN}\nKIE_API_KEY={KEY}\nDEFAULT_LANGUAGE=de\n")
+    code, output = run_bot(tmp_path)
+    assert code == 2, output
+    assert len(output.strip().splitlines()) == 1, output
+    # Past the required settings (so .env was read), stopped by the language alone.
+    assert "DEFAULT_LANGUAGE" in output and "BOT_TOKEN" not in output, output
+    assert "Traceback" not in output and "SECRET" not in output
+
+
+def test_settings_from_dotenv_file(no_env: Path) -> None:
+    """Settings() reads `.env` in the working directory; ADMIN_IDS "1, 2" is a set of ints."""
+    (no_env / ".env").write_text(
+        f"BOT_TOKEN={TOKEN}\nKIE_API_KEY={KEY}\nADMIN_IDS=1, 2\nSTARTING_CREDITS=25\n")
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.bot_token.get_secret_value() == TOKEN
+    assert settings.kie_api_key.get_secret_value() == KEY
+    assert settings.admin_ids == frozenset({1, 2})
+    assert settings.starting_credits == 25
+
+
+def test_defaults_match_design(no_env: Path) -> None:
+    """Every default is the one DESIGN.md's runtime contract lists."""
+    settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY)  # type: ignore[call-arg]
+    assert settings.admin_ids == frozenset()
+    assert settings.database_path == Path("data/bot.sqlite3")
+    assert str(settings.telegram_api_url).rstrip("/") == "https://api.telegram.org"
+    assert str(settings.kie_api_url).rstrip("/") == "https://api.kie.ai"
+    assert settings.kie_rate_limit == 20
+    assert settings.kie_poll_max_interval == 30
+    assert settings.kie_poll_interval is None or settings.kie_poll_interval <= 5
+    assert (settings.kie_deadline_image, settings.kie_deadline_video,
+            settings.kie_deadline_audio) == (600, 1800, 900)
+    assert [settings.deadline(k) for k in ("image", "video", "audio")] == [600, 1800, 900]
+    assert settings.kie_callback_url is None and settings.kie_webhook_hmac_key is None
+    assert settings.web_host is None and settings.web_port is None
+    assert settings.webhook_url is None and settings.webhook_secret is None
+    assert settings.starting_credits == 0
+    assert settings.default_language == "en"
+
+
+def test_settings_never_show_secrets(no_env: Path) -> None:
+    """repr, str and JSON of the settings hide every secret; secrets() lists all of them."""
+    settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY,  # type: ignore[call-arg]
+                        kie_webhook_hmac_key="hmac-SECRET", webhook_secret="hook-SECRET")
+    for text in (repr(settings), str(settings), settings.model_dump_json(),
+                 str(settings.model_dump())):
+        assert "SECRET" not in text
+    assert sorted(settings.secrets()) == sorted([TOKEN, KEY, "hmac-SECRET", "hook-SECRET"])
+
+
+def render(record: logging.LogRecord, secret: str) -> str:
+    assert RedactSecrets([secret, ""]).filter(record)
+    return logging.Formatter("%(levelname)s %(message)s").format(record)
+
+
+def test_redact_plain_message() -> None:
+    """A secret in a log message is replaced by ***."""
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, f"token is {TOKEN}!", None, None)
+    assert render(record, TOKEN) == f"INFO token is {REDACTED}!"
+
+
+def test_redact_message_args() -> None:
+    """A secret passed as a %-argument is replaced by ***, the rest of the message kept."""
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "url %s?key=%s n=%d",
+                               ("https://x", KEY, 3), None)
+    assert render(record, KEY) == f"INFO url https://x?key={REDACTED} n=3"
+
+
+def test_redact_exception_text() -> None:
+    """A secret inside an exception's message is replaced by *** in the formatted traceback."""
+    try:
+        raise RuntimeError(f"request to /bot{TOKEN}/getMe failed")
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", None, exc_info)
+    text = render(record, TOKEN)
+    assert TOKEN not in text
+    assert f"RuntimeError: request to /bot{REDACTED}/getMe failed" in text
+
+
+def test_record_without_secret_is_untouched() -> None:
+    """A record with no secret keeps its msg and args (lazy formatting is preserved)."""
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "n=%d", (3,), None)
+    assert render(record, TOKEN) == "INFO n=3"
+    assert (record.msg, record.args) == ("n=%d", (3,))
+
+
+def test_malformed_log_call_does_not_raise() -> None:
+    """A log call whose args don't fit its format must not raise out of the filter."""
+    logger = logging.getLogger("tests.test_config.malformed")
+    handler = logging.StreamHandler(io.StringIO())
+    handler.addFilter(RedactSecrets([TOKEN]))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("%d items", "many")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True

@@ -1,0 +1,319 @@
+"""The SQLite store: the ledger invariant, exactly-once charges and refunds, migrations, the
+generation state machine the tracker relies on. Real SQLite files, nothing mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import DraftClosed, Generation, GenerationState, InsufficientCredits, Store
+from bot.store.migrations import MIGRATIONS
+
+USER = 42
+PRICE = 10
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "x.sqlite3")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def add_user(store: Store, user_id: int = USER, credits: int = 0) -> None:
+    await store.upsert_user(user_id, username=f"u{user_id}", first_name="U", last_name=None,
+                            tg_language="en", starting_credits=credits)
+
+
+async def open_draft(store: Store, user_id: int = USER) -> int:
+    draft = await store.create_draft(user_id=user_id, chat_id=user_id, request_message_id=1,
+                                     kind="image", prompt="a fox", model="imagen4",
+                                     options={"ar": "1:1"})
+    return draft.id
+
+
+async def start(store: Store, draft_id: int, *, deadline_at: float | None = None) -> Generation:
+    return await store.start_generation(
+        draft_id, input={"prompt": "a fox"}, price=PRICE,
+        deadline_at=time.time() + 600 if deadline_at is None else deadline_at)
+
+
+async def count(store: Store, sql: str, *params: object) -> int:
+    return (await store._rows(sql, params))[0][0]
+
+
+async def charges(store: Store, user_id: int = USER) -> int:
+    return await count(store, "SELECT count(*) FROM ledger WHERE user_id = ? AND kind = 'charge'",
+                       user_id)
+
+
+async def refunds(store: Store, generation_id: int) -> int:
+    return await count(store, "SELECT count(*) FROM ledger WHERE generation_id = ? AND kind = 'refund'",
+                       generation_id)
+
+
+async def balance(store: Store, user_id: int = USER) -> int:
+    user = await store.get_user(user_id)
+    assert user is not None
+    return user.balance
+
+
+async def assert_ledger_invariant(store: Store, user_id: int = USER) -> None:
+    assert await balance(store, user_id) == await store.ledger_sum(user_id)
+
+
+# -- charging -------------------------------------------------------------------------------
+
+
+async def test_concurrent_confirms_charge_exactly_what_the_balance_covers(store: Store) -> None:
+    """50 concurrent confirms with credits for 10: 10 succeed, 40 InsufficientCredits, balance 0."""
+    await add_user(store, credits=10 * PRICE)
+    drafts = [await open_draft(store) for _ in range(50)]
+    results = await asyncio.gather(*(start(store, d) for d in drafts), return_exceptions=True)
+    assert sum(isinstance(r, Generation) for r in results) == 10
+    assert sum(isinstance(r, InsufficientCredits) for r in results) == 40
+    assert await balance(store) == 0
+    assert await charges(store) == 10
+    assert await count(store, "SELECT count(*) FROM generations") == 10
+    await assert_ledger_invariant(store)
+
+
+async def test_two_connections_to_one_file_never_overcharge(tmp_path: Path) -> None:
+    """Two Stores on one file (two bot processes) confirming concurrently still charge exactly 10."""
+    path = tmp_path / "x.sqlite3"
+    first, second = await Store.open(path), await Store.open(path)
+    try:
+        await add_user(first, credits=10 * PRICE)
+        drafts = [await open_draft(first) for _ in range(50)]
+        calls = [start(first if i % 2 else second, d) for i, d in enumerate(drafts)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert sum(isinstance(r, Generation) for r in results) == 10
+        assert sum(isinstance(r, InsufficientCredits) for r in results) == 40
+        for store in (first, second):
+            assert await balance(store) == 0
+            assert await charges(store) == 10
+            await assert_ledger_invariant(store)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_same_draft_confirmed_twice_charges_once(store: Store) -> None:
+    """Two concurrent confirms of one draft: one generation and one charge, the other DraftClosed."""
+    await add_user(store, credits=100)
+    draft = await open_draft(store)
+    results = await asyncio.gather(start(store, draft), start(store, draft),
+                                   return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["DraftClosed", "Generation"]
+    assert await count(store, "SELECT count(*) FROM generations") == 1
+    assert await charges(store) == 1
+    assert await balance(store) == 100 - PRICE
+    await assert_ledger_invariant(store)
+
+
+async def test_insufficient_credits_leaves_draft_open_and_no_generation(store: Store) -> None:
+    """Too few credits: nothing charged, no generation row, the draft can be confirmed after a top-up."""
+    await add_user(store, credits=PRICE - 1)
+    draft = await open_draft(store)
+    with pytest.raises(InsufficientCredits) as error:
+        await start(store, draft)
+    assert (error.value.price, error.value.balance) == (PRICE, PRICE - 1)
+    assert (await store.get_draft(draft)).state == "open"
+    assert await count(store, "SELECT count(*) FROM generations") == 0
+    assert await charges(store) == 0
+    await store.topup(USER, 1, admin_id=7)
+    generation = await start(store, draft)
+    assert generation.state is GenerationState.PENDING and generation.price == PRICE
+    assert await balance(store) == 0
+    await assert_ledger_invariant(store)
+
+
+# -- refunds --------------------------------------------------------------------------------
+
+
+async def test_fail_twice_refunds_once(store: Store) -> None:
+    """fail_generation twice, in sequence and concurrently: one refund row, the price returned once."""
+    await add_user(store, credits=100)
+    one = await start(store, await open_draft(store))
+    two = await start(store, await open_draft(store))
+    assert await store.fail_generation(one.id, "kie_failed") is not None
+    assert await store.fail_generation(one.id, "timeout") is None
+    results = await asyncio.gather(store.fail_generation(two.id, "timeout"),
+                                   store.fail_generation(two.id, "lost"))
+    assert sum(r is not None for r in results) == 1
+    assert await refunds(store, one.id) == 1 and await refunds(store, two.id) == 1
+    assert await balance(store) == 100
+    failed = await store.get_generation(one.id)
+    assert failed.state is GenerationState.FAILED and failed.failure == "kie_failed"
+    await assert_ledger_invariant(store)
+
+
+async def test_fail_after_success_does_not_refund(store: Store) -> None:
+    """A generation marked succeeded cannot be failed: None, no refund row, balance unchanged."""
+    await add_user(store, credits=100)
+    generation = await start(store, await open_draft(store))
+    await store.mark_submitted(generation.id, "task-1", time.time())
+    assert await store.mark_succeeded(generation.id, ["https://x/1.png"]) is not None
+    assert await store.fail_generation(generation.id, "timeout") is None
+    assert await refunds(store, generation.id) == 0
+    assert await balance(store) == 100 - PRICE
+    assert (await store.get_generation(generation.id)).state is GenerationState.SUCCEEDED
+
+
+async def test_second_refund_row_violates_unique_index(store: Store) -> None:
+    """The schema itself refuses a second refund row for one generation."""
+    await add_user(store, credits=100)
+    generation = await start(store, await open_draft(store))
+    await store.fail_generation(generation.id, "timeout")
+    with pytest.raises(sqlite3.IntegrityError):
+        await store._db.execute(
+            "INSERT INTO ledger (user_id, amount, balance_after, kind, generation_id, created_at)"
+            " VALUES (?, ?, ?, 'refund', ?, ?)", (USER, PRICE, 100, generation.id, time.time()))
+    assert await refunds(store, generation.id) == 1
+
+
+# -- grants, top-ups and the ledger's own guards ----------------------------------------------
+
+
+async def test_starting_credits_granted_once(store: Store) -> None:
+    """Registering the same user twice grants starting credits once; 0 starting credits writes no row."""
+    _, created = await store.upsert_user(USER, username="a", first_name="A", last_name=None,
+                                         tg_language="en", starting_credits=50)
+    user, again = await store.upsert_user(USER, username="b", first_name="B", last_name=None,
+                                          tg_language="ru", starting_credits=50)
+    assert (created, again) == (True, False)
+    assert (user.balance, user.username, user.tg_language) == (50, "b", "ru")
+    await store.topup(USER, -50, admin_id=7)  # spent down to zero: still no second grant
+    await add_user(store, credits=50)
+    assert await balance(store) == 0
+    assert [row.kind for row in await store.ledger(USER)] == ["topup", "grant"]
+    await add_user(store, 43, credits=0)
+    assert await balance(store, 43) == 0
+    assert await store.ledger(43) == []
+    await assert_ledger_invariant(store)
+
+
+async def test_topup_writes_row_with_admin(store: Store) -> None:
+    """A top-up is a `topup` ledger row carrying the admin's id and the new balance."""
+    await add_user(store, credits=5)
+    row = await store.topup(USER, 30, admin_id=7, note="gift")
+    assert (row.kind, row.amount, row.admin_id, row.balance_after, row.note) == (
+        "topup", 30, 7, 35, "gift")
+    assert (await store.ledger(USER))[0] == row
+    assert await balance(store) == 35
+    await assert_ledger_invariant(store)
+
+
+async def test_ledger_is_append_only(store: Store) -> None:
+    """Triggers refuse UPDATE and DELETE on ledger rows."""
+    await add_user(store, credits=5)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await store._db.execute("UPDATE ledger SET amount = 1000")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await store._db.execute("DELETE FROM ledger")
+    assert [(r.kind, r.amount) for r in await store.ledger(USER)] == [("grant", 5)]
+
+
+async def test_balance_never_negative(store: Store) -> None:
+    """A debit past zero raises InsufficientCredits and writes nothing; the CHECK refuses raw SQL."""
+    await add_user(store, credits=5)
+    with pytest.raises(InsufficientCredits):
+        await store.topup(USER, -6, admin_id=7)
+    assert await balance(store) == 5 and len(await store.ledger(USER)) == 1
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await store._db.execute("UPDATE users SET balance = -1 WHERE id = ?", (USER,))
+    assert await balance(store) == 5
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+
+async def test_reopen_keeps_data_and_schema_version(tmp_path: Path) -> None:
+    """Opening the same file again migrates nothing, keeps the data, and runs in WAL mode."""
+    path = tmp_path / "sub" / "x.sqlite3"
+    store = await Store.open(path)
+    try:
+        await add_user(store, credits=7)
+    finally:
+        await store.close()
+    store = await Store.open(path)
+    try:
+        assert await balance(store) == 7
+        assert await count(store, "PRAGMA user_version") == len(MIGRATIONS)
+        assert (await store._rows("PRAGMA journal_mode"))[0][0] == "wal"
+    finally:
+        await store.close()
+
+
+# -- the generation state machine -----------------------------------------------------------
+
+
+async def test_submit_check_succeed_deliver(store: Store) -> None:
+    """pending → running (task id) → checks counted → succeeded once → delivered."""
+    await add_user(store, credits=100)
+    generation = await start(store, await open_draft(store))
+    assert generation.state is GenerationState.PENDING and generation.task_id is None
+    await store.mark_submitted(generation.id, "task-1", 123.0)
+    await store.mark_submitted(generation.id, "task-2", 456.0)  # not pending any more: ignored
+    running = await store.get_generation(generation.id)
+    assert (running.state, running.task_id, running.next_check_at) == (
+        GenerationState.RUNNING, "task-1", 123.0)
+    await store.record_check(generation.id, "generating", 200.0)
+    checked = await store.get_generation(generation.id)
+    assert (checked.kie_state, checked.checks, checked.next_check_at) == ("generating", 1, 200.0)
+    succeeded = await store.mark_succeeded(generation.id, ["https://x/1.png", "https://x/2.png"])
+    assert succeeded.state is GenerationState.SUCCEEDED
+    assert succeeded.result_urls == ["https://x/1.png", "https://x/2.png"]
+    assert succeeded.next_check_at is None and succeeded.finished_at is not None
+    assert await store.mark_succeeded(generation.id, ["https://x/3.png"]) is None
+    await store.record_check(generation.id, "generating", 999.0)  # finished: ignored
+    assert (await store.get_generation(generation.id)).checks == 1
+    await store.mark_delivered(generation.id, GenerationState.DELIVERED)
+    delivered = await store.get_generation(generation.id)
+    assert delivered.state is GenerationState.DELIVERED and delivered.delivered_at is not None
+
+
+async def test_mark_succeeded_and_delivered_need_the_right_state(store: Store) -> None:
+    """A pending generation cannot succeed; a failed one cannot be marked delivered."""
+    await add_user(store, credits=100)
+    generation = await start(store, await open_draft(store))
+    assert await store.mark_succeeded(generation.id, ["https://x/1.png"]) is None
+    await store.fail_generation(generation.id, "interrupted")
+    await store.mark_delivered(generation.id, GenerationState.DELIVERED)
+    assert (await store.get_generation(generation.id)).state is GenerationState.FAILED
+
+
+async def test_due_overdue_and_next_wakeup(store: Store) -> None:
+    """due: running and next_check_at ≤ now; overdue: open and past deadline; wakeup: the earliest."""
+    await add_user(store, credits=100)
+    now = time.time()
+    assert await store.next_wakeup() is None
+    due = await start(store, await open_draft(store), deadline_at=now + 600)
+    later = await start(store, await open_draft(store), deadline_at=now + 600)
+    pending_late = await start(store, await open_draft(store), deadline_at=now - 1)
+    done_late = await start(store, await open_draft(store), deadline_at=now - 1)
+    await store.mark_submitted(due.id, "t-due", now - 1)
+    await store.mark_submitted(later.id, "t-later", now + 60)
+    await store.mark_submitted(done_late.id, "t-done", now - 5)
+    await store.mark_succeeded(done_late.id, ["https://x/1.png"])
+
+    assert [g.id for g in await store.due_generations(now, 10)] == [due.id]
+    assert await store.due_generations(now, 0) == []
+    assert [g.id for g in await store.due_generations(now + 61, 10)] == [due.id, later.id]
+    assert [g.id for g in await store.overdue_generations(now)] == [pending_late.id]
+    # The pending one has no check time: its deadline (now - 1) is the earliest thing to do.
+    assert await store.next_wakeup() == now - 1
+    await store.fail_generation(pending_late.id, "timeout")
+    assert await store.next_wakeup() == now - 1  # `due`'s check time
+    await store.record_check(due.id, "waiting", now + 30)
+    assert await store.next_wakeup() == now + 30
+    await store.record_check(due.id, "waiting", now + 900)  # past its deadline: the deadline wins
+    await store.record_check(later.id, "waiting", now + 900)
+    assert await store.next_wakeup() == now + 600
