@@ -342,3 +342,13 @@ async def test_blocked_user_does_not_stop_the_others(tg, kie, bot, store):
         await asyncio.sleep(0.05)
     assert states == {42: GenerationState.UNDELIVERABLE, 43: GenerationState.DELIVERED}
     assert (await store.get_user(42)).blocked
+
+
+async def test_long_prompt_with_markup_is_escaped_and_cut_in_captions(tg, kie, bot):
+    alice = Person(tg, 42, "Alice")
+    prompt = "<b>bold</b> & " + "very long prompt " * 200
+    await generate(alice, prompt)
+    [photo] = await tg.wait_for("sendPhoto")  # the fake refuses broken HTML and long captions
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp;" in photo.params["caption"]
+    assert "…" in photo.params["caption"]
+    assert kie.creates[0]["input"]["prompt"] == prompt.strip()

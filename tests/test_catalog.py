@@ -1,0 +1,54 @@
+"""The catalog as data: prices, defaults, Kie inputs, and callback data that always fits."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.catalog import MODELS, get_model, models_of
+from bot.keyboards import Again, Pick
+
+HUGE_ID = 10**15  # far more drafts or generations than a bot will ever have
+
+
+def test_seed_prices_and_ids():
+    """The issue's image models at their prices; the non-working ones are not offered."""
+    prices = {m.kie_model: m.price for m in models_of("image")}
+    assert prices["google/imagen4"] == 40
+    assert prices["bytedance/seedream"] == 20
+    assert prices["grok-imagine/text-to-image"] == 30
+    assert not {"flux-2/pro", "ideogram/v3"} & set(prices)
+    assert models_of("image")[0].kie_model == "google/imagen4"  # the default comes first
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.id)
+def test_every_button_fits_in_64_bytes(model):
+    """Callback data of every picker button stays within Telegram's 64 bytes."""
+    packed = [Pick(draft=HUGE_ID, act="m", val=model.id).pack(),
+              Pick(draft=HUGE_ID, act="back").pack(), Again(generation=HUGE_ID).pack()]
+    packed += [Pick(draft=HUGE_ID, act="o", val=f"{option.key}.{index}").pack()
+               for option in model.options for index in range(len(option.choices))]
+    assert max(len(data.encode()) for data in packed) <= 64
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.id)
+def test_defaults_are_choices_and_build_the_input(model):
+    """Every default is one of its option's choices; the input has the prompt and each field."""
+    built = model.build_input("a fox", {})
+    assert built[model.prompt_field] == "a fox"
+    for option in model.options:
+        assert option.default in [c.value for c in option.choices]
+        assert built[option.field] == option.default
+    assert model.price_for({}) == model.price
+    assert get_model(model.id) is model
+
+
+def test_a_stale_choice_falls_back_to_the_default():
+    """A draft holding a value the catalog dropped gets the default, not an error."""
+    imagen = get_model("imagen4")
+    assert imagen.resolve({"ar": "7:5", "gone": "x"}) == {"ar": "1:1"}
+
+
+def test_number_of_images_multiplies_the_price():
+    fast = get_model("imagen4f")
+    assert [fast.price_for({"n": n}) for n in "1234"] == [10, 20, 30, 40]
+    assert fast.build_input("x", {"n": "3"})["num_images"] == "3"
