@@ -34,7 +34,7 @@ class RateLimiter:
         self._waiting: list[tuple[int, int]] = []
         self._seq = itertools.count()
         self._paused_until = 0.0
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (after a 429)."""
@@ -52,23 +52,29 @@ class RateLimiter:
     async def acquire(self, priority: Priority = Priority.READ) -> None:
         entry = (int(priority), next(self._seq))
         heapq.heappush(self._waiting, entry)
-        async with self._changed:
-            try:
-                while True:
-                    delay = self._delay(self._clock())
-                    if self._waiting[0] == entry and delay == 0:
-                        heapq.heappop(self._waiting)
-                        self._granted.append(self._clock())
-                        self._changed.notify_all()
-                        return
-                    timeout = delay if self._waiting[0] == entry else None
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), timeout)
-                    except TimeoutError:
-                        pass
-            except BaseException:
-                if entry in self._waiting:
-                    self._waiting.remove(entry)
-                    heapq.heapify(self._waiting)
-                    self._changed.notify_all()
-                raise
+        try:
+            while True:
+                now = self._clock()
+                delay = self._delay(now)
+                at_head = self._waiting[0] == entry
+                if at_head and delay == 0:
+                    heapq.heappop(self._waiting)
+                    self._granted.append(now)
+                    self._wake_all()
+                    return
+                changed = self._changed
+                try:
+                    await asyncio.wait_for(changed.wait(), delay if at_head else None)
+                except TimeoutError:
+                    pass
+        except BaseException:  # cancelled: leave the queue, let the next caller move up
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+                self._wake_all()
+            raise
+
+    def _wake_all(self) -> None:
+        """Every waiter looks again (no lock needed: the checks above never await)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
