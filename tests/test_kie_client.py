@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -128,13 +129,21 @@ async def test_envelope_code_wins_over_http_status(kie: FakeKie, client: KieClie
     assert info.value.message == "prompt too long"
 
 
-async def test_message_read_from_message_key(kie: FakeKie, client: KieClient) -> None:
-    """recordInfo says `message`, not `msg`: an unknown task's 404 still carries Kie's words."""
+async def test_unknown_task_is_not_found(kie: FakeKie, client: KieClient) -> None:
+    """An unknown task id is KieNotFound with Kie's words, after one read (a 404 is final)."""
     with pytest.raises(KieNotFound) as info:
         await client.get_task("task_does_not_exist")
-    assert info.value.code == 404
-    assert info.value.message == "Task not found"
-    assert kie.count(RECORD) == 1  # a 404 is final: no retry
+    assert (info.value.code, info.value.message) == (404, "Task not found")
+    assert kie.count(RECORD) == 1
+
+
+async def test_error_message_read_from_message_key(kie: FakeKie, client: KieClient) -> None:
+    """Some answers say `message` instead of `msg`: the exception still carries Kie's words."""
+    task_id = await client.create_task(MODEL, INPUT)
+    kie.fail_reads_next(422, raw_body=json.dumps({"code": 422, "message": "taskId is malformed", "data": None}))
+    with pytest.raises(KieValidationError) as info:
+        await client.get_task(task_id)
+    assert info.value.message == "taskId is malformed"
 
 
 async def test_wrong_key_is_auth_error(kie: FakeKie, make_client: MakeClient) -> None:

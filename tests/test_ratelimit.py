@@ -44,10 +44,10 @@ async def test_burst_stays_under_kies_limit() -> None:
         try:
             task_id = await client.create_task(MODEL, INPUT)
             calls = [client.get_credits() if i % 2 else client.get_task(task_id) for i in range(39)]
-            results = await asyncio.gather(*calls)
+            results = await asyncio.gather(*calls, return_exceptions=True)
         finally:
             await client.aclose()
-    assert len(results) == 39 and all(r is not None for r in results)
+    assert [r for r in results if isinstance(r, BaseException)] == []
     assert len(kie.requests) == 40 and all(r.status == 200 and r.code == 200 for r in kie.requests)
     assert kie.rate_limited == 0
     assert kie.max_in_window() <= 5
@@ -85,7 +85,7 @@ async def test_never_more_than_limit_in_any_window() -> None:
     limit, window = 4, 0.2
     limiter = RateLimiter(limit, window)
     started = time.monotonic()
-    times = await asyncio.gather(*(timed_acquire(limiter, Priority(i % 3)) for i in range(14)))
+    times = await asyncio.gather(*(timed_acquire(limiter, list(Priority)[i % 3]) for i in range(14)))
     assert max_in_any_window(times, window) <= limit
     assert max(times) - started < 4 * window + 0.3  # and it does not crawl: 14 grants in 4 windows
 
@@ -136,13 +136,14 @@ async def test_cancelled_waiter_does_not_block_others() -> None:
     await asyncio.wait_for(limiter.acquire(), 1.0)  # and the limiter keeps working afterwards
 
 
-async def test_waiter_cancelled_while_queued_for_lock_does_not_block() -> None:
-    """A caller cancelled while it queues for the limiter's internal lock must not wedge the budget."""
+async def test_waiter_cancelled_while_others_wake_does_not_block() -> None:
+    """A caller cancelled just as it arrives, while other waiters are being woken, must not wedge the
+    budget (it once left a dead entry at the head of the queue)."""
     limiter = RateLimiter(1, 0.1)
     await limiter.acquire()
     waiters = [asyncio.create_task(limiter.acquire(Priority.POLL)) for _ in range(3)]
     await asyncio.sleep(0.01)
-    waiters[0].cancel()  # its clean-up notifies: the two others wake and queue for the lock
+    waiters[0].cancel()  # its clean-up wakes the two others
     await asyncio.sleep(0)
     for _ in range(3):  # a caller that gives up just as it arrives (a shutdown, a timeout)
         late = asyncio.create_task(limiter.acquire(Priority.CREATE))
