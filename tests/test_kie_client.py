@@ -121,6 +121,14 @@ async def test_http_status_without_json_maps_to_exception(
     assert info.value.code == code
 
 
+async def test_http_200_without_json_is_a_protocol_error(kie: FakeKie, make_client: MakeClient) -> None:
+    """HTTP 200 with a body that is not Kie's envelope is no success: a protocol error."""
+    client = make_client(read_attempts=1)
+    kie.fail_create_next(200, http_status=200, raw_body="<html>maintenance page</html>")
+    with pytest.raises(KieProtocolError):
+        await client.create_task(MODEL, INPUT)
+
+
 async def test_envelope_code_wins_over_http_status(kie: FakeKie, client: KieClient) -> None:
     """When both say something, the JSON code decides (HTTP 500 carrying code 422 is a 422)."""
     kie.fail_create_next(422, msg="prompt too long", http_status=500)

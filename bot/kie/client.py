@@ -128,12 +128,13 @@ class KieClient:
             envelope = Envelope.model_validate(response.json())
         except (ValueError, ValidationError):
             envelope = None
-        code = envelope.code if envelope else response.status_code
-        if response.is_success and code == 200 and envelope is not None:
+        if envelope is None and response.is_success:
+            raise KieProtocolError("an answer that is not Kie's JSON envelope")
+        # The envelope's code first; the HTTP status where it has none (or says 200 wrongly).
+        code = envelope.code if envelope and envelope.code != 200 else response.status_code
+        if code == 200 and envelope is not None:
             return envelope.data
         message = envelope.text if envelope else response.reason_phrase
-        if code == 200:  # HTTP error without a usable envelope
-            code = response.status_code
         if code == 429 or response.status_code == 429:
             self._limiter.pause(RATE_LIMIT_PAUSE)
             raise KieRateLimited(message, 429)
