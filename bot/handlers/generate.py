@@ -16,9 +16,6 @@ from bot.services.generation import Generations, Picker, PickerError
 from bot.services.telegram import is_not_modified
 from bot.store import InsufficientCredits, Store, User
 
-USAGE = {"image": "/image"}
-
-
 def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
     draft, model = picker.draft, picker.model
     if model is None:
@@ -32,7 +29,7 @@ async def image(message: Message, command: CommandObject, account: User,
                 generations: Generations, store: Store) -> None:
     prompt = (command.args or "").strip()
     if not prompt:
-        await message.answer(texts.generate_usage(USAGE["image"]))
+        await message.answer(texts.generate_usage("/image"))
         return
     picker = await generations.open(user_id=account.id, chat_id=message.chat.id,
                                     request_message_id=message.message_id, kind="image",
@@ -73,7 +70,7 @@ async def again(query: CallbackQuery, callback_data: Again, account: User,
                 generations: Generations, store: Store, callback_answer: CallbackAnswer) -> None:
     generation = await store.get_generation(callback_data.generation)
     model = get_model(generation.model) if generation else None
-    if generation is None or model is None:
+    if generation is None or model is None or query.message is None:
         callback_answer.text, callback_answer.show_alert = _("This menu is out of date."), True
         return
     if generation.user_id != account.id:
@@ -85,8 +82,6 @@ async def again(query: CallbackQuery, callback_data: Again, account: User,
         request_message_id=generation.request_message_id, kind=generation.kind,
         prompt=generation.prompt, model=model, options=generation.options)
     text, markup = render(picker)
-    if query.message is None:
-        return
     sent = await query.message.answer(text, reply_markup=markup)
     await store.set_picker_message(picker.draft.id, sent.message_id)
 
