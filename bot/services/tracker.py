@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # Kie's advice: check often while a task is young, then back off.
 BACKOFF_DIVISOR = 4.0
 IDLE_WAKEUP = 60.0
+FAILURE_PAUSE = 1.0
 
 
 def next_check_delay(elapsed: float, expected: float, smallest: float, largest: float) -> float:
@@ -72,10 +73,12 @@ class Tracker:
     async def _run(self) -> None:
         while True:
             try:
-                await self.tick()
+                healthy = await self.tick()
             except Exception:  # the loop must outlive any one bad row or outage
                 log.exception("tracker tick failed")
-                await asyncio.sleep(1.0)
+                healthy = False
+            if not healthy:  # what failed is still due: pause rather than spin on it
+                await asyncio.sleep(FAILURE_PAUSE)
                 continue
             wakeup = await self.store.next_wakeup()
             delay = IDLE_WAKEUP if wakeup is None else min(IDLE_WAKEUP, wakeup - self._clock())
@@ -86,20 +89,21 @@ class Tracker:
                     pass
             self._wakeup.clear()
 
-    async def tick(self) -> None:
-        """Check everything that is due now (and whatever is past its deadline)."""
+    async def tick(self) -> bool:
+        """Check everything that is due now (and whatever is past its deadline).
+        False when a check failed unexpectedly."""
         now = self._clock()
         overdue = await self.store.overdue_generations(now)
         due = await self.store.due_generations(now, limit=self.settings.kie_rate_limit)
         batch = {g.id: g for g in [*overdue, *due]}
         results = await asyncio.gather(*(self.check(g) for g in batch.values()),
                                        return_exceptions=True)
-        for generation, result in zip(batch.values(), results, strict=True):
+        healthy = True
+        for generation_id, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                log.error("generation %s: check failed", generation.id, exc_info=result)
-                # Not due again at once, or one broken row would spin the loop.
-                await self.store.record_check(generation.id, generation.kie_state,
-                                              now + self.settings.kie_poll_max_interval)
+                log.error("generation %s: check failed", generation_id, exc_info=result)
+                healthy = False
+        return healthy
 
     async def check(self, generation: Generation) -> None:
         if generation.task_id is None:  # charged, never submitted, and past its deadline
