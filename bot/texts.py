@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
@@ -18,9 +19,13 @@ FAILURES = {
     "timeout": N_("it took too long"),
     "interrupted": N_("the bot restarted before the task was sent"),
     "lost": N_("the task was lost"),
+    "undelivered": N_("Telegram did not take the result in time"),
 }
 
 PROMPT_PREVIEW = 200
+
+# A person sending faster than the bot serves, or Telegram's flood control in their chat.
+SLOW_DOWN = N_("Too many requests at once. Wait a few seconds and try again.")
 
 
 def credits(amount: int) -> str:
@@ -56,11 +61,17 @@ def not_enough(price: int, balance: int) -> str:
              "Ask an admin to top you up.").format(price=credits(price), balance=credits(balance))
 
 
+# Words in Kie's failure text that mean the content itself was refused.
+CONTENT_REFUSED = re.compile(r"nsfw|sensitive|polic|safety|moderat|prohibit|inappropriate|violat",
+                             re.IGNORECASE)
+
+
 def failure(reason: str, detail: str | None) -> str:
-    text = _(FAILURES.get(reason, FAILURES["kie_failed"]))
-    if detail:
-        text += f" ({quote(detail, 300)})"
-    return text
+    """Our own words for why: Kie's text stays in the log (it may quote anything, even the
+    request's headers), and only tells which of our reasons fits."""
+    if reason in ("kie_failed", "rejected") and detail and CONTENT_REFUSED.search(detail):
+        return _("the content of the request was refused")
+    return _(FAILURES.get(reason, FAILURES["kie_failed"]))
 
 
 def refunded(model_name: str, reason: str, detail: str | None, price: int) -> str:

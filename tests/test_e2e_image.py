@@ -126,7 +126,8 @@ async def test_kie_task_failure_is_refunded_once_and_told(tg, kie, bot, store):
     alice = Person(tg, 42, "Alice")
     await generate(alice, "something")
     told = await alice.told("❌ Imagen 4")
-    assert "NSFW content &lt;detected&gt;" in told.params["text"]
+    assert "the content of the request was refused" in told.params["text"]
+    assert "NSFW" not in told.params["text"]  # Kie's own words stay in the log
     assert "40 credits returned" in told.params["text"]
     [refund] = await refunds(store, 42)
     assert refund.amount == 40 and refund.balance_after == 100
@@ -135,7 +136,7 @@ async def test_kie_task_failure_is_refunded_once_and_told(tg, kie, bot, store):
 
 
 @pytest.mark.parametrize("code, told_text, alert", [
-    (422, "the request was rejected (prompt violates policy)", None),
+    (422, "the content of the request was refused", None),
     (402, "temporarily unavailable", "out of credits"),
     (401, "temporarily unavailable", "refuses the API key"),
     (500, "temporarily unavailable", None),

@@ -109,7 +109,7 @@ async def test_charged_but_never_submitted_is_refunded_on_start(tg, kie, setting
                             tg_language="en", starting_credits=100)
     draft = await store.create_draft(user_id=42, chat_id=42, request_message_id=None,
                                      kind="image", prompt="lost in a crash", model="imagen4")
-    generation = await store.start_generation(draft.id, input={"prompt": "lost in a crash"},
+    generation = await store.start_generation(draft.id, revision=draft.revision, input={"prompt": "lost in a crash"},
                                               price=40, deadline_at=time.time() + 600)
     assert (await store.get_user(42)).balance == 60
 

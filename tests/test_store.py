@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import DraftClosed, Generation, GenerationState, InsufficientCredits, Store
+from bot.store import (
+    DraftChanged,
+    DraftClosed,
+    Generation,
+    GenerationState,
+    InsufficientCredits,
+    LimitReached,
+    StartLimits,
+    Store,
+)
 from bot.store.migrations import MIGRATIONS
 
 USER = 42
@@ -39,10 +48,19 @@ async def open_draft(store: Store, user_id: int = USER) -> int:
     return draft.id
 
 
-async def start(store: Store, draft_id: int, *, deadline_at: float | None = None) -> Generation:
+async def start(store: Store, draft_id: int, *, deadline_at: float | None = None,
+                revision: int = 0, limits: StartLimits | None = None) -> Generation:
     return await store.start_generation(
-        draft_id, input={"prompt": "a fox"}, price=PRICE,
-        deadline_at=time.time() + 600 if deadline_at is None else deadline_at)
+        draft_id, revision=revision, input={"prompt": "a fox"}, price=PRICE,
+        deadline_at=time.time() + 600 if deadline_at is None else deadline_at, limits=limits)
+
+
+async def succeed(store: Store, generation_id: int, urls: list[str], *,
+                  deliver_by: float | None = None) -> Generation | None:
+    now = time.time()
+    return await store.mark_succeeded(
+        generation_id, urls, deliver_by=now + 3600 if deliver_by is None else deliver_by,
+        lease_until=now + 600)
 
 
 async def count(store: Store, sql: str, *params: object) -> int:
@@ -160,7 +178,7 @@ async def test_fail_after_success_does_not_refund(store: Store) -> None:
     await add_user(store, credits=100)
     generation = await start(store, await open_draft(store))
     await store.mark_submitted(generation.id, "task-1", time.time())
-    assert await store.mark_succeeded(generation.id, ["https://x/1.png"]) is not None
+    assert await succeed(store, generation.id, ["https://x/1.png"]) is not None
     assert await store.fail_generation(generation.id, "timeout") is None
     assert await refunds(store, generation.id) == 0
     assert await balance(store) == 100 - PRICE
@@ -268,23 +286,27 @@ async def test_submit_check_succeed_deliver(store: Store) -> None:
     await store.record_check(generation.id, "generating", 200.0)
     checked = await store.get_generation(generation.id)
     assert (checked.kie_state, checked.checks, checked.next_check_at) == ("generating", 1, 200.0)
-    succeeded = await store.mark_succeeded(generation.id, ["https://x/1.png", "https://x/2.png"])
+    succeeded = await succeed(store, generation.id, ["https://x/1.png", "https://x/2.png"])
     assert succeeded.state is GenerationState.SUCCEEDED
     assert succeeded.result_urls == ["https://x/1.png", "https://x/2.png"]
-    assert succeeded.next_check_at is None and succeeded.finished_at is not None
-    assert await store.mark_succeeded(generation.id, ["https://x/3.png"]) is None
+    assert succeeded.finished_at is not None
+    # Its delivery is held by whoever marked it, and due again when that lease ends.
+    assert succeeded.next_check_at == pytest.approx(time.time() + 600, abs=5)
+    assert succeeded.deadline_at == pytest.approx(time.time() + 3600, abs=5)
+    assert await succeed(store, generation.id, ["https://x/3.png"]) is None
     await store.record_check(generation.id, "generating", 999.0)  # finished: ignored
     assert (await store.get_generation(generation.id)).checks == 1
     await store.mark_delivered(generation.id, GenerationState.DELIVERED)
     delivered = await store.get_generation(generation.id)
     assert delivered.state is GenerationState.DELIVERED and delivered.delivered_at is not None
+    assert delivered.next_check_at is None
 
 
 async def test_mark_succeeded_and_delivered_need_the_right_state(store: Store) -> None:
     """A pending generation cannot succeed; a failed one cannot be marked delivered."""
     await add_user(store, credits=100)
     generation = await start(store, await open_draft(store))
-    assert await store.mark_succeeded(generation.id, ["https://x/1.png"]) is None
+    assert await succeed(store, generation.id, ["https://x/1.png"]) is None
     await store.fail_generation(generation.id, "interrupted")
     await store.mark_delivered(generation.id, GenerationState.DELIVERED)
     assert (await store.get_generation(generation.id)).state is GenerationState.FAILED
@@ -302,7 +324,7 @@ async def test_due_overdue_and_next_wakeup(store: Store) -> None:
     await store.mark_submitted(due.id, "t-due", now - 1)
     await store.mark_submitted(later.id, "t-later", now + 60)
     await store.mark_submitted(done_late.id, "t-done", now - 5)
-    await store.mark_succeeded(done_late.id, ["https://x/1.png"])
+    await succeed(store, done_late.id, ["https://x/1.png"], deliver_by=now + 3600)
 
     assert [g.id for g in await store.due_generations(now, 10)] == [due.id]
     assert await store.due_generations(now, 0) == []
@@ -317,3 +339,107 @@ async def test_due_overdue_and_next_wakeup(store: Store) -> None:
     await store.record_check(due.id, "waiting", now + 900)  # past its deadline: the deadline wins
     await store.record_check(later.id, "waiting", now + 900)
     assert await store.next_wakeup() == now + 600
+
+
+# -- hardening: what the confirm promised, limits, deliveries, repeats, chats ----------------
+
+
+async def test_a_confirm_drawn_from_an_older_revision_charges_nothing(store: Store) -> None:
+    await add_user(store, credits=100)
+    draft_id = await open_draft(store)
+    changed = await store.update_draft(draft_id, model="imagen4", options={"ar": "16:9"})
+    assert changed.revision == 1
+    with pytest.raises(DraftChanged):
+        await start(store, draft_id, revision=0)
+    assert await charges(store) == 0 and (await store.get_draft(draft_id)).state == "open"
+    assert (await start(store, draft_id, revision=1)).price == PRICE
+
+
+async def test_limits_are_checked_in_the_charging_transaction(store: Store) -> None:
+    """Open generations and starts per minute: concurrent confirms cannot slip past either."""
+    await add_user(store, credits=1000)
+    limits = StartLimits(max_open=3, max_per_minute=5)
+    drafts = [await open_draft(store) for _ in range(10)]
+    results = await asyncio.gather(*(start(store, d, limits=limits) for d in drafts),
+                                   return_exceptions=True)
+    started = [r for r in results if isinstance(r, Generation)]
+    assert len(started) == 3
+    assert all(isinstance(r, LimitReached) and r.which == "open" for r in results
+               if not isinstance(r, Generation))
+    assert await charges(store) == 3
+    for generation in started[:2]:  # two finish: room for two more, but the minute is at 5
+        await store.fail_generation(generation.id, "kie_failed")
+    await start(store, await open_draft(store), limits=limits)
+    await start(store, await open_draft(store), limits=limits)
+    await store.fail_generation(started[2].id, "kie_failed")
+    with pytest.raises(LimitReached) as refused:
+        await start(store, await open_draft(store), limits=limits)
+    assert (refused.value.which, refused.value.limit) == ("rate", 5)
+    assert (await start(store, await open_draft(store))).price == PRICE  # no limits: admins
+
+
+async def test_a_topup_from_one_command_message_is_applied_once(store: Store) -> None:
+    await add_user(store)
+    first = await store.topup(USER, 50, admin_id=7, source="topup:-100:5")
+    again = await asyncio.gather(*(store.topup(USER, 50, admin_id=7, source="topup:-100:5")
+                                   for _ in range(3)))
+    assert first is not None and first.source == "topup:-100:5" and again == [None] * 3
+    assert await store.topup(USER, 50, admin_id=7, source="topup:-100:6") is not None
+    assert (await store.get_user(USER)).balance == 100 == await store.ledger_sum(USER)
+
+
+async def test_an_update_id_is_new_once(store: Store) -> None:
+    assert await store.first_sight_of_update(10) is True
+    assert await store.first_sight_of_update(10) is False
+    assert await store.first_sight_of_update(11) is True
+    await store.purge(drafts_before=0, updates_before=time.time() + 1)
+    assert await store.first_sight_of_update(10) is True  # forgotten once too old to repeat
+
+
+async def test_purge_forgets_old_drafts_only(store: Store) -> None:
+    await add_user(store)
+    old, new = await open_draft(store), await open_draft(store)
+    await store._db.execute("UPDATE drafts SET created_at = 0 WHERE id = ?", (old,))
+    await store.purge(drafts_before=1000, updates_before=0)
+    assert await store.get_draft(old) is None and await store.get_draft(new) is not None
+
+
+async def test_deliveries_are_claimed_retried_released_and_refunded_only_when_asked(
+        store: Store) -> None:
+    await add_user(store, credits=100)
+    generation = await start(store, await open_draft(store))
+    await store.mark_submitted(generation.id, "t-1", 0)
+    now = time.time()
+    await succeed(store, generation.id, ["https://x/1.png"])
+    assert await store.claim_deliveries(now, now + 600, 10) == []  # held by the marker's lease
+    await store.release_deliveries(now)
+    [claimed] = await store.claim_deliveries(now, now + 600, 10)
+    assert claimed.id == generation.id and claimed.next_check_at == now + 600
+    assert await store.claim_deliveries(now, now + 600, 10) == []  # claimed once
+    await store.retry_delivery(generation.id, now + 5)
+    retried = await store.get_generation(generation.id)
+    assert (retried.deliveries, retried.next_check_at) == (1, now + 5)
+    assert await store.next_wakeup() == now + 5
+    # A finished result is refunded only where the caller says so (its delivery given up).
+    assert await store.fail_generation(generation.id, "timeout") is None
+    failed = await store.fail_generation(generation.id, "undelivered",
+                                         states=(GenerationState.SUCCEEDED,))
+    assert failed is not None and await refunds(store, generation.id) == 1
+    assert (await store.get_user(USER)).balance == 100 == await store.ledger_sum(USER)
+
+
+async def test_a_migrated_group_takes_its_open_work_along(store: Store) -> None:
+    await add_user(store, credits=100)
+    old, new = -100, -1009
+    drafts = []
+    for _ in range(3):
+        draft = await store.create_draft(user_id=USER, chat_id=old, request_message_id=1,
+                                         kind="image", prompt="a fox", model="imagen4")
+        drafts.append(draft.id)
+    running = await start(store, drafts[0])
+    finished = await start(store, drafts[1])
+    await store.fail_generation(finished.id, "kie_failed")
+    assert await store.migrate_chat(old, new) == 1
+    assert (await store.get_generation(running.id)).chat_id == new
+    assert (await store.get_generation(finished.id)).chat_id == old  # history stays as it was
+    assert (await store.get_draft(drafts[2])).chat_id == new

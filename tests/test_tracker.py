@@ -40,7 +40,8 @@ class Rig:
                                               request_message_id=None, kind="image",
                                               prompt="a fox", model="imagen4")
         generation = await self.store.start_generation(
-            draft.id, input={"prompt": "a fox"}, price=40, deadline_at=time.time() + deadline_in)
+            draft.id, revision=draft.revision, input={"prompt": "a fox"}, price=40,
+            deadline_at=time.time() + deadline_in)
         if task_id is not None:
             await self.store.mark_submitted(generation.id, task_id, time.time() + due_in)
         return await self.store.get_generation(generation.id)
@@ -177,7 +178,9 @@ async def test_resume_refunds_never_submitted_and_resends_finished(rig, kie, tg)
     pending = await rig.running(None)
     done = await rig.running(await create_task(kie), user_id=43)
     tg.user(43, "Bob")
-    await rig.store.mark_succeeded(done.id, [kie.url + "/files/none/0.png"])
+    await rig.store.mark_succeeded(done.id, [kie.url + "/files/none/0.png"],
+                                   deliver_by=time.time() + 600, lease_until=time.time() + 600)
     await rig.tracker.resume()
     assert (await rig.store.get_generation(pending.id)).failure == "interrupted"
+    await rig.tracker.tick()  # the last run's delivery lease was released: due now
     await tg.wait_for("sendPhoto", lambda c: c.params["chat_id"] == 43)

@@ -2,7 +2,13 @@
 
 By URL first (Telegram fetches it); when Telegram refuses, the bot downloads the file itself
 (streamed to a temporary file, size and type checked) and uploads it; past the upload limit,
-the user gets the links.
+the user gets the links. A group that became a supergroup is followed to its new id; a group
+that removed the bot gets nothing, and the person who asked gets the result privately.
+Telegram's passing troubles (5xx, flood control, no connection) end an attempt: the tracker
+owns the result and tries again later.
+
+A person who blocked the bot keeps the result (Kie made it and was paid): it is recorded as
+undeliverable, not refunded.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import html
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 import httpx
@@ -20,6 +27,10 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramEntityTooLarge,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
 )
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto
 from aiogram.utils.i18n import I18n
@@ -38,10 +49,22 @@ MB = 1024 * 1024
 PHOTO_UPLOAD_LIMIT = 10 * MB
 UPLOAD_LIMIT = 50 * MB
 CHUNK = 256 * 1024
+MAX_REDIRECTS = 3
+# A chat may move (group → supergroup) or turn the bot away (group → the person's private
+# chat): at most this many sends for one attempt.
+MAX_HOPS = 3
+PASSING = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter)
 
 
 class DownloadError(Exception):
     pass
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    UNREACHABLE = "unreachable"   # the person blocked the bot: settled, not refunded
+    RETRY = "retry"               # Telegram is having trouble: try again later
+    GIVE_UP = "give_up"           # Telegram refuses it for good: refund
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,8 @@ class Delivery:
         # Its own client: result hosts must never see the Kie API key.
         self.http = http
 
-    async def deliver(self, generation: Generation) -> None:
+    async def deliver(self, generation: Generation) -> Outcome:
+        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on."""
         user = await self.store.get_user(generation.user_id)
         balance = user.balance if user else 0
         with self.i18n.use_locale(await self.notifier.locale(generation.user_id)):
@@ -81,18 +105,48 @@ class Delivery:
             done = texts.done_line(model_name(generation),
                                    (generation.finished_at or 0) - generation.created_at)
         try:
-            await self._send(generation, result)
+            sent_to = await self._send_where_reachable(generation, result)
         except TelegramForbiddenError:
             log.info("generation %s: user %s cannot be reached", generation.id, generation.user_id)
             await self.store.set_blocked(generation.user_id)
             await self.store.mark_delivered(generation.id, GenerationState.UNDELIVERABLE)
-            return
+            return Outcome.UNREACHABLE
+        except PASSING as error:
+            log.warning("generation %s: Telegram trouble while delivering: %s", generation.id, error)
+            return Outcome.RETRY
         except TelegramAPIError:
-            # Stays `succeeded`: the next start sends it again.
-            log.exception("generation %s: not delivered", generation.id)
-            return
+            log.exception("generation %s: Telegram refuses the result", generation.id)
+            return Outcome.GIVE_UP
         await self.store.mark_delivered(generation.id, GenerationState.DELIVERED)
-        await self.notifier.finished(generation, done)
+        if sent_to.chat_id == generation.chat_id or sent_to.status_message_id is not None:
+            await self.notifier.finished(sent_to, done)
+        return Outcome.DELIVERED
+
+    async def _send_where_reachable(self, generation: Generation, result: Result) -> Generation:
+        """Send into the request's chat, following it to its new id when a group became a
+        supergroup, or to the person's private chat when a group removed the bot.
+        Returns the generation as sent (its chat may have changed)."""
+        for hop in range(1, MAX_HOPS + 1):
+            try:
+                await self._send(generation, result)
+                return generation
+            except TelegramMigrateToChat as error:
+                if hop == MAX_HOPS:
+                    raise
+                new_id = error.migrate_to_chat_id
+                log.info("generation %s: chat %s moved to %s", generation.id, generation.chat_id,
+                         new_id)
+                await self.store.migrate_chat(generation.chat_id, new_id)
+                generation = replace(generation, chat_id=new_id)
+            except TelegramForbiddenError:
+                if generation.chat_id == generation.user_id or hop == MAX_HOPS:
+                    raise
+                log.info("generation %s: chat %s removed the bot; sending privately",
+                         generation.id, generation.chat_id)
+                await self.store.set_chat_unreachable(generation.chat_id)
+                generation = replace(generation, chat_id=generation.user_id,
+                                     request_message_id=None, status_message_id=None)
+        raise AssertionError("unreachable")
 
     async def _send(self, generation: Generation, result: Result) -> None:
         urls = generation.result_urls
@@ -118,7 +172,7 @@ class Delivery:
         links = "\n".join(f'<a href="{html.escape(url)}">{n}</a>' for n, url in enumerate(urls, 1))
         await with_retry(lambda: self.bot.send_message(
             generation.chat_id, f"{result.full_caption}\n{links}", reply_markup=result.markup,
-            **reply_kwargs(generation.request_message_id)))
+            **reply_kwargs(generation.request_message_id)), retry_server_errors=False)
 
     async def _send_media(self, generation: Generation, media: list[str | FSInputFile],
                           result: Result, *, as_document: bool) -> None:
@@ -127,16 +181,19 @@ class Delivery:
             send = self.bot.send_document if as_document else self.bot.send_photo
             key = "document" if as_document else "photo"
             await with_retry(lambda: send(chat_id, **{key: media[0]}, caption=result.full_caption,
-                                          reply_markup=result.markup, **reply))
+                                          reply_markup=result.markup, **reply),
+                             retry_server_errors=False)
             return
         item = InputMediaDocument if as_document else InputMediaPhoto
         # An album cannot carry buttons: its first item carries the caption, then the balance
         # and the buttons follow in a message of their own.
         album = [item(media=m, caption=result.caption if n == 0 else None)
                  for n, m in enumerate(media)]
-        await with_retry(lambda: self.bot.send_media_group(chat_id, media=album, **reply))
+        await with_retry(lambda: self.bot.send_media_group(chat_id, media=album, **reply),
+                         retry_server_errors=False)
         await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
-                                                       reply_markup=result.markup))
+                                                       reply_markup=result.markup),
+                         retry_server_errors=False)
 
     async def _download(self, url: str, target: Path, kind: str) -> Downloaded:
         """Fetch a result; when Kie's URL itself fails, ask Kie for a fresh download link."""
@@ -150,23 +207,35 @@ class Delivery:
             return await self._fetch(fresh, target, kind)
 
     async def _fetch(self, url: str, target: Path, kind: str) -> Downloaded:
-        try:
-            async with self.http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise DownloadError(f"HTTP {response.status_code}")
-                content_type = response.headers.get("content-type", "").split(";")[0].strip()
-                if not content_type.startswith(f"{kind}/"):
-                    raise DownloadError(f"not an {kind}: {content_type or 'no content type'}")
-                declared = int(response.headers.get("content-length") or 0)
-                if declared > UPLOAD_LIMIT:
-                    raise DownloadError(f"too large: {declared} bytes")
-                size = 0
-                with target.open("wb") as file:
-                    async for chunk in response.aiter_bytes(CHUNK):
-                        size += len(chunk)
-                        if size > UPLOAD_LIMIT:
-                            raise DownloadError(f"too large: over {UPLOAD_LIMIT} bytes")
-                        file.write(chunk)
-        except httpx.HTTPError as error:
-            raise DownloadError(type(error).__name__) from error
+        """Stream one file to `target`, following a few redirects, to http(s) only."""
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                if httpx.URL(url).scheme not in ("http", "https"):
+                    raise DownloadError("not an http(s) URL")
+                async with self.http.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    return await self._save(response, target, kind)
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
+                raise DownloadError(type(error).__name__) from error
+        raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    async def _save(response: httpx.Response, target: Path, kind: str) -> Downloaded:
+        if response.status_code != 200:
+            raise DownloadError(f"HTTP {response.status_code}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        if not content_type.startswith(f"{kind}/"):
+            raise DownloadError(f"not an {kind}: {content_type or 'no content type'}")
+        declared = int(response.headers.get("content-length") or 0)
+        if declared > UPLOAD_LIMIT:
+            raise DownloadError(f"too large: {declared} bytes")
+        size = 0
+        with target.open("wb") as file:
+            async for chunk in response.aiter_bytes(CHUNK):
+                size += len(chunk)
+                if size > UPLOAD_LIMIT:
+                    raise DownloadError(f"too large: over {UPLOAD_LIMIT} bytes")
+                file.write(chunk)
         return Downloaded(target, size)

@@ -6,9 +6,10 @@ import html
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramMigrateToChat
 from aiogram.utils.i18n import I18n
 
 from bot import texts
@@ -71,8 +72,16 @@ class Notifier:
             message_id = await edit_or_send(
                 self.bot, generation.chat_id, generation.status_message_id, text,
                 reply_to=generation.request_message_id, attempts=ATTEMPTS if retry else 1)
+        except TelegramMigrateToChat as error:  # the group became a supergroup: follow it
+            await self.store.migrate_chat(generation.chat_id, error.migrate_to_chat_id)
+            await self._show(replace(generation, chat_id=error.migrate_to_chat_id), text,
+                             retry=retry)
+            return
         except TelegramForbiddenError:
-            await self.store.set_blocked(generation.user_id)
+            if generation.chat_id == generation.user_id:
+                await self.store.set_blocked(generation.user_id)
+            else:  # a group removed the bot: the person may still be reachable privately
+                await self.store.set_chat_unreachable(generation.chat_id)
             return
         except TelegramAPIError as error:
             log.warning("status message of generation %s not updated: %s", generation.id, error)

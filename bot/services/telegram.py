@@ -24,8 +24,10 @@ ATTEMPTS = 5
 LONGEST_RETRY_AFTER = 120
 
 
-async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = ATTEMPTS) -> T:
-    """Run a Bot API call; on 429 wait exactly `retry_after`, on 5xx/network back off."""
+async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = ATTEMPTS, *,
+                     retry_server_errors: bool = True) -> T:
+    """Run a Bot API call; on 429 wait exactly `retry_after`, on 5xx/network back off (unless
+    the caller has a retry schedule of its own, as the tracker has for deliveries)."""
     for attempt in range(1, attempts + 1):
         try:
             return await call()
@@ -35,7 +37,7 @@ async def with_retry(call: Callable[[], Awaitable[T]], attempts: int = ATTEMPTS)
             log.info("Telegram flood control: waiting %ss", error.retry_after)
             await asyncio.sleep(error.retry_after)
         except (TelegramServerError, TelegramNetworkError) as error:
-            if attempt == attempts:
+            if attempt == attempts or not retry_server_errors:
                 raise
             delay = min(2 ** attempt, 30)
             log.warning("Telegram error (%s); retry in %ss", type(error).__name__, delay)

@@ -1,7 +1,9 @@
 """The tracker: one loop follows every open generation until it is delivered or refunded.
 
 Due times live in the database, so a restart resumes where the last run stopped. Every status
-read goes through the Kie client's shared rate limiter. A callback (later) only wakes the loop.
+read goes through the Kie client's shared rate limiter. A finished result is owned the same way
+until Telegram has it: a delivery that fails for a passing reason is due again later, and one
+not done by its deadline is refunded. A callback (later) only wakes the loop.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import logging
 import time
 from dataclasses import replace
 from collections.abc import Callable
+from typing import Any
 
 from bot.catalog import get_model
 from bot.config import Settings
 from bot.kie import KieClient
 from bot.kie.constants import STATE_FAIL, STATE_SUCCESS, STATES_RUNNING
 from bot.kie.errors import KieError, KieNotFound
-from bot.services.delivery import Delivery
+from bot.services.delivery import Delivery, Outcome
+from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
 from bot.store import Generation, GenerationState, Store
 
@@ -27,6 +31,14 @@ log = logging.getLogger(__name__)
 BACKOFF_DIVISOR = 4.0
 IDLE_WAKEUP = 60.0
 FAILURE_PAUSE = 1.0
+# A delivery in progress holds its row this long; a restart releases it at once.
+DELIVERY_LEASE = 600.0
+# Gaps between delivery attempts while Telegram is down: 1 s doubling up to a minute.
+DELIVERY_RETRY_FIRST = 1.0
+DELIVERY_RETRY_MAX = 60.0
+HOUSEKEEPING_GAP = 600.0
+# Telegram keeps an update for 24 hours; a repeat can come no later than that.
+UPDATE_MEMORY = 2 * 86400.0
 
 
 def next_check_delay(elapsed: float, expected: float, smallest: float, largest: float) -> float:
@@ -34,6 +46,11 @@ def next_check_delay(elapsed: float, expected: float, smallest: float, largest: 
     if elapsed < expected:
         return smallest
     return min(largest, smallest + (elapsed - expected) / BACKOFF_DIVISOR)
+
+
+def delivery_retry_delay(failures: int) -> float:
+    """Seconds until the next delivery attempt after `failures` failed ones."""
+    return min(DELIVERY_RETRY_MAX, DELIVERY_RETRY_FIRST * 2 ** min(failures, 10))
 
 
 class Tracker:
@@ -47,7 +64,8 @@ class Tracker:
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._deliveries: dict[int, asyncio.Task[None]] = {}
+        self._housekept_at = 0.0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -57,18 +75,17 @@ class Tracker:
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._deliveries) if t is not None]
+        tasks = [t for t in (self._loop_task, *self._deliveries.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def resume(self) -> None:
-        """After a restart: refund what never reached Kie, send what finished but was not sent.
-        Running tasks need nothing: their next check time is in the database."""
+        """After a restart: refund what never reached Kie; deliveries the last run held are due
+        at once. Running tasks need nothing: their next check time is in the database."""
         for generation in await self.store.generations_in([GenerationState.PENDING]):
             await self._fail(generation, "interrupted")
-        for generation in await self.store.generations_in([GenerationState.SUCCEEDED]):
-            self._deliver(generation)
+        await self.store.release_deliveries(self._clock())
 
     async def _run(self) -> None:
         while True:
@@ -90,12 +107,17 @@ class Tracker:
             self._wakeup.clear()
 
     async def tick(self) -> bool:
-        """Check everything that is due now (and whatever is past its deadline).
-        False when a check failed unexpectedly."""
+        """Check everything that is due now (and whatever is past its deadline), start the
+        deliveries that are due. False when a check failed unexpectedly."""
         now = self._clock()
+        await self._housekeeping(now)
         overdue = await self.store.overdue_generations(now)
         due = await self.store.due_generations(now, limit=self.settings.kie_rate_limit)
-        batch = {g.id: g for g in [*overdue, *due]}
+        batch = {g.id: g for g in [*overdue, *due] if g.id not in self._deliveries}
+        for generation in await self.store.claim_deliveries(now, now + DELIVERY_LEASE,
+                                                            limit=self.settings.kie_rate_limit):
+            if generation.id not in batch:
+                self._deliver(generation)
         results = await asyncio.gather(*(self.check(g) for g in batch.values()),
                                        return_exceptions=True)
         healthy = True
@@ -106,6 +128,9 @@ class Tracker:
         return healthy
 
     async def check(self, generation: Generation) -> None:
+        if generation.state == GenerationState.SUCCEEDED:  # overdue: its delivery is given up
+            await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
+            return
         if generation.task_id is None:  # charged, never submitted, and past its deadline
             await self._fail(generation, "timeout")
             return
@@ -119,7 +144,10 @@ class Tracker:
             await self._after_read(generation, generation.kie_state)
             return
         if record.state == STATE_SUCCESS and record.result_urls:
-            finished = await self.store.mark_succeeded(generation.id, record.result_urls)
+            now = self._clock()
+            finished = await self.store.mark_succeeded(
+                generation.id, record.result_urls,
+                deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE)
             if finished is not None:
                 self._deliver(finished)
         elif record.state in (STATE_SUCCESS, STATE_FAIL):
@@ -146,15 +174,38 @@ class Tracker:
                                       min(now + delay, generation.deadline_at))
         await self.notifier.status(replace(generation, kie_state=kie_state))
 
-    async def _fail(self, generation: Generation, reason: str, detail: str | None = None) -> None:
-        failed = await self.store.fail_generation(generation.id, reason, detail)
+    async def _fail(self, generation: Generation, reason: str, detail: str | None = None,
+                    **kwargs: Any) -> None:
+        failed = await self.store.fail_generation(generation.id, reason, detail, **kwargs)
         if failed is not None:
             log.info("generation %s refunded: %s %s", generation.id, reason, detail or "")
             await self.notifier.failed(failed)
 
     def _deliver(self, generation: Generation) -> None:
         """Send in the background, so one slow upload does not hold up every other task."""
-        task = asyncio.create_task(self.delivery.deliver(generation),
-                                   name=f"deliver-{generation.id}")
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+        task = asyncio.create_task(self._delivery(generation), name=f"deliver-{generation.id}")
+        self._deliveries[generation.id] = task
+        task.add_done_callback(lambda _: self._deliveries.pop(generation.id, None))
+
+    async def _delivery(self, generation: Generation) -> None:
+        try:
+            outcome = await self.delivery.deliver(generation)
+        except Exception:  # a bug must not strand the result: it is tried again later
+            log.exception("generation %s: delivery failed", generation.id)
+            outcome = Outcome.RETRY
+        if outcome is Outcome.RETRY:
+            delay = delivery_retry_delay(generation.deliveries)
+            log.warning("generation %s: not delivered (attempt %d); again in %.0fs",
+                        generation.id, generation.deliveries + 1, delay)
+            await self.store.retry_delivery(generation.id, self._clock() + delay)
+            self.wake()
+        elif outcome is Outcome.GIVE_UP:
+            await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
+
+    async def _housekeeping(self, now: float) -> None:
+        """Now and then: forget expired picker drafts and old update ids."""
+        if now - self._housekept_at < HOUSEKEEPING_GAP:
+            return
+        self._housekept_at = now
+        await self.store.purge(drafts_before=now - DRAFT_LIFETIME,
+                               updates_before=now - UPDATE_MEMORY)

@@ -1,7 +1,16 @@
 """The store adapter: SQLite behind one class; nothing here knows Telegram or Kie.ai."""
 
-from bot.store.models import Draft, Generation, GenerationState, LedgerKind, LedgerRow, User
-from bot.store.sqlite import DraftClosed, InsufficientCredits, Store
+from bot.store.models import (
+    Draft,
+    Generation,
+    GenerationState,
+    LedgerKind,
+    LedgerRow,
+    StartLimits,
+    User,
+)
+from bot.store.sqlite import DraftChanged, DraftClosed, InsufficientCredits, LimitReached, Store
 
-__all__ = ["Draft", "DraftClosed", "Generation", "GenerationState", "InsufficientCredits",
-           "LedgerKind", "LedgerRow", "Store", "User"]
+__all__ = ["Draft", "DraftChanged", "DraftClosed", "Generation", "GenerationState",
+           "InsufficientCredits", "LedgerKind", "LedgerRow", "LimitReached", "StartLimits", "Store",
+           "User"]

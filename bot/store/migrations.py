@@ -83,4 +83,25 @@ MIGRATIONS: list[str] = [
         created_at         REAL NOT NULL
     );
     """,
+    # 2: hardening. Deliveries are scheduled like checks; a draft's revision is what its ✅
+    # promised; a ledger row may name its source (a command message) once; repeated updates
+    # and chats the bot lost are remembered.
+    """
+    ALTER TABLE generations ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE drafts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX drafts_created ON drafts (created_at);
+    ALTER TABLE ledger ADD COLUMN source TEXT;
+    CREATE UNIQUE INDEX ledger_one_source ON ledger (source) WHERE source IS NOT NULL;
+    CREATE TABLE updates (
+        id      INTEGER PRIMARY KEY,              -- Telegram update_id
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX updates_seen ON updates (seen_at);
+    CREATE TABLE chats (
+        id          INTEGER PRIMARY KEY,          -- Telegram chat id
+        unreachable INTEGER NOT NULL DEFAULT 0,   -- the bot was removed from it
+        migrated_to INTEGER,                      -- a group upgraded to this supergroup
+        updated_at  REAL NOT NULL
+    );
+    """,
 ]

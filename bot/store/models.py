@@ -20,11 +20,21 @@ class GenerationState(StrEnum):
     RUNNING = "running"              # Kie has the task; the tracker follows it
     SUCCEEDED = "succeeded"          # Kie finished; the result is being sent
     DELIVERED = "delivered"
-    UNDELIVERABLE = "undeliverable"  # finished, but the chat cannot be reached
+    UNDELIVERABLE = "undeliverable"  # finished, but the user cannot be reached (blocked the bot)
     FAILED = "failed"                # refunded
 
 
-OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING)
+# The states the tracker owns: each has a due time and a deadline, and ends refunded if it
+# reaches neither `delivered` nor `undeliverable`.
+OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING, GenerationState.SUCCEEDED)
+
+
+@dataclass(frozen=True, slots=True)
+class StartLimits:
+    """What one user may start: generations open at once, and started in the last minute."""
+
+    max_open: int
+    max_per_minute: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class LedgerRow:
     generation_id: int | None
     admin_id: int | None
     note: str | None
+    source: str | None
     created_at: float
 
 
@@ -70,6 +81,7 @@ class Draft:
     model: str | None
     options: dict[str, str]
     state: str
+    revision: int
     created_at: float
 
 
@@ -94,6 +106,7 @@ class Generation:
     failure: str | None
     failure_detail: str | None
     checks: int
+    deliveries: int
     next_check_at: float | None
     deadline_at: float
     created_at: float

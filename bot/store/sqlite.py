@@ -26,9 +26,12 @@ from bot.store.models import (
     GenerationState,
     LedgerKind,
     LedgerRow,
+    StartLimits,
     User,
     row_to,
 )
+
+MINUTE = 60.0
 
 
 class InsufficientCredits(Exception):
@@ -40,6 +43,19 @@ class InsufficientCredits(Exception):
 
 class DraftClosed(Exception):
     """The draft was already confirmed or cancelled (a second press, a repeated update)."""
+
+
+class DraftChanged(Exception):
+    """The draft changed after the keyboard that was pressed was drawn: nothing is charged."""
+
+
+class LimitReached(Exception):
+    """The user has `limit` generations open (`which` = "open") or started this minute ("rate")."""
+
+    def __init__(self, which: str, limit: int) -> None:
+        super().__init__(f"{which} limit {limit}")
+        self.which = which
+        self.limit = limit
 
 
 class Store:
@@ -123,12 +139,57 @@ class Store:
         async with self._tx() as db:
             await db.execute("UPDATE users SET blocked = ? WHERE id = ?", (int(blocked), user_id))
 
+    # -- chats and updates -----------------------------------------------------
+
+    async def set_chat_unreachable(self, chat_id: int) -> None:
+        """The bot was removed from this group (the people in it may still be reachable)."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO chats (id, unreachable, updated_at) VALUES (?, 1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET unreachable = 1, updated_at = excluded.updated_at",
+                (chat_id, time.time()))
+
+    async def migrate_chat(self, old_id: int, new_id: int) -> int:
+        """A group became a supergroup: what is still to be shown there moves to the new id.
+        Returns how many generations moved."""
+        now = time.time()
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO chats (id, migrated_to, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET migrated_to = excluded.migrated_to,"
+                " updated_at = excluded.updated_at", (old_id, new_id, now))
+            await db.execute("UPDATE drafts SET chat_id = ? WHERE chat_id = ? AND state = 'open'",
+                             (new_id, old_id))
+            cursor = await db.execute(
+                f"UPDATE generations SET chat_id = ? WHERE chat_id = ? AND state IN {_IN_OPEN}",
+                (new_id, old_id, *OPEN_STATES))
+            return cursor.rowcount
+
+    async def first_sight_of_update(self, update_id: int) -> bool:
+        """Record a Telegram update id; False when it was handled before (a repeated update)."""
+        async with self._tx() as db:
+            cursor = await db.execute("INSERT OR IGNORE INTO updates (id, seen_at) VALUES (?, ?)",
+                                      (update_id, time.time()))
+            return cursor.rowcount == 1
+
+    async def purge(self, *, drafts_before: float, updates_before: float) -> None:
+        """Forget picker drafts and update ids too old to matter."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM drafts WHERE created_at < ?", (drafts_before,))
+            await db.execute("DELETE FROM updates WHERE seen_at < ?", (updates_before,))
+
     # -- ledger ----------------------------------------------------------------
 
-    async def topup(self, user_id: int, amount: int, *, admin_id: int,
-                    note: str | None = None) -> LedgerRow:
+    async def topup(self, user_id: int, amount: int, *, admin_id: int, note: str | None = None,
+                    source: str | None = None) -> LedgerRow | None:
+        """An admin's credit (or debit). `source` names what asked for it (the command message):
+        asked twice, it is applied once, and the second time returns None."""
         async with self._tx() as db:
-            return await _apply(db, user_id, amount, LedgerKind.TOPUP, admin_id=admin_id, note=note)
+            if source is not None and await (await db.execute(
+                    "SELECT 1 FROM ledger WHERE source = ?", (source,))).fetchone():
+                return None
+            return await _apply(db, user_id, amount, LedgerKind.TOPUP, admin_id=admin_id,
+                                note=note, source=source)
 
     async def ledger(self, user_id: int, limit: int = 10) -> list[LedgerRow]:
         rows = await self._rows(
@@ -161,7 +222,8 @@ class Store:
                            options: dict[str, str]) -> Draft:
         async with self._tx() as db:
             cursor = await db.execute(
-                "UPDATE drafts SET model = ?, options = ? WHERE id = ? AND state = 'open'",
+                "UPDATE drafts SET model = ?, options = ?, revision = revision + 1"
+                " WHERE id = ? AND state = 'open'",
                 (model, json.dumps(options), draft_id))
             if cursor.rowcount != 1:
                 raise DraftClosed(draft_id)
@@ -181,12 +243,19 @@ class Store:
 
     # -- generations -----------------------------------------------------------
 
-    async def start_generation(self, draft_id: int, *, input: dict[str, Any], price: int,
-                               deadline_at: float) -> Generation:
-        """Close the draft, charge its owner and record the generation: all or nothing."""
+    async def start_generation(self, draft_id: int, *, revision: int, input: dict[str, Any],
+                               price: int, deadline_at: float,
+                               limits: StartLimits | None = None) -> Generation:
+        """Close the draft, charge its owner and record the generation: all or nothing.
+        `revision` is the draft's revision the confirm button was drawn from; `limits` (None:
+        unlimited) are checked here, so concurrent presses cannot both pass them."""
         now = time.time()
         async with self._tx() as db:
             draft = await _draft(db, draft_id)
+            if draft.state == "open" and draft.revision != revision:
+                raise DraftChanged(draft_id)
+            if limits is not None:
+                await _check_limits(db, draft.user_id, limits, now)
             cursor = await db.execute(
                 "UPDATE drafts SET state = 'confirmed' WHERE id = ? AND state = 'open'", (draft_id,))
             if cursor.rowcount != 1 or draft.model is None:
@@ -210,14 +279,18 @@ class Store:
                 (GenerationState.RUNNING, task_id, time.time(), next_check_at, generation_id,
                  GenerationState.PENDING))
 
-    async def fail_generation(self, generation_id: int, failure: str,
-                              detail: str | None = None) -> Generation | None:
-        """Close an open generation as failed and refund it; None if it was no longer open."""
+    async def fail_generation(
+            self, generation_id: int, failure: str, detail: str | None = None,
+            states: Sequence[GenerationState] = (GenerationState.PENDING, GenerationState.RUNNING),
+    ) -> Generation | None:
+        """Close a generation that is in one of `states` as failed and refund it; None if it
+        was not (a finished task is refunded only when its delivery is given up)."""
         async with self._tx() as db:
             cursor = await db.execute(
                 f"UPDATE generations SET state = ?, failure = ?, failure_detail = ?,"
-                f" finished_at = ?, next_check_at = NULL WHERE id = ? AND state IN {_IN_OPEN}",
-                (GenerationState.FAILED, failure, detail, time.time(), generation_id, *OPEN_STATES))
+                f" finished_at = coalesce(finished_at, ?), next_check_at = NULL"
+                f" WHERE id = ? AND state IN ({','.join('?' * len(states))})",
+                (GenerationState.FAILED, failure, detail, time.time(), generation_id, *states))
             if cursor.rowcount != 1:
                 return None
             generation = await _generation(db, generation_id)
@@ -234,20 +307,47 @@ class Store:
                 " WHERE id = ? AND state = ?",
                 (kie_state, next_check_at, generation_id, GenerationState.RUNNING))
 
-    async def mark_succeeded(self, generation_id: int, urls: list[str]) -> Generation | None:
-        """running → succeeded, once: None if another path already finished it."""
+    async def mark_succeeded(self, generation_id: int, urls: list[str], *, deliver_by: float,
+                             lease_until: float) -> Generation | None:
+        """running → succeeded, once: None if another path already finished it. The result must
+        be delivered by `deliver_by` (the new deadline); the caller delivers it now and holds it
+        until `lease_until`."""
         async with self._tx() as db:
             cursor = await db.execute(
                 "UPDATE generations SET state = ?, kie_state = 'success', result_urls = ?,"
-                " finished_at = ?, next_check_at = NULL WHERE id = ? AND state = ?",
-                (GenerationState.SUCCEEDED, json.dumps(urls), time.time(), generation_id,
-                 GenerationState.RUNNING))
+                " finished_at = ?, deadline_at = ?, next_check_at = ? WHERE id = ? AND state = ?",
+                (GenerationState.SUCCEEDED, json.dumps(urls), time.time(), deliver_by,
+                 lease_until, generation_id, GenerationState.RUNNING))
             return await _generation(db, generation_id) if cursor.rowcount == 1 else None
+
+    async def claim_deliveries(self, now: float, lease_until: float,
+                               limit: int) -> list[Generation]:
+        """Finished results whose delivery is due, held until `lease_until` by the caller."""
+        async with self._tx() as db:
+            rows = await db.execute_fetchall(
+                "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
+                " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?)"
+                " RETURNING *", (lease_until, GenerationState.SUCCEEDED, now, limit))
+            return [row_to(Generation, row) for row in rows]
+
+    async def retry_delivery(self, generation_id: int, at: float) -> None:
+        """A delivery failed for a passing reason: try again at `at`."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE generations SET deliveries = deliveries + 1, next_check_at = ?"
+                " WHERE id = ? AND state = ?", (at, generation_id, GenerationState.SUCCEEDED))
+
+    async def release_deliveries(self, now: float) -> None:
+        """After a restart: deliveries the last run held are due now."""
+        async with self._tx() as db:
+            await db.execute("UPDATE generations SET next_check_at = ? WHERE state = ?",
+                             (now, GenerationState.SUCCEEDED))
 
     async def mark_delivered(self, generation_id: int, state: GenerationState) -> None:
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET state = ?, delivered_at = ? WHERE id = ? AND state = ?",
+                "UPDATE generations SET state = ?, delivered_at = ?, next_check_at = NULL"
+                " WHERE id = ? AND state = ?",
                 (state, time.time(), generation_id, GenerationState.SUCCEEDED))
 
     async def set_status_message(self, generation_id: int, message_id: int) -> None:
@@ -289,9 +389,21 @@ class Store:
 _IN_OPEN = f"({','.join('?' * len(OPEN_STATES))})"
 
 
+async def _check_limits(db: aiosqlite.Connection, user_id: int, limits: StartLimits,
+                        now: float) -> None:
+    rows = await db.execute_fetchall(
+        f"SELECT count(*) FILTER (WHERE state IN {_IN_OPEN}), count(*) FILTER (WHERE created_at > ?)"
+        " FROM generations WHERE user_id = ?", (*OPEN_STATES, now - MINUTE, user_id))
+    open_now, this_minute = next(iter(rows))
+    if open_now >= limits.max_open:
+        raise LimitReached("open", limits.max_open)
+    if this_minute >= limits.max_per_minute:
+        raise LimitReached("rate", limits.max_per_minute)
+
+
 async def _apply(db: aiosqlite.Connection, user_id: int, amount: int, kind: LedgerKind, *,
                  generation_id: int | None = None, admin_id: int | None = None,
-                 note: str | None = None) -> LedgerRow:
+                 note: str | None = None, source: str | None = None) -> LedgerRow:
     """The one way a balance changes: the new balance and its ledger row, together."""
     rows = await db.execute_fetchall(
         "UPDATE users SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 RETURNING balance",
@@ -301,8 +413,8 @@ async def _apply(db: aiosqlite.Connection, user_id: int, amount: int, kind: Ledg
         raise InsufficientCredits(-amount, user.balance)
     cursor = await db.execute(
         "INSERT INTO ledger (user_id, amount, balance_after, kind, generation_id, admin_id, note,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, time.time()))
+        " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, source, time.time()))
     return row_to(LedgerRow, await cursor.fetchone())
 
 
