@@ -6,13 +6,15 @@ import logging
 import sys
 from collections.abc import Iterable
 
-REDACTED = "***"
+from bot.redaction import REDACTED, redact, secret_forms
+
+__all__ = ["REDACTED", "RedactSecrets", "setup_logging"]
 
 
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets = secret_forms(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -24,12 +26,11 @@ class RedactSecrets(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         text = record.exc_text or ""
-        if any(secret in message or secret in text for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, REDACTED)
-                text = text.replace(secret, REDACTED)
-            record.msg, record.args = message, None
-            record.exc_text = text or None
+        clean_message, clean_text = redact(message, self.secrets), redact(text, self.secrets)
+        # Untouched otherwise: msg and args stay apart (lazy formatting, handlers that group by msg).
+        if clean_message != message or clean_text != text:
+            record.msg, record.args = clean_message, None
+            record.exc_text = clean_text or None
         return True
 
 

@@ -31,9 +31,15 @@ class Person:
         self.id = user_id
         self._since = 0  # told() looks at what the bot did after this person's last action
 
-    def say(self, text: str, chat: Dict | None = None, reply_to: Dict | None = None) -> Dict:
+    def say(self, text: str, chat: Dict | None = None, reply_to: Dict | None = None,
+            sender_chat: Dict | None = None) -> Dict:
+        """sender_chat: post on behalf of the group (an anonymous admin) or of a channel."""
         self._since = len(self.tg.calls)
-        return self.tg.send_message(self.user, text, chat=chat, reply_to=reply_to)
+        return self.tg.send_message(self.user, text, chat=chat, reply_to=reply_to, sender_chat=sender_chat)
+
+    def delete(self, message: Dict) -> None:
+        """Delete a message (one's own; in a private chat the bot's too). The bot is not told."""
+        self.tg.delete_user_message(message["chat"]["id"], message["message_id"])
 
     async def told(self, contains: str, chat_id: int | None = None, timeout: float = 10.0) -> Call:
         """Wait for a message or an edit from the bot into this chat containing `contains`,

@@ -121,3 +121,29 @@ async def test_a_group_that_removed_the_bot_gets_nothing_and_the_person_gets_it_
     assert not (await store.get_user(42)).blocked  # the group is unreachable, not Alice
     rows = await store._rows("SELECT unreachable FROM chats WHERE id = ?", (-1005000,))
     assert [tuple(r) for r in rows] == [(1,)]
+
+
+async def test_the_upgrade_notice_moves_open_work_before_anything_is_sent(tg, kie, bot, store):
+    kie.default_plan = TaskPlan(outcome="never")
+    group = tg.group_chat(-4100, "Friends", type="group")
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "moving early", chat=group)
+    await alice.told("⏳", chat_id=-4100)
+    tg.upgrade_group(-4100, -1004100)
+
+    async def moved() -> bool:
+        return (await generation_of(store, 42)).chat_id == -1004100
+    await until(moved)
+    rows = await store._rows("SELECT migrated_to FROM chats WHERE id = ?", (-4100,))
+    assert [tuple(r) for r in rows] == [(-1004100,)]
+
+
+async def test_removing_the_bot_and_adding_it_back_is_remembered(tg, kie, bot, store):
+    group = tg.group_chat(-1005100, "Flaky")
+    tg.kick(-1005100)
+
+    async def unreachable() -> bool:
+        rows = await store._rows("SELECT unreachable FROM chats WHERE id = ?", (-1005100,))
+        return [tuple(r) for r in rows] == [(1,)]
+    await until(unreachable)
+    assert group["id"] == -1005100

@@ -14,12 +14,30 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramEntityTooLarge,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramRetryAfter,
+    TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    ReplyParameters,
+)
 
-from tests.fakes.telegram import Call, FakeTelegram, UploadedFile, tiny_png
+import tests.fakes.telegram as fake_module
+from tests.chat import Person
+from tests.fakes.telegram import (
+    CHANNEL_BOT,
+    GROUP_ANONYMOUS_BOT,
+    GROUP_OWNER,
+    Call,
+    FakeTelegram,
+    UploadedFile,
+    tiny_png,
+)
 
 ALICE = 42
 
@@ -210,3 +228,182 @@ async def test_wait_for_times_out_with_a_summary(tg: FakeTelegram, bot: Bot) -> 
         await tg.wait_for("sendPhoto", timeout=0.1)
     calls: list[Call] = await tg.wait_for("sendMessage", lambda c: "only" in c.params["text"])
     assert len(calls) == 1
+
+
+def reply_to(message_id: int, allow: bool | None = None) -> ReplyParameters:
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=allow)
+
+
+async def test_outage_answers_5xx_until_it_ends(tg: FakeTelegram, bot: Bot) -> None:
+    tg.send_message(tg.users[ALICE], "queued before the outage")
+    tg.outage()  # 502 for everything
+    with pytest.raises(TelegramServerError, match="Bad Gateway"):
+        await bot.send_message(ALICE, "lost?")
+    with pytest.raises(TelegramServerError, match="Bad Gateway"):
+        await bot.get_updates(offset=999, timeout=1)  # the offset never reached Telegram
+    failed = tg.calls[-2:]
+    assert [(c.method, c.ok, c.injected, c.error_code) for c in failed] == [
+        ("sendMessage", False, True, 502), ("getUpdates", False, True, 502)]
+    assert failed[0].response == {"ok": False, "error_code": 502, "description": "Bad Gateway"}
+
+    tg.end_outage()
+    await bot.send_message(ALICE, "back")
+    [update] = await bot.get_updates(timeout=1)
+    assert update.message is not None and update.message.text == "queued before the outage"
+
+    tg.outage(500, methods=["sendPhoto"])  # only some methods
+    await bot.send_message(ALICE, "text still works")
+    with pytest.raises(TelegramServerError, match="Internal Server Error"):
+        await bot.send_photo(ALICE, BufferedInputFile(tiny_png(), "a.png"))
+    tg.end_outage()
+    await bot.send_photo(ALICE, BufferedInputFile(tiny_png(), "a.png"))
+
+
+async def test_upgraded_group_answers_migrate_to_chat(tg: FakeTelegram, bot: Bot) -> None:
+    group = tg.group_chat(-4001, "Old group", type="group")
+    command = tg.send_message(tg.users[ALICE], "/image@testbot cat", chat=group)
+    status = await bot.send_message(group["id"], "Working…")
+
+    new = tg.upgrade_group(-4001, -1004001)
+    assert new == {"id": -1004001, "type": "supergroup", "title": "Old group"}
+    with pytest.raises(TelegramMigrateToChat) as exc:
+        await bot.send_message(group["id"], "Done")
+    assert exc.value.migrate_to_chat_id == -1004001
+    assert tg.calls[-1].response == {
+        "ok": False, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": -1004001}}
+    with pytest.raises(TelegramMigrateToChat):
+        await bot.edit_message_text("Done", chat_id=group["id"], message_id=status.message_id)
+    with pytest.raises(TelegramMigrateToChat):
+        await bot.send_chat_action(group["id"], "typing")
+
+    # Telegram's service messages: in the old chat, then in the new one
+    _, moved_to, moved_from = await bot.get_updates(timeout=1)
+    old_msg, new_msg = moved_to.message, moved_from.message
+    assert old_msg is not None and new_msg is not None
+    assert (old_msg.chat.id, old_msg.chat.type, old_msg.migrate_to_chat_id) == (-4001, "group", -1004001)
+    assert old_msg.from_user is not None and old_msg.from_user.id == GROUP_OWNER["id"]
+    assert (new_msg.chat.id, new_msg.chat.type, new_msg.migrate_from_chat_id) == (-1004001, "supergroup", -4001)
+    assert new_msg.from_user is not None and new_msg.from_user.username == "GroupAnonymousBot"
+    assert new_msg.sender_chat is not None and new_msg.sender_chat.id == -1004001
+
+    # the old chat's message ids mean nothing in the new chat
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await bot.send_message(-1004001, "Done", reply_parameters=reply_to(command["message_id"]))
+    sent = await bot.send_message(-1004001, "Done", reply_parameters=reply_to(command["message_id"], allow=True))
+    assert sent.chat.id == -1004001 and sent.reply_to_message is None
+    with pytest.raises(ValueError, match="upgraded"):
+        tg.send_message(tg.users[ALICE], "/image", chat=group)
+
+
+async def test_redelivered_update_comes_back_with_the_same_id(tg: FakeTelegram, bot: Bot) -> None:
+    tg.max_poll_wait = 0.1
+    message = tg.send_message(tg.users[ALICE], "/start")
+    [first] = await bot.get_updates(timeout=1)
+    assert await bot.get_updates(offset=first.update_id + 1, timeout=1) == []  # confirmed
+
+    redelivered = tg.redeliver(message)
+    assert redelivered["update_id"] == first.update_id
+    tg.send_message(tg.users[ALICE], "/help")
+    again = await bot.get_updates(offset=first.update_id + 1, timeout=1)
+    assert [u.update_id for u in again] == [first.update_id, first.update_id + 1]  # oldest first
+    assert again[0].message is not None and again[0].message.text == "/start"
+    assert again[0].message.message_id == message["message_id"]
+    assert await bot.get_updates(offset=again[-1].update_id + 1, timeout=1) == []  # only once more
+
+    # a repeated button press: the same callback query id again
+    sent = await bot.send_message(ALICE, "Pick", reply_markup=keyboard("pick:1"))
+    query = tg.press(tg.users[ALICE], tg.last_bot_message(ALICE) or {}, "pick:1")
+    [press] = await bot.get_updates(offset=again[-1].update_id + 1, timeout=1)
+    tg.redeliver(query)
+    [pressed_again] = await bot.get_updates(offset=press.update_id + 1, timeout=1)
+    assert pressed_again.update_id == press.update_id
+    assert pressed_again.callback_query is not None and pressed_again.callback_query.id == query["id"]
+
+
+async def test_messages_posted_as_a_group_or_a_channel(tg: FakeTelegram, bot: Bot) -> None:
+    group = tg.group_chat()
+    channel = tg.group_chat(-1009999, "News", type="channel")
+    tg.anonymous_admin_message(group, "/topup@testbot 5")
+    tg.channel_message(group, channel, "/image a cat")
+    tg.send_message(tg.users[ALICE], "/balance", chat=group, sender_chat=channel)
+    admin, from_channel, alice_as_channel = await bot.get_updates(timeout=1)
+
+    m = admin.message
+    assert m is not None and m.from_user is not None and m.sender_chat is not None
+    assert (m.from_user.id, m.from_user.is_bot, m.from_user.username) == (1087968824, True, "GroupAnonymousBot")
+    assert m.sender_chat.id == group["id"] and m.chat.id == group["id"]
+    assert m.entities is not None and (m.entities[0].type, m.entities[0].length) == ("bot_command", 14)
+    for update in (from_channel, alice_as_channel):
+        m = update.message
+        assert m is not None and m.from_user is not None and m.sender_chat is not None
+        assert (m.from_user.id, m.from_user.username) == (CHANNEL_BOT["id"], "Channel_Bot")
+        assert (m.sender_chat.id, m.sender_chat.type) == (channel["id"], "channel")
+        assert m.entities is not None and m.entities[0].type == "bot_command"
+    assert GROUP_ANONYMOUS_BOT["id"] not in tg.users and CHANNEL_BOT["id"] not in tg.users
+    # the bot can answer them in the group
+    await bot.send_message(group["id"], "ok", reply_parameters=reply_to(admin.message.message_id))
+    with pytest.raises(ValueError):
+        tg.send_message(tg.users[ALICE], "hi", sender_chat=channel)  # not in a private chat
+
+
+async def test_user_deletes_a_message(tg: FakeTelegram, bot: Bot) -> None:
+    alice = Person(tg, ALICE, "Alice")
+    request = alice.say("/image a cat")
+    status = await bot.send_message(ALICE, "Working…", reply_parameters=reply_to(request["message_id"]))
+
+    alice.delete(request)
+    assert tg.message(ALICE, request["message_id"]) is None
+    assert tg.deleted_by_users == [(ALICE, request["message_id"])] and tg.deleted == []
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await bot.send_message(ALICE, "Done", reply_parameters=reply_to(request["message_id"]))
+    sent = await bot.send_message(ALICE, "Done", reply_parameters=reply_to(request["message_id"], allow=True))
+    assert sent.reply_to_message is None
+
+    # in a private chat a person can delete the bot's message for both sides
+    tg.delete_user_message(ALICE, status.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_text("Done", chat_id=ALICE, message_id=status.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(ALICE, status.message_id)
+    with pytest.raises(ValueError):
+        tg.delete_user_message(ALICE, status.message_id)
+
+
+async def test_kicked_from_a_group_is_not_blocked(tg: FakeTelegram, bot: Bot) -> None:
+    supergroup = tg.group_chat()
+    group = tg.group_chat(-4002, "Small group", type="group")
+    channel = tg.group_chat(-1009998, "News", type="channel")
+    status = await bot.send_message(supergroup["id"], "Working…")
+    await bot.send_message(group["id"], "hi")
+
+    for chat in (supergroup, group, channel):
+        tg.kick(chat["id"])
+    with pytest.raises(TelegramForbiddenError, match="^Telegram server says - Forbidden: bot was kicked from "
+                                                     "the supergroup chat$"):
+        await bot.send_message(supergroup["id"], "Done")
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
+        await bot.edit_message_text("Done", chat_id=supergroup["id"], message_id=status.message_id)
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
+        await bot.delete_message(supergroup["id"], status.message_id)
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the group chat"):
+        await bot.send_message(group["id"], "Done")
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the channel chat"):
+        await bot.send_photo(channel["id"], BufferedInputFile(tiny_png(), "a.png"))
+    await bot.send_message(ALICE, "private chats are unaffected")
+    tg.block(ALICE)
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_message(ALICE, "blocked is another error")
+
+    # Telegram tells the bot with my_chat_member
+    updates = await bot.get_updates(timeout=1)
+    members = [u.my_chat_member for u in updates]
+    assert [(m.chat.id, m.old_chat_member.status, m.new_chat_member.status) for m in members if m] == [
+        (supergroup["id"], "member", "kicked"), (group["id"], "member", "left"),
+        (channel["id"], "administrator", "kicked")]
+    assert all(m and m.new_chat_member.user.id == 123456 and m.from_user.id == GROUP_OWNER["id"] for m in members)
+
+
+def test_docstring_names_no_machine_path() -> None:
+    assert fake_module.__doc__ is not None and "telegram-limits.md" in fake_module.__doc__
+    assert "/work/" not in fake_module.__doc__

@@ -32,11 +32,12 @@ class Rig:
     settings: Settings
 
     async def running(self, task_id: str | None, *, due_in: float = 0.0,
-                      deadline_in: float = 600.0, user_id: int = 42) -> Generation:
+                      deadline_in: float = 600.0, user_id: int = 42,
+                      chat_id: int | None = None) -> Generation:
         """A charged generation whose Kie task is `task_id` (None: never submitted)."""
         await self.store.upsert_user(user_id, username=None, first_name="Alice", last_name=None,
                                      tg_language="en", starting_credits=100)
-        draft = await self.store.create_draft(user_id=user_id, chat_id=user_id,
+        draft = await self.store.create_draft(user_id=user_id, chat_id=chat_id or user_id,
                                               request_message_id=None, kind="image",
                                               prompt="a fox", model="imagen4")
         generation = await self.store.start_generation(
@@ -184,3 +185,28 @@ async def test_resume_refunds_never_submitted_and_resends_finished(rig, kie, tg)
     assert (await rig.store.get_generation(pending.id)).failure == "interrupted"
     await rig.tracker.tick()  # the last run's delivery lease was released: due now
     await tg.wait_for("sendPhoto", lambda c: c.params["chat_id"] == 43)
+
+
+async def test_a_send_refused_because_the_group_moved_follows_it(rig, kie, tg):
+    """No service message needed: Telegram's "upgraded to a supergroup" answer moves the row."""
+    tg.group_chat(-4200, "Friends", type="group")
+    generation = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)),
+                                   chat_id=-4200)
+    tg.upgrade_group(-4200, -1004200)
+    await rig.tracker.tick()
+    [photo] = await tg.wait_for("sendPhoto")
+    assert photo.params["chat_id"] == -1004200
+    refused = [c for c in tg.calls_of("sendPhoto") if not c.ok]
+    assert refused and refused[0].params["chat_id"] == -4200
+    for _ in range(100):
+        stored = await rig.store.get_generation(generation.id)
+        if stored.state is GenerationState.DELIVERED:
+            break
+        await asyncio.sleep(0.02)
+    assert (stored.state, stored.chat_id) == (GenerationState.DELIVERED, -1004200)
+
+
+def test_delivery_retry_gaps_double_up_to_a_minute():
+    from bot.services.tracker import delivery_retry_delay
+    assert [delivery_retry_delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert delivery_retry_delay(10_000) == 60

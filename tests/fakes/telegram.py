@@ -1,8 +1,8 @@
 """A fake Telegram Bot API server for tests: one local aiohttp app the real aiogram `Bot` talks to.
 
 It answers like api.telegram.org (`{"ok": true, "result": ...}` or `{"ok": false, "error_code",
-"description"}` with the same HTTP status) and enforces the limits marked (F) in
-/work/shared/telegram-limits.md with Telegram's own error descriptions, so a bot that passes here
+"description", "parameters"?}` with the same HTTP status) and enforces the limits marked (F) in the
+shared document telegram-limits.md with Telegram's own error descriptions, so a bot that passes here
 does not trip over them in production:
 
 - text 1..4096 characters and captions <= 1024 after entity parsing, `callback_data` 1..64 bytes,
@@ -11,8 +11,10 @@ does not trip over them in production:
   point: a bare `<`, `>` or `&` in text is refused too, so unescaped user input is always caught;
 - upload limits (photo 10 MiB, anything 50 MiB), unknown file ids, replies to unknown messages.
 
-Tests feed updates (`send_message`, `press`), inject faults (`fail_next`, `block`, `refuse_urls`)
-and inspect what the bot did (`calls`, `wait_for`, `sent_to`, the per-chat message store).
+Tests feed updates (`send_message`, `press`, `anonymous_admin_message`, `channel_message`,
+`redeliver`), stage what happens to chats (`block`, `kick`, `upgrade_group`, `delete_user_message`),
+inject faults (`fail_next`, `outage`, `refuse_urls`) and inspect what the bot did (`calls`,
+`wait_for`, `sent_to`, the per-chat message store).
 Nothing here reaches the network: the server binds 127.0.0.1 only.
 
     async with FakeTelegram() as tg:
@@ -34,8 +36,9 @@ import secrets
 import struct
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -60,6 +63,20 @@ NOT_MODIFIED = (
 WRONG_FILE = "Bad Request: wrong file identifier/HTTP URL specified"
 BLOCKED = "Forbidden: bot was blocked by the user"
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+UPGRADED = "Bad Request: group chat was upgraded to a supergroup chat"  # + parameters.migrate_to_chat_id
+KICKED = "Forbidden: bot was kicked from the {type} chat"  # type: group, supergroup or channel
+# What api.telegram.org answers while it is in trouble (aiogram: TelegramServerError).
+SERVER_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+                 504: "Gateway Timeout"}
+
+# The senders Telegram puts in `from` when a message is posted on behalf of a chat (`sender_chat`):
+# an anonymous group admin (sender_chat = the group itself) or a channel (sender_chat = the channel).
+GROUP_ANONYMOUS_BOT: dict[str, Any] = {"id": 1087968824, "is_bot": True, "first_name": "Group",
+                                       "username": "GroupAnonymousBot"}
+CHANNEL_BOT: dict[str, Any] = {"id": 136817688, "is_bot": True, "first_name": "Channel",
+                               "username": "Channel_Bot"}
+# Who upgrades a group or removes the bot when a test does not say.
+GROUP_OWNER: dict[str, Any] = {"id": 1000001, "is_bot": False, "first_name": "Group owner"}
 
 # Methods whose answer is a Message built from a file field: method (lowercase) -> field / kind.
 _MEDIA_METHODS = {
@@ -111,16 +128,20 @@ _INT_FIELDS = frozenset({
 class ApiError(Exception):
     """An error answer: HTTP status == error_code, like Telegram."""
 
-    def __init__(self, error_code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(self, error_code: int, description: str, retry_after: int | None = None,
+                 migrate_to_chat_id: int | None = None) -> None:
         super().__init__(description)
         self.error_code = error_code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": False, "error_code": self.error_code, "description": self.description}
-        if self.retry_after is not None:
-            out["parameters"] = {"retry_after": self.retry_after}
+        parameters = {k: v for k, v in (("retry_after", self.retry_after),
+                                        ("migrate_to_chat_id", self.migrate_to_chat_id)) if v is not None}
+        if parameters:
+            out["parameters"] = parameters
         return out
 
 
@@ -532,17 +553,23 @@ class FakeTelegram(LocalServer):
         self.chats: dict[int, dict[str, Any]] = {}  # chat id -> Chat
         self.users: dict[int, dict[str, Any]] = {}  # user id -> User
         self.blocked: set[int] = set()
+        self.kicked: set[int] = set()  # groups the bot was removed from (kick)
+        self.upgraded: dict[int, int] = {}  # old group id -> supergroup id (upgrade_group)
+        self.deleted_by_users: list[tuple[int, int]] = []  # (chat id, message id) deleted by people
         self.files: dict[str, bytes] = {}  # file_path -> bytes, served at /file/bot<token>/<file_path>
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (scope json, language) -> commands
         self.callback_answers: dict[str, dict[str, Any]] = {}  # callback query id -> answer params
         self.webhook_url: str = ""
         self.allowed_updates: list[str] | None = None
         self.updates: list[dict[str, Any]] = []  # queued, not yet confirmed by an offset
+        self.update_log: list[dict[str, Any]] = []  # every update ever queued, as queued
 
         self._fail_rules: list[_FailRule] = []
         self._file_records: dict[str, _FileRecord] = {}
         self._callback_ids: set[str] = set()
         self._next_update_id = 1
+        self._redeliver: set[int] = set()  # update ids getUpdates returns once more whatever the offset
+        self._outage: tuple[ApiError, frozenset[str] | None] | None = None
         self._next_message_id: dict[int, int] = {}
         self._counter = 0
         self._poll_generation = 0
@@ -629,25 +656,38 @@ class FakeTelegram(LocalServer):
         if "callback_query" in update:  # the bot may answer it
             self._callback_ids.add(update["callback_query"]["id"])
         self.updates.append(update)
+        self.update_log.append(copy.deepcopy(update))
         self._notify()
         return update
 
     def send_message(self, from_user: dict[str, Any], text: str = "", chat: dict[str, Any] | None = None,
                      reply_to: dict[str, Any] | None = None, photo: bool | bytes = False,
-                     caption: str | None = None) -> dict[str, Any]:
+                     caption: str | None = None, sender_chat: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue a user's message to the bot; returns the Message dict (it is stored like the bot's).
 
         photo=True attaches a small PNG (or give the bytes); the bot can getFile/download it. With a
         photo, `caption` (or `text` when caption is None) becomes the caption.
+
+        sender_chat: the person posts on behalf of a chat, and Telegram hides them: the group itself
+        (an anonymous admin; `from` is GroupAnonymousBot) or a channel (`from` is Channel_Bot).
         """
-        if from_user["id"] not in self.users:
+        if sender_chat is not None:
+            if chat is None or chat.get("type") == "private":
+                raise ValueError("only messages in a group or channel can have a sender_chat")
+            self.chats.setdefault(sender_chat["id"], sender_chat)
+            from_user = dict(GROUP_ANONYMOUS_BOT if sender_chat["id"] == chat["id"] else CHANNEL_BOT)
+        elif from_user["id"] not in self.users:
             self.user(from_user["id"], from_user.get("first_name", "User"), from_user.get("username"))
         chat = chat or self.private_chat(from_user)
+        if chat["id"] in self.upgraded:
+            raise ValueError(f"group {chat['id']} was upgraded: people now write in {self.upgraded[chat['id']]}")
         self.chats.setdefault(chat["id"], chat)
         message: dict[str, Any] = {
             "message_id": self._new_message_id(chat["id"]), "date": int(time.time()),
             "chat": chat, "from": from_user,
         }
+        if sender_chat is not None:
+            message["sender_chat"] = sender_chat
         if photo:
             data = photo if isinstance(photo, bytes) else tiny_png(640, 480)
             record = self._register(data=data, kind="photo", file_name="photo.jpg", mime_type="image/jpeg")
@@ -667,6 +707,18 @@ class FakeTelegram(LocalServer):
         self._store(message)
         self.queue_update({"message": copy.deepcopy(message)})
         return copy.deepcopy(message)
+
+    def anonymous_admin_message(self, group: dict[str, Any], text: str,
+                                reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An admin of `group` posting anonymously (as the group): from GroupAnonymousBot, sender_chat=group."""
+        return self.send_message(GROUP_ANONYMOUS_BOT, text, chat=group, reply_to=reply_to, sender_chat=group)
+
+    def channel_message(self, group: dict[str, Any], channel: dict[str, Any], text: str,
+                        reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Someone posting in `group` as their channel: from Channel_Bot, sender_chat=channel.
+
+        Make the channel with group_chat(id, title, type="channel")."""
+        return self.send_message(CHANNEL_BOT, text, chat=group, reply_to=reply_to, sender_chat=channel)
 
     def press(self, from_user: dict[str, Any], message: dict[str, Any], data: str) -> dict[str, Any]:
         """Queue a press on an inline button of `message` (as last known: edits applied)."""
@@ -704,8 +756,7 @@ class FakeTelegram(LocalServer):
                 400: "Bad Request: injected failure",
                 403: BLOCKED,
                 429: f"Too Many Requests: retry after {retry_after}",
-                500: "Internal Server Error",
-                502: "Bad Gateway",
+                **SERVER_ERRORS,
             }.get(error_code, f"Error {error_code}: injected failure")
         error = ApiError(error_code, description, retry_after)
         self._fail_rules.append(_FailRule(_norm(method), error, times, when))
@@ -718,6 +769,112 @@ class FakeTelegram(LocalServer):
 
     def unblock(self, user_id: int) -> None:
         self.blocked.discard(user_id)
+
+    def outage(self, error_code: int = 502, methods: str | Iterable[str] | None = None,
+               description: str | None = None) -> None:
+        """Until end_outage(), every call (getUpdates and file downloads included) or only the named
+        methods answer this 5xx ("Bad Gateway", "Internal Server Error", ...). Calls are still recorded."""
+        if not 500 <= error_code <= 599:
+            raise ValueError("an outage answers a 5xx; use fail_next for other errors")
+        if description is None:
+            description = SERVER_ERRORS.get(error_code, HTTPStatus(error_code).phrase)
+        names = None if methods is None else frozenset(
+            _norm(m) for m in ([methods] if isinstance(methods, str) else methods))
+        self._outage = (ApiError(error_code, description), names)
+
+    def end_outage(self) -> None:
+        self._outage = None
+
+    def upgrade_group(self, old_id: int, new_id: int, by: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The group `old_id` becomes the supergroup `new_id` (returned). Queues Telegram's two service
+        messages: in the old chat `migrate_to_chat_id` (from whoever upgraded it, `by`), then in the new
+        chat `migrate_from_chat_id` (from GroupAnonymousBot, sender_chat the supergroup). From now on
+        anything the bot sends or edits into the old id answers 400 with parameters.migrate_to_chat_id.
+
+        On Telegram a basic group's message ids come from the bot's own counter and the supergroup
+        numbers from 1, so old ids practically never name a message there; here the new chat goes on
+        counting after the old one, so a reply to an old id never resolves in the new chat."""
+        old = self.chats.get(old_id)
+        if old is None or old.get("type") != "group":
+            raise ValueError(f"chat {old_id} is not a known basic group (group_chat(id, type='group'))")
+        by = by or dict(GROUP_OWNER)
+        new = self.chats.get(new_id) or {"id": new_id, "type": "supergroup", "title": old.get("title", "Group")}
+        self.chats[new_id] = new
+        self._next_message_id[new_id] = max(self._next_message_id.get(new_id, 0),
+                                            self._next_message_id.get(old_id, 0))
+        for chat, fields in ((old, {"from": by, "migrate_to_chat_id": new_id}),
+                             (new, {"from": dict(GROUP_ANONYMOUS_BOT), "sender_chat": new,
+                                    "migrate_from_chat_id": old_id})):
+            message = {"message_id": self._new_message_id(chat["id"]), "date": int(time.time()), "chat": chat,
+                       **fields}
+            self._store(message)
+            self.queue_update({"message": copy.deepcopy(message)})
+        self.upgraded[old_id] = new_id
+        return copy.deepcopy(new)
+
+    def kick(self, chat_id: int, by: dict[str, Any] | None = None) -> None:
+        """The bot is removed from a group, supergroup or channel: from now on sends, edits and deletes
+        there answer 403 "bot was kicked from the <type> chat". Queues the `my_chat_member` update
+        Telegram sends (new status "kicked", or "left" for a basic group; from `by`)."""
+        chat = self.chats.get(chat_id)
+        if chat is None or chat.get("type") == "private":
+            raise ValueError(f"chat {chat_id} is not a known group or channel (a user blocks the bot: block())")
+        self.kicked.add(chat_id)
+        me = {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")}
+        member = "administrator" if chat["type"] == "channel" else "member"
+        old_member: dict[str, Any] = {"status": member, "user": me}
+        if member == "administrator":
+            old_member.update(can_be_edited=False, is_anonymous=False, can_manage_chat=True,
+                              can_delete_messages=True, can_manage_video_chats=False, can_restrict_members=False,
+                              can_promote_members=False, can_change_info=False, can_invite_users=False,
+                              can_post_stories=False, can_edit_stories=False, can_delete_stories=False,
+                              can_send_welcome_messages=False, can_post_messages=True, can_edit_messages=True)
+        new_member = ({"status": "left", "user": me} if chat["type"] == "group"
+                      else {"status": "kicked", "user": me, "until_date": 0})
+        self.queue_update({"my_chat_member": {
+            "chat": chat, "from": by or dict(GROUP_OWNER), "date": int(time.time()),
+            "old_chat_member": old_member, "new_chat_member": new_member}})
+
+    def delete_user_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        """Someone deletes a message (their own, or in a private chat the bot's too): it is gone from
+        the store, so replies to it and edits of it fail as on Telegram. No update reaches the bot."""
+        message = self.messages.get(chat_id, {}).pop(message_id, None)
+        if message is None:
+            raise ValueError(f"no message {message_id} in chat {chat_id}")
+        self.deleted_by_users.append((chat_id, message_id))
+        return message
+
+    def redeliver(self, update: dict[str, Any] | int) -> dict[str, Any]:
+        """Queue an already delivered update again with the SAME update_id; getUpdates returns it once
+        more even though the offset has passed it (a poller died before confirming its offset).
+
+        `update`: an update_id, an update, or the message / callback query that send_message / press
+        returned. Returns the update as it will be delivered (as first queued)."""
+        update_id = self._find_update_id(update)
+        original = next((u for u in self.update_log if u["update_id"] == update_id), None)
+        if original is None:
+            raise ValueError(f"update {update_id} was never queued")
+        if all(u["update_id"] != update_id for u in self.updates):
+            self.updates.append(copy.deepcopy(original))
+            self.updates.sort(key=lambda u: u["update_id"])
+        self._redeliver.add(update_id)
+        self._notify()
+        return copy.deepcopy(original)
+
+    def _find_update_id(self, ref: dict[str, Any] | int) -> int:
+        if isinstance(ref, int):
+            return ref
+        if "update_id" in ref:
+            return int(ref["update_id"])
+        for logged in reversed(self.update_log):
+            if "message_id" in ref:  # a Message
+                found = logged.get("message") or logged.get("edited_message")
+                if found and (found["chat"]["id"], found["message_id"]) == (ref["chat"]["id"], ref["message_id"]):
+                    return int(logged["update_id"])
+            elif "chat_instance" in ref:  # a CallbackQuery
+                if logged.get("callback_query", {}).get("id") == ref["id"]:
+                    return int(logged["update_id"])
+        raise ValueError(f"no queued update carries {_short(ref)}")
 
     # -- test side: inspection -------------------------------------------------------------------
 
@@ -785,6 +942,7 @@ class FakeTelegram(LocalServer):
                 raise ApiError(413, "Request Entity Too Large")
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
+            self._inject_outage(method, call)
             self._inject_fault(method, call)
             handler = self._handlers.get(method.lower(), self._fallback(method))
             result = handler(call.params)
@@ -803,6 +961,8 @@ class FakeTelegram(LocalServer):
     async def _download(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return web.json_response(ApiError(401, "Unauthorized").body(), status=401)
+        if self._outage is not None and self._outage[1] is None:
+            return web.json_response(self._outage[0].body(), status=self._outage[0].error_code)
         data = self.files.get(request.match_info["path"])
         if data is None:
             return web.json_response(ApiError(404, "Not Found").body(), status=404)
@@ -859,6 +1019,13 @@ class FakeTelegram(LocalServer):
                 params.setdefault(name, file)
         return params
 
+    def _inject_outage(self, method: str, call: Call) -> None:
+        if self._outage is not None:
+            error, methods = self._outage
+            if methods is None or _norm(method) in methods:
+                call.injected = True
+                raise error
+
     def _inject_fault(self, method: str, call: Call) -> None:
         key = _norm(method)
         for rule in self._fail_rules:
@@ -892,8 +1059,9 @@ class FakeTelegram(LocalServer):
         if isinstance(offset, int):  # confirms (forgets) everything before it
             if offset < 0:
                 self.updates = self.updates[offset:]
-            else:
-                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            else:  # redeliver()ed updates stay until they have been returned once more
+                self.updates = [u for u in self.updates if u["update_id"] >= offset
+                                or u["update_id"] in self._redeliver]
         # A newer getUpdates terminates a pending one, as Telegram does (two pollers -> 409).
         self._poll_generation += 1
         generation = self._poll_generation
@@ -903,6 +1071,7 @@ class FakeTelegram(LocalServer):
             wake = self._wake
             ready = [u for u in self.updates if self._allowed(u)][:limit]
             if ready:
+                self._redeliver.difference_update(u["update_id"] for u in ready)
                 return ready
             if generation != self._poll_generation:
                 raise ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only "
@@ -984,11 +1153,20 @@ class FakeTelegram(LocalServer):
             {"id": chat_id, "type": "supergroup", "title": "Group"}
 
     def _deliverable_chat(self, chat_id: int) -> dict[str, Any]:
-        """The target chat, once content is valid: unknown -> 400, blocked -> 403."""
+        """The target chat, once content is valid: unknown -> 400, upgraded -> 400 + migrate_to_chat_id,
+        kicked or blocked -> 403."""
         chat = self._chat(chat_id)
+        self._check_member(chat_id)
         if chat_id in self.blocked:
             raise ApiError(403, BLOCKED)
         return chat
+
+    def _check_member(self, chat_id: int) -> None:
+        """The bot can still act in this chat: not an upgraded group, not removed from it."""
+        if chat_id in self.upgraded:
+            raise ApiError(400, UPGRADED, migrate_to_chat_id=self.upgraded[chat_id])
+        if chat_id in self.kicked:
+            raise ApiError(403, KICKED.format(type=self.chats[chat_id]["type"]))
 
     def _formatted(self, p: dict[str, Any], text_field: str, entities_field: str, *, limit: int,
                    too_long: str, required: bool,
@@ -1059,7 +1237,9 @@ class FakeTelegram(LocalServer):
             return None
         target_chat = params.get("chat_id", chat_id) if params else chat_id
         allow = (params or {}).get("allow_sending_without_reply", p.get("allow_sending_without_reply"))
-        target = self.messages.get(target_chat, {}).get(int(message_id)) if isinstance(target_chat, int) else None
+        target = None
+        if isinstance(target_chat, int) and target_chat not in self.upgraded:
+            target = self.messages.get(target_chat, {}).get(int(message_id))
         if target is None:
             if allow:
                 return None
@@ -1295,6 +1475,7 @@ class FakeTelegram(LocalServer):
         if p.get("inline_message_id"):
             return None
         chat_id = self._chat_id(p)
+        self._check_member(chat_id)
         message = self.messages.get(chat_id, {}).get(self._message_id(p))
         if message is None:
             raise _bad("message to edit not found")
@@ -1371,6 +1552,7 @@ class FakeTelegram(LocalServer):
     def _delete_message(self, p: dict[str, Any]) -> bool:
         chat_id = self._chat_id(p)
         message_id = self._message_id(p)
+        self._check_member(chat_id)
         if self.messages.get(chat_id, {}).pop(message_id, None) is None:
             raise _bad("message to delete not found")
         self.deleted.append((chat_id, message_id))
@@ -1378,6 +1560,7 @@ class FakeTelegram(LocalServer):
 
     def _delete_messages(self, p: dict[str, Any]) -> bool:
         chat_id = self._chat_id(p)
+        self._check_member(chat_id)
         for message_id in p.get("message_ids") or []:  # missing ones are skipped, as Telegram does
             if self.messages.get(chat_id, {}).pop(message_id, None) is not None:
                 self.deleted.append((chat_id, message_id))
@@ -1421,5 +1604,5 @@ class FakeTelegram(LocalServer):
         return self.commands.get(self._commands_key(p), [])
 
 
-__all__ = ["ApiError", "Call", "FakeTelegram", "HtmlParseError", "UploadedFile", "image_size", "parse_html",
-           "tiny_png", "utf16_len"]
+__all__ = ["CHANNEL_BOT", "GROUP_ANONYMOUS_BOT", "GROUP_OWNER", "ApiError", "Call", "FakeTelegram",
+           "HtmlParseError", "UploadedFile", "image_size", "parse_html", "tiny_png", "utf16_len"]
