@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from bot.config import Settings, describe_error
 from bot.logs import setup_logging
+from bot.store.lock import DatabaseInUse, DatabaseLock
 
 
 def main() -> int:
@@ -18,16 +21,56 @@ def main() -> int:
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
-    setup_logging(settings.secrets())
-    from bot.app import Application
-
+    path = settings.database_path
+    # First, before the slow imports and before anything touches the database or Telegram:
+    # a second process on the same file would deliver every result twice and refund the
+    # first one's in-flight creates, so it stops at once.
+    lock = DatabaseLock(path)
     try:
-        app = Application(settings)
-    except ValueError as error:  # a setting the app itself checks (DEFAULT_LANGUAGE)
-        print(f"Configuration error: {error}", file=sys.stderr)
+        lock.acquire()
+    except DatabaseInUse as error:
+        print(f"Configuration error: DATABASE_PATH {path} is in use by another running bot "
+              f"(pid {error.holder or '?'}); stop it first or give this one its own "
+              "DATABASE_PATH", file=sys.stderr)
         return 2
-    asyncio.run(app.run())
+    except OSError as error:  # what the validator could not foresee (a race, a full disk...)
+        print(f"Configuration error: DATABASE_PATH {path} cannot be used: "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 2
+    try:  # held until the bot has stopped; the OS drops it if the process dies
+        try:
+            _check_database(path)
+        except (OSError, sqlite3.Error) as error:
+            print(f"Configuration error: DATABASE_PATH {path} cannot be used: {error}",
+                  file=sys.stderr)
+            return 2
+        setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.log_level])
+        from bot.app import Application
+
+        try:
+            app = Application(settings)
+        except ValueError as error:  # a setting the app itself checks (DEFAULT_LANGUAGE)
+            print(f"Configuration error: {error}", file=sys.stderr)
+            return 2
+        asyncio.run(app.run())
+    finally:
+        lock.release()
     return 0
+
+
+def _check_database(path: Path) -> None:
+    """An existing file must open as SQLite and take SQLite's write lock: otherwise (not a
+    database, read-only...) one line here rather than a traceback from Store.open later.
+    A missing file is left alone (the validator checked its folder): nothing is created."""
+    if str(path) == ":memory:" or not path.exists():
+        return
+    db = sqlite3.connect(path)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("PRAGMA user_version").fetchone()
+        db.rollback()
+    finally:
+        db.close()
 
 
 if __name__ == "__main__":

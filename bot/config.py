@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     kie_deadline_image: Seconds = 600.0
     kie_deadline_video: Seconds = 1800.0
     kie_deadline_audio: Seconds = 900.0
+    # Seconds a finished result may wait for Telegram (outages) before it is refunded.
+    delivery_deadline: Seconds = 3600.0
     kie_callback_url: AnyHttpUrl | None = None
     kie_webhook_hmac_key: SecretStr | None = None
     web_host: str | None = None
@@ -40,6 +43,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     starting_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     default_language: str = "en"
+    # Fairness: what one (non-admin) user may have running, and start per minute.
+    max_open_generations: Annotated[int, Field(ge=1)] = 3
+    max_starts_per_minute: Annotated[int, Field(ge=1)] = 10
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("bot_token")
     @classmethod
@@ -54,6 +61,40 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("database_path")
+    @classmethod
+    def _database_file(cls, value: Path) -> Path:
+        """A path that can hold the SQLite file, checked without creating anything:
+        otherwise the bot would stop later with a traceback from deep inside SQLite."""
+        if str(value) == ":memory:":
+            return value
+        try:
+            if value.is_dir():
+                raise ValueError(f"{value} is a folder; it must name a file, "
+                                 f"e.g. {value / 'bot.sqlite3'}")
+            if value.exists():
+                if not value.is_file():
+                    raise ValueError(f"{value} is not a regular file")
+                if not os.access(value, os.R_OK | os.W_OK):
+                    raise ValueError(f"{value} is not readable and writable by this user")
+            # The nearest existing folder above it: where the missing folders (or the file,
+            # its -wal/-shm companions and the .lock file) will be created.
+            ancestor = Path(os.path.abspath(value)).parent
+            while not ancestor.exists():
+                ancestor = ancestor.parent
+        except OSError as error:  # e.g. a folder on the way that this user may not enter
+            raise ValueError(f"{value} cannot be checked: {error.strerror}") from None
+        if not ancestor.is_dir():
+            raise ValueError(f"{value} is under {ancestor}, which is a file, not a folder")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ValueError(f"{value} cannot be created: folder {ancestor} is not writable")
         return value
 
     @field_validator("default_language")

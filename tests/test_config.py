@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from bot.config import Settings
+from bot.config import Settings, describe_error
 from bot.logs import REDACTED, RedactSecrets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,3 +156,51 @@ def test_malformed_log_call_does_not_raise() -> None:
     finally:
         logger.removeHandler(handler)
         logger.propagate = True
+
+
+def database_error(path: Path) -> str | None:
+    """describe_error's line for DATABASE_PATH=path, or None if the settings are valid."""
+    try:
+        Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY,  # type: ignore[call-arg]
+                 database_path=path)
+    except ValidationError as error:
+        return describe_error(error)
+    return None
+
+
+def test_database_path_folder_is_refused(tmp_path: Path) -> None:
+    """An existing folder cannot be the SQLite file: one line naming DATABASE_PATH."""
+    line = database_error(tmp_path)
+    assert line is not None and "DATABASE_PATH" in line and "folder" in line, line
+    assert str(tmp_path) in line and "\n" not in line
+
+
+def test_database_path_under_a_file_is_refused(tmp_path: Path) -> None:
+    """A path whose parent is a regular file can never be created."""
+    (tmp_path / "plain").write_text("not a folder")
+    line = database_error(tmp_path / "plain" / "sub" / "bot.sqlite3")
+    assert line is not None and "DATABASE_PATH" in line, line
+    assert "which is a file" in line and "\n" not in line
+
+
+def test_database_path_in_missing_folders_is_fine_and_not_created(tmp_path: Path) -> None:
+    """Folders are created at start (DESIGN.md), not by checking the settings."""
+    path = tmp_path / "new" / "nested" / "bot.sqlite3"
+    assert database_error(path) is None
+    assert not (tmp_path / "new").exists()
+
+
+def test_database_path_existing_file_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "bot.sqlite3").touch()
+    assert database_error(tmp_path / "bot.sqlite3") is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_database_path_in_unwritable_folder_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        line = database_error(locked / "data" / "bot.sqlite3")
+    finally:
+        locked.chmod(0o755)
+    assert line is not None and "DATABASE_PATH" in line and "not writable" in line, line
