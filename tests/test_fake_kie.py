@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -236,6 +237,26 @@ async def test_rate_limit() -> None:
         await asyncio.sleep(0.55)
         r = await http.get("/api/v1/chat/credit")
         assert r.status_code == 200 and r.json()["code"] == 200
+
+
+async def test_latency_each_way_and_counted_on_arrival() -> None:
+    """`latency` delays a request on its way in and its answer on its way out; the request is
+    recorded, and counted against the rate limit, when it arrives."""
+    async with FakeKie(api_key=KEY, rate_limit=1, window=0.1) as kie, \
+            httpx.AsyncClient(base_url=kie.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        kie.latency = 0.1
+        sent = time.monotonic()
+        first, second = await asyncio.gather(http.get("/api/v1/chat/credit"), http.get("/api/v1/chat/credit"))
+        answered = time.monotonic()
+        assert 0.1 <= kie.requests[0].time - sent < 0.15
+        assert 0.2 <= answered - sent < 0.3
+        assert sorted([first.status_code, second.status_code]) == [200, 429]  # both arrived in one window
+        kie.latency = (0.02, 0.06)
+        sent = time.monotonic()
+        third = await http.get("/api/v1/chat/credit")
+        assert third.status_code == 200  # it arrived over a window after the first
+        assert 0.02 <= kie.requests[-1].time - sent < 0.08
+        assert 0.04 <= time.monotonic() - sent < 0.15
 
 
 def test_max_in_window_counts() -> None:

@@ -28,7 +28,7 @@ from bot.kie.errors import (
     KieUnavailable,
     KieValidationError,
 )
-from bot.kie.ratelimit import RateLimiter
+from bot.kie.ratelimit import Priority, RateLimiter
 from tests.conftest import KIE_KEY, WINDOW
 from tests.fakes.kie import FakeKie, TaskPlan
 
@@ -212,6 +212,50 @@ async def test_create_429_gives_up_after_attempts(kie: FakeKie, make_client: Mak
     with pytest.raises(KieRateLimited):
         await client.create_task(MODEL, INPUT)
     assert kie.count(CREATE) == 3
+
+
+# -- the shared budget -------------------------------------------------------------------------
+
+async def test_slot_held_until_the_answer_is_back(kie: FakeKie) -> None:
+    """With the whole budget (one slot) on a slow read, the next request leaves only a window
+    after that read's answer came back, not a window after the read was sent."""
+    window, answer_delay = 0.1, 0.3
+    client = KieClient(SecretStr(KIE_KEY), base_url=kie.url, upload_url=kie.url,
+                       limiter=RateLimiter(1, window), timeout=5.0)
+    try:
+        task_id = await client.create_task(MODEL, INPUT)
+        kie.read_delay = answer_delay
+        reading = asyncio.create_task(client.get_task(task_id))
+        while kie.count(RECORD) == 0:
+            await asyncio.sleep(0.005)
+        await client.get_credits()
+        await reading
+    finally:
+        await client.aclose()
+    read, credit = kie.requests[1:]
+    assert read.path.endswith(RECORD) and credit.path.endswith("/credit")
+    assert credit.time - read.time >= answer_delay + window
+
+
+async def test_owner_and_priority_reach_the_limiter(kie: FakeKie) -> None:
+    """create_task and get_task pass their owner to the limiter; other calls go as the bot's (None)."""
+    seen: list[tuple[Priority, object]] = []
+
+    class Recording(RateLimiter):
+        def slot(self, priority: Priority = Priority.READ, *, owner: object = None) -> Any:
+            seen.append((priority, owner))
+            return super().slot(priority, owner=owner)
+
+    client = KieClient(SecretStr(KIE_KEY), base_url=kie.url, upload_url=kie.url,
+                       limiter=Recording(20, WINDOW), timeout=5.0)
+    try:
+        task_id = await client.create_task(MODEL, INPUT, owner=7)
+        await client.get_task(task_id, owner=7)
+        await client.get_task(task_id, Priority.READ, owner=8)
+        await client.get_credits()
+    finally:
+        await client.aclose()
+    assert seen == [(Priority.CREATE, 7), (Priority.POLL, 7), (Priority.READ, 8), (Priority.READ, None)]
 
 
 # -- get_task ----------------------------------------------------------------------------------

@@ -56,17 +56,20 @@ class KieClient:
     # -- the calls -------------------------------------------------------------
 
     async def create_task(self, model: str, input: dict[str, Any],
-                          callback_url: str | None = None) -> str:
-        """Start a task; returns its id. Never retried once the request may have reached Kie."""
+                          callback_url: str | None = None, *, owner: int | None = None) -> str:
+        """Start a task; returns its id. Never retried once the request may have reached Kie.
+        `owner` (a Telegram user id) shares the budget fairly between users."""
         body = CreateTaskRequest(model=model, input=input, callback_url=callback_url)
         data = await self._send(
-            "POST", api.CREATE_TASK_PATH, Priority.CREATE, retry_reads=False,
+            "POST", api.CREATE_TASK_PATH, Priority.CREATE, owner=owner, retry_reads=False,
             json=body.model_dump(by_alias=True, exclude_none=True),
         )
         return self._parse(TaskCreated, data).task_id
 
-    async def get_task(self, task_id: str, priority: Priority = Priority.POLL) -> TaskRecord:
-        data = await self._send("GET", api.RECORD_INFO_PATH, priority, params={"taskId": task_id})
+    async def get_task(self, task_id: str, priority: Priority = Priority.POLL, *,
+                       owner: int | None = None) -> TaskRecord:
+        data = await self._send("GET", api.RECORD_INFO_PATH, priority, owner=owner,
+                                params={"taskId": task_id})
         return self._parse(TaskRecord, data)
 
     async def get_credits(self) -> float:
@@ -97,7 +100,7 @@ class KieClient:
 
     # -- plumbing --------------------------------------------------------------
 
-    async def _send(self, method: str, url: str, priority: Priority, *,
+    async def _send(self, method: str, url: str, priority: Priority, *, owner: int | None = None,
                     retry_reads: bool = True, **kwargs: Any) -> Any:
         """One call under the shared budget. Reads retry with backoff on 429, 5xx and timeouts;
         other calls retry only when Kie surely did not take the request (429, no connection)."""
@@ -105,7 +108,7 @@ class KieClient:
         while True:
             attempt += 1
             try:
-                return await self._once(method, url, priority, **kwargs)
+                return await self._once(method, url, priority, owner, **kwargs)
             except KieError as error:
                 may_retry = error.retryable if retry_reads else isinstance(
                     error, KieRateLimited | _NotSent)
@@ -116,10 +119,12 @@ class KieClient:
                             method, _path(url), error, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def _once(self, method: str, url: str, priority: Priority, **kwargs: Any) -> Any:
-        await self._limiter.acquire(priority)
+    async def _once(self, method: str, url: str, priority: Priority, owner: int | None,
+                    **kwargs: Any) -> Any:
         try:
-            response = await self._http.request(method, url, **kwargs)
+            # The slot is held until the answer is in: Kie counted the request somewhere before.
+            async with self._limiter.slot(priority, owner=owner):
+                response = await self._http.request(method, url, **kwargs)
         except httpx.ConnectError as error:
             raise _NotSent(str(error) or "cannot connect") from error
         except (httpx.TimeoutException, httpx.TransportError) as error:

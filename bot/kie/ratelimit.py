@@ -2,7 +2,13 @@
 
 Kie answers 429 past its limit and does not queue the request, so the bot keeps its own
 sliding window, serves waiting callers by priority (a user's new task goes ahead of status
-polls), and stops everyone for a while when Kie says 429 anyway.
+polls) and, within a priority, round-robin between owners (one user's burst does not starve
+another), and stops everyone for a while when Kie says 429 anyway.
+
+Kie counts a request when it arrives, somewhere between our grant and its answer. So a slot is
+taken from its grant until the answer is back (in flight), and only then starts its window:
+whatever the latency, the requests Kie sees within one window were all counted here when the
+last of them was granted.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 
@@ -22,59 +30,108 @@ class Priority(IntEnum):
     POLL = 2
 
 
+@dataclass(order=True, slots=True)
+class _Waiter:
+    priority: int
+    round: int  # the owner's turn within its priority
+    seq: int  # arrival order, the last tie-break
+    owner: Hashable = field(compare=False)
+    granted: asyncio.Future[None] = field(compare=False)
+
+
+@dataclass(slots=True)
+class _Owner:
+    last_round: int  # the round of the owner's latest waiter in this priority
+    queued: int = 0
+
+
 class RateLimiter:
-    def __init__(self, limit: int, window: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int, window: float = 10.0) -> None:
         self.limit = limit
-        # A request granted here arrives at Kie a little later; the margin keeps two grants
-        # `window` apart from landing inside one of Kie's windows.
-        self.window = window + min(0.25, window * 0.05)
-        self._clock = clock
-        self._granted: deque[float] = deque()
-        self._waiting: list[tuple[int, int]] = []
+        self.window = window
+        self._in_flight = 0  # granted, answer not back yet
+        self._stamps: deque[float] = deque()  # when answers came back, oldest first
+        self._waiting: list[_Waiter] = []  # a heap: priority, then round, then arrival
         self._seq = itertools.count()
+        self._serving = [0] * len(Priority)  # per priority, the round of the latest grant
+        self._owners: dict[tuple[int, Hashable], _Owner] = {}  # only owners with a waiter queued
         self._paused_until = 0.0
-        self._changed = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (after a 429)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
-    def _delay(self, now: float) -> float:
-        """Seconds until a request may go out, 0 when one may go now."""
-        while self._granted and self._granted[0] <= now - self.window:
-            self._granted.popleft()
-        delay = self._paused_until - now
-        if len(self._granted) >= self.limit:
-            delay = max(delay, self._granted[0] + self.window - now)
-        return max(delay, 0.0)
-
-    async def acquire(self, priority: Priority = Priority.READ) -> None:
-        entry = (int(priority), next(self._seq))
-        heapq.heappush(self._waiting, entry)
+    @asynccontextmanager
+    async def slot(self, priority: Priority = Priority.READ, *,
+                   owner: Hashable = None) -> AsyncIterator[None]:
+        """Wait for a grant, then hold it around one request. The slot counts while the block
+        runs and for `window` seconds after it ends, however it ends: a request that failed or
+        was cancelled may still have reached Kie."""
+        await self._granted(priority, owner)
         try:
-            while True:
-                now = self._clock()
-                delay = self._delay(now)
-                at_head = self._waiting[0] == entry
-                if at_head and delay == 0:
-                    heapq.heappop(self._waiting)
-                    self._granted.append(now)
-                    self._wake_all()
-                    return
-                changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), delay if at_head else None)
-                except TimeoutError:
-                    pass
-        except BaseException:  # cancelled: leave the queue, let the next caller move up
-            if entry in self._waiting:
-                self._waiting.remove(entry)
-                heapq.heapify(self._waiting)
-                self._wake_all()
+            yield
+        finally:
+            self._in_flight -= 1
+            self._stamps.append(time.monotonic())
+            self._dispatch()
+
+    async def _granted(self, priority: Priority, owner: Hashable) -> None:
+        serving = self._serving[priority]
+        mine = self._owners.setdefault((priority, owner), _Owner(serving - 1))
+        mine.last_round = max(serving, mine.last_round + 1)
+        mine.queued += 1
+        waiter = _Waiter(priority, mine.last_round, next(self._seq), owner,
+                         asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiting, waiter)
+        self._dispatch()
+        try:
+            await waiter.granted
+        except asyncio.CancelledError:
+            # A cancelled waiter stays queued with its future cancelled; _dispatch drops it. One
+            # granted just as it was cancelled sent nothing: it frees its slot without a stamp.
+            if not waiter.granted.cancelled():
+                self._in_flight -= 1
+            self._dispatch()
             raise
 
-    def _wake_all(self) -> None:
-        """Every waiter looks again (no lock needed: the checks above never await)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _dispatch(self) -> None:
+        """Grant the best waiters while the budget allows, else wake up when it may. Nothing
+        here awaits, so no lock is needed."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiting:
+            head = self._waiting[0]
+            if head.granted.cancelled():
+                self._leave(heapq.heappop(self._waiting))
+                continue
+            delay = self._delay(time.monotonic())
+            if delay is None:  # only an answer coming back frees a slot; slot() dispatches then
+                return
+            if delay > 0:
+                self._timer = asyncio.get_running_loop().call_later(delay, self._dispatch)
+                return
+            self._leave(heapq.heappop(self._waiting))
+            self._serving[head.priority] = head.round
+            self._in_flight += 1
+            head.granted.set_result(None)
+
+    def _delay(self, now: float) -> float | None:
+        """Seconds until a slot may be granted (0: now); None while every slot is in flight."""
+        while self._stamps and self._stamps[0] <= now - self.window:
+            self._stamps.popleft()
+        if self._in_flight >= self.limit:
+            return None
+        delay = self._paused_until - now
+        if self._in_flight + len(self._stamps) >= self.limit:
+            delay = max(delay, self._stamps[0] + self.window - now)
+        return max(delay, 0.0)
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """The waiter left the queue; forget its owner once nothing of theirs is queued."""
+        key = (waiter.priority, waiter.owner)
+        mine = self._owners[key]
+        mine.queued -= 1
+        if not mine.queued:
+            del self._owners[key]

@@ -135,7 +135,7 @@ class Tracker:
             await self._fail(generation, "timeout")
             return
         try:
-            record = await self.kie.get_task(generation.task_id)
+            record = await self.kie.get_task(generation.task_id, owner=generation.user_id)
         except KieNotFound:
             await self._fail(generation, "lost")
             return

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import mimetypes
+import random
 import re
 import secrets
 import struct
@@ -388,6 +389,9 @@ class FakeKie(LocalServer):
         self.default_plan = TaskPlan()
         self.create_delay: float = 0.0  # seconds before answering a create (the task exists already)
         self.read_delay: float = 0.0  # seconds before answering a recordInfo read (the read counted already)
+        # Network latency, each way, for every request: seconds, or a (low, high) range drawn per
+        # leg. A request counts in the rate window when it arrives, after the way there.
+        self.latency: float | tuple[float, float] = 0.0
 
         # what happened
         self.requests: list[Req] = []  # every /api/* request, accepted or not
@@ -568,9 +572,16 @@ class FakeKie(LocalServer):
         except ValueError:
             return raw.decode(errors="replace")
 
+    async def _travel(self) -> None:
+        """One leg of the simulated network."""
+        low, high = self.latency if isinstance(self.latency, tuple) else (self.latency, self.latency)
+        if high > 0:
+            await asyncio.sleep(random.uniform(low, high))
+
     @web.middleware
     async def _middleware(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        await self._travel()
         now = time.monotonic()
         is_api = request.path.startswith("/api/")
         req = Req(request.method, request.path, dict(request.query), await self._read_body(request), now)
@@ -602,6 +613,7 @@ class FakeKie(LocalServer):
                 req.code = json.loads(response.body).get("code")  # type: ignore[arg-type]
             except (ValueError, AttributeError):
                 pass
+        await self._travel()
         return response
 
     async def _json(self, request: web.Request) -> Any:
