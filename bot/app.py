@@ -19,7 +19,8 @@ from bot.config import Settings
 from bot.handlers import build_router
 from bot.i18n import N_, UserLocaleMiddleware, create_i18n
 from bot.kie import KieClient, RateLimiter
-from bot.middlewares import AccountMiddleware
+from bot.middlewares import AccountMiddleware, ThrottleMiddleware
+from bot.redaction import RedactSecretsMiddleware
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
 from bot.services.notifier import Notifier
@@ -53,19 +54,22 @@ class Application:
         limiter = RateLimiter(settings.kie_rate_limit, settings.kie_rate_window)
         kie = KieClient(settings.kie_api_key, base_url=str(settings.kie_api_url),
                         upload_url=str(settings.kie_upload_url), limiter=limiter)
-        downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0),
-                                      follow_redirects=True)
+        # Redirects are followed by Delivery itself: a few, to http(s) only.
+        downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
         bot = Bot(settings.bot_token.get_secret_value(),
                   session=AiohttpSession(api=TelegramAPIServer.from_base(
                       str(settings.telegram_api_url).rstrip("/"))),
                   default=DefaultBotProperties(parse_mode=ParseMode.HTML,
                                                link_preview_is_disabled=True))
+        # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
+        bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
         notifier = Notifier(bot, store, self.i18n, settings.admin_ids)
         delivery = Delivery(bot, store, kie, notifier, self.i18n, downloads)
         tracker = Tracker(store, kie, delivery, notifier, settings)
         generations = Generations(store, kie, notifier, settings, wake_tracker=tracker.wake)
 
         dp = self.dispatcher
+        dp.update.outer_middleware(ThrottleMiddleware(self.i18n))  # before any database write
         dp.update.outer_middleware(AccountMiddleware(store, settings, self.i18n))
         UserLocaleMiddleware(self.i18n).setup(dp)
         dp.callback_query.middleware(CallbackAnswerMiddleware())

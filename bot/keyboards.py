@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
 from bot import texts
 from bot.catalog import Model
 
+# Forged data outside these shapes fails the filter and reaches the "out of date" fallback
+# instead of a handler: a row id past 2**63 would overflow SQLite, and a value is made of the
+# bot's own ASCII ids and numbers (str.isdigit() would pass '²', which int() refuses).
+RowId = Annotated[int, Field(ge=1, lt=2**63)]
+Value = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]*$")]
+
 
 class Pick(CallbackData, prefix="pk"):
-    """A press in a picker: `act` is m (model), o (option), go, back or x (cancel)."""
+    """A press in a picker: `act` is m (model), o (option), go (`val`: the draft revision the
+    keyboard shows), back or x (cancel)."""
 
-    draft: int
-    act: str
-    val: str = ""
+    draft: RowId
+    act: Literal["m", "o", "go", "back", "x"]
+    val: Value = ""
 
 
 class Again(CallbackData, prefix="ag"):
-    generation: int
+    generation: RowId
 
 
 def models_keyboard(draft_id: int, models: list[Model]) -> InlineKeyboardMarkup:
@@ -35,7 +43,7 @@ def models_keyboard(draft_id: int, models: list[Model]) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def options_keyboard(draft_id: int, model: Model, chosen: dict[str, Any],
+def options_keyboard(draft_id: int, revision: int, model: Model, chosen: dict[str, Any],
                      can_go_back: bool) -> InlineKeyboardMarkup:
     """One row per option (the current choice ticked), then Generate, then Back / Cancel."""
     builder = InlineKeyboardBuilder()
@@ -52,7 +60,7 @@ def options_keyboard(draft_id: int, model: Model, chosen: dict[str, Any],
             buttons.append(_button(label, Pick(draft=draft_id, act="o", val=f"{option.key}.{index}")))
         builder.row(*buttons, width=5)
     builder.row(_button(texts.generate_button(model.price_for(values)),
-                        Pick(draft=draft_id, act="go")))
+                        Pick(draft=draft_id, act="go", val=str(revision))))
     last_row = [_button("✖ " + _("Cancel"), Pick(draft=draft_id, act="x"))]
     if can_go_back:
         last_row.insert(0, _button("← " + _("Models"), Pick(draft=draft_id, act="back")))

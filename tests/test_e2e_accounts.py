@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.store import LedgerKind
@@ -76,6 +78,21 @@ async def test_admin_topup_by_reply_in_a_group(tg, bot, store):
     tg.send_message(admin.user, "/topup@testbot 7", chat=group, reply_to=hello)
     await admin.told("Added 7 credits", chat_id=group["id"])
     assert (await store.get_user(42)).balance == 107
+
+
+async def test_a_repeated_topup_update_adds_credits_once(tg, bot, store):
+    alice = Person(tg, 42, "Alice")
+    admin = Person(tg, ADMIN_ID, "Admin")
+    alice.say("/start")
+    await alice.told("Hi")
+    command = admin.say("/topup 42 50")
+    await admin.told("Added 50 credits")
+    tg.redeliver(command)  # a poller died before confirming the offset
+    admin.say("/balance")  # queued after the repeat: once it is answered, the repeat was read
+    await admin.told("Your balance")
+    await asyncio.sleep(0.3)  # and handled, when both came in one batch
+    assert (await store.get_user(42)).balance == 150 == await store.ledger_sum(42)
+    assert len([c for c in tg.calls_of("sendMessage") if "Added 50" in c.params["text"]]) == 1
 
 
 async def test_non_admin_topup_is_refused_and_changes_nothing(tg, bot, store):

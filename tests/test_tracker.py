@@ -210,3 +210,22 @@ def test_delivery_retry_gaps_double_up_to_a_minute():
     from bot.services.tracker import delivery_retry_delay
     assert [delivery_retry_delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
     assert delivery_retry_delay(10_000) == 60
+
+
+async def test_a_tick_forgets_expired_drafts_and_old_update_ids(rig):
+    """A command flood leaves drafts behind: the tracker purges them (and update ids too old
+    for Telegram to repeat) now and then."""
+    await rig.store.upsert_user(42, username=None, first_name="Alice", last_name=None,
+                                tg_language="en", starting_credits=0)
+    old = await rig.store.create_draft(user_id=42, chat_id=42, request_message_id=None,
+                                       kind="image", prompt="old", model=None)
+    fresh = await rig.store.create_draft(user_id=42, chat_id=42, request_message_id=None,
+                                         kind="image", prompt="fresh", model=None)
+    await rig.store._db.execute("UPDATE drafts SET created_at = ? WHERE id = ?",
+                                (time.time() - 7 * 3600, old.id))
+    await rig.store.first_sight_of_update(1)
+    await rig.store._db.execute("UPDATE updates SET seen_at = 0")
+    await rig.tracker.tick()
+    assert await rig.store.get_draft(old.id) is None
+    assert await rig.store.get_draft(fresh.id) is not None
+    assert await rig.store.first_sight_of_update(1)  # forgotten

@@ -2,10 +2,13 @@
 
 from aiogram import Router
 
-from bot.handlers import admin, generate, info
+from bot.handlers import admin, chats, generate, info, refusals
 
 
 def build_router() -> Router:
     router = Router(name="root")
-    router.include_routers(info.make_router(), admin.make_router(), generate.make_router())
+    refusals.setup(router)
+    router.include_routers(chats.make_router(), info.make_router(), admin.make_router(),
+                           generate.make_router(),
+                           refusals.make_fallback_router())  # last: it takes what is left
     return router

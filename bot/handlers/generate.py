@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiogram import Router
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.callback_answer import CallbackAnswer
@@ -11,10 +13,16 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.catalog import get_model
+from bot.errors import Refusal
+from bot.i18n import N_
 from bot.keyboards import Again, Pick, models_keyboard, options_keyboard
-from bot.services.generation import Generations, Picker, PickerError
+from bot.services.generation import Generations, Picker, PickerChanged
 from bot.services.telegram import is_not_modified
-from bot.store import InsufficientCredits, Store, User
+from bot.store import Store, User
+
+# The longest flood-control wait a picker edit sits out while the pressed button spins.
+EDIT_RETRY_WAIT = 3
+
 
 def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
     draft, model = picker.draft, picker.model
@@ -22,7 +30,8 @@ def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
         return (texts.picker_models(draft.kind, draft.prompt),
                 models_keyboard(draft.id, picker.models))
     return (texts.picker_options(model, draft.prompt, draft.options),
-            options_keyboard(draft.id, model, draft.options, can_go_back=len(picker.models) > 1))
+            options_keyboard(draft.id, draft.revision, model, draft.options,
+                             can_go_back=len(picker.models) > 1))
 
 
 async def image(message: Message, command: CommandObject, account: User,
@@ -35,31 +44,28 @@ async def image(message: Message, command: CommandObject, account: User,
                                     request_message_id=message.message_id, kind="image",
                                     prompt=prompt)
     text, markup = render(picker)
-    sent = await message.reply(text, reply_markup=markup)
+    # A reply, sent anyway when the request was deleted before the picker was ready.
+    reply = message.as_reply_parameters(allow_sending_without_reply=True)
+    sent = await message.answer(text, reply_markup=markup, reply_parameters=reply)
     await store.set_picker_message(picker.draft.id, sent.message_id)
 
 
-async def press(query: CallbackQuery, callback_data: Pick, account: User,
+async def press(query: CallbackQuery, *, callback_data: Pick, account: User, is_admin: bool,
                 generations: Generations, callback_answer: CallbackAnswer) -> None:
-    try:
-        if callback_data.act == "go":
-            generation, model = await generations.charge(callback_data.draft, account.id)
-            # Answer now: the task's creation may wait for Kie's rate budget.
-            await query.answer()
-            callback_answer.disable()
-            await generations.submit(generation, model)
-            return
-        picker = await generations.press(callback_data.draft, account.id, callback_data.act,
-                                         callback_data.val)
-    except PickerError as error:
-        callback_answer.text, callback_answer.show_alert = _(error.message), True
+    if callback_data.act == "go":
+        try:
+            generation, model = await generations.charge(
+                callback_data.draft, account.id, callback_data.val, exempt=is_admin)
+        except PickerChanged as changed:  # show what ✅ buys now, then refuse the press
+            await _edit(query, *render(changed.picker))
+            raise
+        # Answer now: the task's creation may wait for Kie's rate budget.
+        await query.answer()
+        callback_answer.disable()
+        await generations.submit(generation, model)
         return
-    except InsufficientCredits as error:
-        callback_answer.text = texts.not_enough(error.price, error.balance)
-        callback_answer.show_alert = True
-        return
-    if query.message is None:
-        return
+    picker = await generations.press(callback_data.draft, account.id, callback_data.act,
+                                     callback_data.val)
     if picker is None:
         await _edit(query, "✖ " + _("Cancelled."), None)
     else:
@@ -67,16 +73,13 @@ async def press(query: CallbackQuery, callback_data: Pick, account: User,
 
 
 async def again(query: CallbackQuery, callback_data: Again, account: User,
-                generations: Generations, store: Store, callback_answer: CallbackAnswer) -> None:
+                generations: Generations, store: Store) -> None:
     generation = await store.get_generation(callback_data.generation)
     model = get_model(generation.model) if generation else None
     if generation is None or model is None or query.message is None:
-        callback_answer.text, callback_answer.show_alert = _("This menu is out of date."), True
-        return
+        raise Refusal(N_("This menu is out of date."))
     if generation.user_id != account.id:
-        callback_answer.text = _("This menu belongs to someone else. Send your own command.")
-        callback_answer.show_alert = True
-        return
+        raise Refusal(N_("This menu belongs to someone else. Send your own command."))
     picker = await generations.open(
         user_id=account.id, chat_id=generation.chat_id,
         request_message_id=generation.request_message_id, kind=generation.kind,
@@ -86,12 +89,22 @@ async def again(query: CallbackQuery, callback_data: Again, account: User,
     await store.set_picker_message(picker.draft.id, sent.message_id)
 
 
-async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
+async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None, *,
+                retried: bool = False) -> None:
+    if query.message is None:  # too old for Telegram to include: nothing to edit
+        return
     try:
         await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
     except TelegramBadRequest as error:
         if not is_not_modified(error):
             raise
+    except TelegramRetryAfter as error:
+        # Flood control in this chat: one short wait; past that the press's alert asks the
+        # person to press again (the draft already holds the change).
+        if retried or error.retry_after > EDIT_RETRY_WAIT:
+            raise Refusal(texts.SLOW_DOWN) from None
+        await asyncio.sleep(error.retry_after)
+        await _edit(query, text, markup, retried=True)
 
 
 def make_router() -> Router:

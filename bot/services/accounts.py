@@ -3,29 +3,47 @@
 from __future__ import annotations
 
 from aiogram.types import User as TelegramUser
+from aiogram.utils.i18n import gettext as _
 
 from bot.config import Settings
+from bot.errors import Refusal
 from bot.i18n import N_
 from bot.store import Store, User
 
 MAX_TOPUP = 1_000_000
+# Telegram's user ids are positive and stay below 2**52; a bigger number is a typo (and past
+# 2**63 it would overflow SQLite).
+MAX_TELEGRAM_ID = 2**52
+
+TOPUP_USAGE = N_("Usage: <code>/topup &lt;user&gt; &lt;amount&gt;</code>, where the user is a "
+                 "Telegram id or @username; or reply to their message with "
+                 "<code>/topup &lt;amount&gt;</code>.\nExample: <code>/topup 123456789 100</code>")
 
 
-class UsageError(Exception):
-    """A command used wrongly; `message` is a message id, `params` fill it in."""
+class UsageError(Refusal):
+    """A command used wrongly: the reason, then `usage` (a message id) with an example."""
 
-    def __init__(self, message: str, **params: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.params = params
+    def __init__(self, message: str, *, usage: str, **params: object) -> None:
+        super().__init__(message, **params)
+        self.usage = usage
+
+    def text(self) -> str:
+        return super().text() + "\n\n" + _(self.usage)
+
+
+def ascii_number(token: str) -> int | None:
+    """The token's value when it is ASCII digits only. `str.isdigit()` alone also passes '²'
+    (which int() refuses), and int() also reads other scripts' digits ('٤', '５')."""
+    return int(token) if token.isascii() and token.isdigit() else None
 
 
 def parse_amount(token: str) -> int:
-    if not token.lstrip("+").isdigit():
-        raise UsageError(N_("The amount must be a whole number of credits."))
-    amount = int(token)
+    amount = ascii_number(token)
+    if amount is None:
+        raise UsageError(N_("The amount must be a whole number of credits."), usage=TOPUP_USAGE)
     if not 1 <= amount <= MAX_TOPUP:
-        raise UsageError(N_("The amount must be between 1 and {max}."), max=str(MAX_TOPUP))
+        raise UsageError(N_("The amount must be between 1 and {max}."), usage=TOPUP_USAGE,
+                         max=MAX_TOPUP)
     return amount
 
 
@@ -34,21 +52,25 @@ async def find_target(store: Store, settings: Settings, token: str | None,
     """The user named by an id or @username, or the author of the replied-to message."""
     if token is None:
         if replied_to is None or replied_to.is_bot:
-            raise UsageError(N_("Say whom to top up."))
-        user, _ = await store.upsert_user(
+            raise UsageError(N_("Say whom to top up."), usage=TOPUP_USAGE)
+        author, _created = await store.upsert_user(
             replied_to.id, username=replied_to.username, first_name=replied_to.first_name,
             last_name=replied_to.last_name, tg_language=replied_to.language_code,
             starting_credits=settings.starting_credits)
-        return user
+        return author
+    user_id = ascii_number(token)
+    user: User | None
     if token.startswith("@") and len(token) > 1:
         user = await store.find_user(token)
-    elif token.lstrip("-").isdigit():
-        user = await store.get_user(int(token))
+    elif user_id is not None and 0 < user_id < MAX_TELEGRAM_ID:
+        user = await store.get_user(user_id)
     else:
-        raise UsageError(N_("Name the user by Telegram id or @username, or reply to their message."))
+        raise UsageError(
+            N_("Name the user by Telegram id or @username, or reply to their message."),
+            usage=TOPUP_USAGE)
     if user is None:
         raise UsageError(N_("I don't know the user {user}: they have to start the bot first."),
-                         user=token)
+                         usage=TOPUP_USAGE, user=token)
     return user
 
 
@@ -62,4 +84,4 @@ async def parse_topup(store: Store, settings: Settings, args: str | None,
     if len(tokens) == 1 and replied_to is not None:
         amount = parse_amount(tokens[0])
         return await find_target(store, settings, None, replied_to), amount
-    raise UsageError(N_("Say whom to top up and by how much."))
+    raise UsageError(N_("Say whom to top up and by how much."), usage=TOPUP_USAGE)

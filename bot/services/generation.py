@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.catalog import Model, get_model, models_of
 from bot.config import Settings
+from bot.errors import Refusal
 from bot.i18n import N_
 from bot.kie import KieClient
 from bot.kie.errors import (
@@ -19,19 +20,30 @@ from bot.kie.errors import (
     KieValidationError,
 )
 from bot.services.notifier import Notifier
-from bot.store import Draft, DraftClosed, Generation, Store
+from bot.store import (
+    Draft,
+    DraftChanged,
+    DraftClosed,
+    Generation,
+    LimitReached,
+    StartLimits,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
 DRAFT_LIFETIME = 6 * 3600.0
 
 
-class PickerError(Exception):
-    """A press the picker refuses; `message` is a message id for the alert."""
+class PickerError(Refusal):
+    """A press the picker refuses; shown as the press's alert."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+
+LIMIT_MESSAGES = {
+    "open": N_("You already have as many generations running as one person may. "
+               "Wait for one to finish."),
+    "rate": N_("You have started too many generations in the last minute. Wait a little."),
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,14 @@ class Picker:
     draft: Draft
     model: Model | None
     models: list[Model]
+
+
+class PickerChanged(PickerError):
+    """✅ was pressed on a keyboard older than the draft: nothing is charged; show `picker`."""
+
+    def __init__(self, picker: Picker) -> None:
+        super().__init__(N_("The choice changed before your press arrived. Check it and press ✅ again."))
+        self.picker = picker
 
 
 class Generations:
@@ -108,29 +128,43 @@ class Generations:
             raise PickerError(N_("This menu has expired. Send the command again."))
         return draft
 
-    async def charge(self, draft_id: int, user_id: int) -> tuple[Generation, Model]:
+    async def charge(self, draft_id: int, user_id: int, promised: str, *,
+                     exempt: bool = False) -> tuple[Generation, Model]:
         """Charge and record the generation in one transaction, and show its status line.
-        Raises InsufficientCredits (nothing charged) or PickerError. `submit` comes next."""
+        `promised` is the draft revision the pressed ✅ was drawn from: the price it showed is
+        the price charged, or nothing is (PickerChanged). `exempt` (admins) skips the per-user
+        limits. Raises InsufficientCredits (nothing charged) or PickerError. `submit` comes next."""
         draft = await self.owned_draft(draft_id, user_id)
         model = get_model(draft.model)
         if model is None:
             raise PickerError(N_("This model is no longer available."))
+        revision = int(promised) if promised.isascii() and promised.isdigit() else -1
+        if revision != draft.revision:
+            raise PickerChanged(Picker(draft, model, models_of(draft.kind)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
+        limits = None if exempt else StartLimits(self.settings.max_open_generations,
+                                                 self.settings.max_starts_per_minute)
         try:
             generation = await self.store.start_generation(
-                draft.id, input=model.build_input(draft.prompt, draft.options),
+                draft.id, revision=revision, input=model.build_input(draft.prompt, draft.options),
                 price=model.price_for(draft.options),
-                deadline_at=self._clock() + self.settings.deadline(model.kind))
+                deadline_at=self._clock() + self.settings.deadline(model.kind), limits=limits)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
+        except DraftChanged:  # an option press landed between the check above and the charge
+            fresh = await self.owned_draft(draft_id, user_id)
+            raise PickerChanged(Picker(fresh, get_model(fresh.model), models_of(fresh.kind))) from None
+        except LimitReached as limit:
+            raise PickerError(LIMIT_MESSAGES[limit.which]) from None
         await self.notifier.status(generation, force=True)
         return generation, model
 
     async def submit(self, generation: Generation, model: Model) -> None:
         """Create the Kie task; a refusal refunds at once and tells the user why."""
         try:
-            task_id = await self.kie.create_task(model.kie_model, generation.input)
+            task_id = await self.kie.create_task(model.kie_model, generation.input,
+                                                  owner=generation.user_id)
         except KieError as error:
             await self._refuse(generation, model, error)
             return

@@ -141,13 +141,13 @@ class Store:
 
     # -- chats and updates -----------------------------------------------------
 
-    async def set_chat_unreachable(self, chat_id: int) -> None:
+    async def set_chat_unreachable(self, chat_id: int, unreachable: bool = True) -> None:
         """The bot was removed from this group (the people in it may still be reachable)."""
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO chats (id, unreachable, updated_at) VALUES (?, 1, ?)"
-                " ON CONFLICT (id) DO UPDATE SET unreachable = 1, updated_at = excluded.updated_at",
-                (chat_id, time.time()))
+                "INSERT INTO chats (id, unreachable, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET unreachable = excluded.unreachable,"
+                " updated_at = excluded.updated_at", (chat_id, int(unreachable), time.time()))
 
     async def migrate_chat(self, old_id: int, new_id: int) -> int:
         """A group became a supergroup: what is still to be shown there moves to the new id.

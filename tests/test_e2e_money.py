@@ -1,0 +1,106 @@
+"""End to end: money rules an attack run broke — ✅ charges exactly what it shows, per-user
+limits refuse before anything is charged, a repeated update changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.chat import Person, button
+from tests.conftest import ADMIN_ID, make_settings
+from tests.fakes.kie import TaskPlan
+from tests.test_e2e_image import charges, generate
+
+
+async def test_confirm_on_a_keyboard_older_than_the_choice_charges_nothing(tg, kie, bot, store):
+    """The edit that would show "· 20" is refused (flood control): the ✅ still on screen says
+    10, so pressing it charges nothing and shows the picker as it really is."""
+    alice = Person(tg, 42, "Alice")
+    _, picker = await alice.ask("/image two foxes")
+    await alice.press(picker, "Imagen 4 Fast")
+    shown = alice.refreshed(picker)
+    assert button(shown, "✅") and "10 credits" in [b["text"] for row in
+                                                   shown["reply_markup"]["inline_keyboard"]
+                                                   for b in row if b["text"].startswith("✅")][0]
+    tg.fail_next("editMessageText", error_code=429, retry_after=30)
+    await alice.press(shown, "2 ·")
+    assert "10 credits" in str(alice.refreshed(picker)["reply_markup"])  # the edit never landed
+
+    answer = await alice.press(alice.refreshed(picker), "✅")
+    assert answer["show_alert"] and "changed" in answer["text"]
+    assert await charges(store, 42) == [] and kie.creates == []
+    fresh = alice.refreshed(picker)
+    [go] = [b["text"] for row in fresh["reply_markup"]["inline_keyboard"] for b in row
+            if b["text"].startswith("✅")]
+    assert "20 credits" in go
+
+    await alice.press(fresh, "✅")
+    await tg.wait_for("sendPhoto")
+    [charge] = await charges(store, 42)
+    assert charge.amount == -20
+
+
+async def test_a_tap_faster_than_the_edit_charges_nothing(tg, kie, bot, store):
+    """✅ pressed on the message as it was before an option press took effect."""
+    alice = Person(tg, 42, "Alice")
+    _, picker = await alice.ask("/image racing")
+    await alice.press(picker, "Imagen 4 Fast")
+    stale = alice.refreshed(picker)
+    await alice.press(stale, "4 ·")
+    answer = await alice.press(stale, "✅")  # the keyboard from before "4"
+    assert answer["show_alert"] and "changed" in answer["text"]
+    assert await charges(store, 42) == [] and kie.creates == []
+
+
+async def test_open_generations_per_user_are_capped_before_anything_is_charged(
+        tg, kie, tmp_path, start_bot, store):
+    await start_bot(make_settings(tmp_path, tg, kie, max_open_generations=2, starting_credits=500))
+    kie.default_plan = TaskPlan(outcome="never")
+    alice = Person(tg, 42, "Alice")
+    for n in range(2):
+        await generate(alice, f"fox {n}", model="Seedream")
+    _, picker = await alice.ask("/image one more")
+    await alice.press(picker, "Seedream")
+    answer = await alice.press(alice.refreshed(picker), "✅")
+    assert answer["show_alert"] and "running" in answer["text"]
+    assert len(await charges(store, 42)) == 2 and len(kie.creates) == 2
+    assert (await store.get_user(42)).balance == 460 == await store.ledger_sum(42)
+    # The admin is exempt.
+    admin = Person(tg, ADMIN_ID, "Admin")
+    for n in range(3):
+        await generate(admin, f"admin {n}", model="Seedream")
+    assert len(await charges(store, ADMIN_ID)) == 3
+
+
+async def test_starts_per_minute_are_capped_before_anything_is_charged(
+        tg, kie, tmp_path, start_bot, store):
+    await start_bot(make_settings(tmp_path, tg, kie, max_starts_per_minute=2,
+                                  starting_credits=500))
+    kie.default_plan = TaskPlan(reads_before_done=0)
+    alice = Person(tg, 42, "Alice")
+    for n in range(2):
+        await generate(alice, f"fox {n}", model="Seedream")
+    await tg.wait_for("sendPhoto", count=2)  # finished: only the per-minute cap is left
+    _, picker = await alice.ask("/image a third")
+    await alice.press(picker, "Seedream")
+    answer = await alice.press(alice.refreshed(picker), "✅")
+    assert answer["show_alert"] and "last minute" in answer["text"]
+    assert len(await charges(store, 42)) == 2 and len(kie.creates) == 2
+
+
+async def test_concurrent_confirms_cannot_pass_the_cap_together(tg, kie, tmp_path, start_bot,
+                                                                store):
+    await start_bot(make_settings(tmp_path, tg, kie, max_open_generations=3,
+                                  starting_credits=1000))
+    kie.default_plan = TaskPlan(outcome="never")
+    alice = Person(tg, 42, "Alice")
+    pickers = []
+    for n in range(8):
+        _, picker = await alice.ask(f"/image burst {n}")
+        await alice.press(picker, "Seedream")
+        pickers.append(alice.refreshed(picker))
+    for picker in pickers:
+        tg.press(alice.user, picker, button(picker, "✅"))
+    await tg.wait_for("answerCallbackQuery", lambda c: True, count=8 + 8)
+    await asyncio.sleep(0.3)
+    assert len(await charges(store, 42)) == 3 and len(kie.creates) == 3
+    assert (await store.get_user(42)).balance == 940 == await store.ledger_sum(42)
