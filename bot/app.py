@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.handlers import build_router
 from bot.i18n import N_, UserLocaleMiddleware, create_i18n
 from bot.kie import KieClient, RateLimiter
-from bot.middlewares import AccountMiddleware, ThrottleMiddleware
+from bot.middlewares import AccountMiddleware, RepeatedUpdateMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
@@ -70,6 +70,7 @@ class Application:
 
         dp = self.dispatcher
         dp.update.outer_middleware(ThrottleMiddleware(self.i18n))  # before any database write
+        dp.update.outer_middleware(RepeatedUpdateMiddleware(store))
         dp.update.outer_middleware(AccountMiddleware(store, settings, self.i18n))
         UserLocaleMiddleware(self.i18n).setup(dp)
         dp.callback_query.middleware(CallbackAnswerMiddleware())

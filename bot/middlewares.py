@@ -1,8 +1,9 @@
-"""Middlewares: a flood is dropped first; then every update registers its user, and banned
-users, anonymous admins and channels get one short answer."""
+"""Middlewares: a flood is dropped first, then an update seen before; then every update
+registers its user, and banned users, anonymous admins and channels get one short answer."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from bot import texts
 from bot.config import Settings
 from bot.i18n import N_, locale_of
 from bot.store import Store
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -81,6 +84,23 @@ class ThrottleMiddleware(BaseMiddleware):
             return True, False
         first_refusal, bucket.warned = not bucket.warned, True
         return False, first_refusal
+
+
+class RepeatedUpdateMiddleware(BaseMiddleware):
+    """Outer update middleware: Telegram sends an update again when a poller died before
+    confirming its offset, or a webhook answered too slowly. An update id seen before (kept in
+    the database, so a restart remembers) is dropped. Every balance change is also keyed on
+    its own source; this keeps the rest (a second picker, a second answer) from happening."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if isinstance(event, Update) and not await self.store.first_sight_of_update(
+                event.update_id):
+            log.info("update %s was handled before: dropped", event.update_id)
+            return None
+        return await handler(event, data)
 
 
 class AccountMiddleware(BaseMiddleware):

@@ -104,3 +104,79 @@ async def test_concurrent_confirms_cannot_pass_the_cap_together(tg, kie, tmp_pat
     await asyncio.sleep(0.3)
     assert len(await charges(store, 42)) == 3 and len(kie.creates) == 3
     assert (await store.get_user(42)).balance == 940 == await store.ledger_sum(42)
+
+
+async def test_a_repeated_update_is_handled_once_even_across_a_restart(tg, kie, settings,
+                                                                        start_bot, store):
+    running = await start_bot(settings)
+    alice = Person(tg, 42, "Alice")
+    request, picker = await alice.ask("/image once")
+    tg.redeliver(request)
+    alice.say("/balance")  # queued after the repeat: once it is answered, the repeat was read
+    await alice.told("Your balance")
+    await asyncio.sleep(0.3)
+    pickers = [c for c in tg.calls_of("sendMessage") if "Choose a model" in c.params["text"]]
+    assert len(pickers) == 1
+
+    await running.stop()  # the poller confirmed nothing more: the next one gets it again
+    tg.redeliver(request)
+    await start_bot(settings)
+    alice.say("/balance")
+    await alice.told("Your balance")
+    await asyncio.sleep(0.3)
+    pickers = [c for c in tg.calls_of("sendMessage") if "Choose a model" in c.params["text"]]
+    assert len(pickers) == 1
+    [(drafts,)] = [tuple(r) for r in await store._rows("SELECT count(*) FROM drafts")]
+    assert drafts == 1
+
+
+async def test_again_pressed_in_another_chat_opens_and_works_there(tg, kie, bot, store):
+    """A forged 🔁 Again (its data pressed on a message in a group): the picker, its status
+    line and the result all stay in the group; nothing is edited in the first chat."""
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "first here")
+    [photo] = await tg.wait_for("sendPhoto")
+    again_data = button(tg.message(42, photo.response["message_id"]), "🔁")
+    group = tg.group_chat(-1006000, "Elsewhere")
+    alice.say("/balance@testbot", chat=group)
+    await alice.told("Your balance", chat_id=-1006000)
+    host = tg.last_bot_message(-1006000)
+    edits_in_private = len([c for c in tg.calls_of("editMessageText") if c.params["chat_id"] == 42])
+
+    await alice.press(host, "", data=again_data)
+    picker_call = await alice.told("first here", chat_id=-1006000)
+    picker = tg.message(-1006000, picker_call.response["message_id"])
+    await alice.press(picker, "✅")
+    [second] = [c for c in await tg.wait_for("sendPhoto", count=2) if c is not photo]
+    assert second.params["chat_id"] == -1006000
+    await alice.told("✅ Imagen 4 — done", chat_id=-1006000)
+    assert len([c for c in tg.calls_of("editMessageText") if c.params["chat_id"] == 42]) == \
+        edits_in_private
+
+
+async def test_one_heavy_user_does_not_push_another_to_the_back_of_kies_queue(
+        tg, kie, tmp_path, start_bot, store):
+    """An admin (no per-user limits) confirms ten at once against a budget of 2 per window;
+    Bob confirms one a moment later: his task goes to Kie in the next round, not after all
+    ten of the admin's."""
+    await start_bot(make_settings(tmp_path, tg, kie, kie_rate_limit=2, starting_credits=1000))
+    kie.default_plan = TaskPlan(outcome="never")
+    admin = Person(tg, ADMIN_ID, "Admin")
+    pickers = []
+    for n in range(10):
+        _, picker = await admin.ask(f"/image heavy {n}")
+        await admin.press(picker, "Seedream")
+        pickers.append(admin.refreshed(picker))
+    bob = Person(tg, 43, "Bob")
+    _, bob_picker = await bob.ask("/image bob's turn")
+    await bob.press(bob_picker, "Seedream")
+    for picker in pickers:
+        tg.press(admin.user, picker, button(picker, "✅"))
+    while len(kie.creates) < 2:  # the admin's first round is at Kie, the rest queued
+        await asyncio.sleep(0.01)
+    await bob.press(bob.refreshed(bob_picker), "✅")
+    while len(kie.creates) < 11:
+        await asyncio.sleep(0.05)
+    prompts = [c["input"]["prompt"] for c in kie.creates]
+    assert prompts.index("bob's turn") <= 4, prompts
+    assert kie.rate_limited == 0

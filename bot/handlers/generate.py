@@ -80,10 +80,14 @@ async def again(query: CallbackQuery, callback_data: Again, account: User,
         raise Refusal(N_("This menu is out of date."))
     if generation.user_id != account.id:
         raise Refusal(N_("This menu belongs to someone else. Send your own command."))
+    # The new picker lives where it is shown: the press may come from another chat (a
+    # forwarded result, forged data), and its edits and result must go there too.
+    chat_id = query.message.chat.id
     picker = await generations.open(
-        user_id=account.id, chat_id=generation.chat_id,
-        request_message_id=generation.request_message_id, kind=generation.kind,
-        prompt=generation.prompt, model=model, options=generation.options)
+        user_id=account.id, chat_id=chat_id,
+        request_message_id=generation.request_message_id if chat_id == generation.chat_id
+        else None, kind=generation.kind, prompt=generation.prompt, model=model,
+        options=generation.options)
     text, markup = render(picker)
     sent = await query.message.answer(text, reply_markup=markup)
     await store.set_picker_message(picker.draft.id, sent.message_id)
