@@ -1,5 +1,6 @@
-# `make run` starts the bot (settings from .env); `make test` runs the whole suite.
-# Both create .venv and install the pinned dependencies first, so a fresh clone needs only
+# `make run` starts the bot (settings from .env); `make test` runs the whole suite; `make lint`
+# runs ruff and mypy (strict on bot/).
+# Each creates .venv and installs the pinned dependencies first, so a fresh clone needs only
 # Python 3.11+ and make.
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install run test
+.PHONY: install run test lint
 install: $(STAMP)
 
 run: $(STAMP)
@@ -19,3 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bot tests
+	$(VENV)/bin/mypy

@@ -17,7 +17,7 @@ from bot.store.lock import DatabaseInUse, DatabaseLock
 
 def main() -> int:
     try:
-        settings = Settings()  # type: ignore[call-arg]
+        settings = Settings()
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
@@ -45,7 +45,7 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.log_level])
-        from bot.app import Application
+        from bot.app import Application  # noqa: PLC0415 -- the slow imports, only after the lock (above)
 
         try:
             app = Application(settings)

@@ -13,7 +13,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
-from aiogram.utils.i18n import I18n
 
 from bot.config import Settings
 from bot.handlers import build_router
@@ -64,9 +63,10 @@ class Application:
         # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
         bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
         notifier = Notifier(bot, store, self.i18n, settings.admin_ids)
-        delivery = Delivery(bot, store, kie, notifier, self.i18n, downloads)
-        tracker = Tracker(store, kie, delivery, notifier, settings)
-        generations = Generations(store, kie, notifier, settings, wake_tracker=tracker.wake)
+        delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=self.i18n, http=downloads)
+        tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
+        generations = Generations(store, kie=kie, notifier=notifier, settings=settings,
+                                  wake_tracker=tracker.wake)
 
         dp = self.dispatcher
         dp.update.outer_middleware(ThrottleMiddleware(self.i18n))  # before any database write

@@ -17,6 +17,7 @@ from babel.messages.pofile import read_po
 
 from bot.store import User
 
+
 def N_(message: str) -> str:
     """Marks a message id for translation where it is defined; it is translated where shown."""
     return message
@@ -49,8 +50,8 @@ def locale_of(user: User | None, i18n: I18n, telegram_language: str | None = Non
     candidates = [telegram_language]
     if user is not None:
         candidates = [user.language, telegram_language or user.tg_language]
-    for code in candidates:
-        code = (code or "").split("-")[0].lower()
+    for candidate in candidates:
+        code = (candidate or "").split("-")[0].lower()
         if code in i18n.available_locales:
             return code
     return i18n.default_locale

@@ -55,34 +55,47 @@ def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         return redact(value, secrets)
     if isinstance(value, BaseModel):
-        changes: dict[str, Any] = {}
-        # A model's __dict__ holds its field values (faster than getattr per field); aiogram
-        # models allow extra fields, so a field newer than this aiogram is covered too.
-        for fields in (value.__dict__, value.__pydantic_extra__ or {}):
-            for name, old in fields.items():
-                new = scrub(old, secrets)
-                if new is not old:
-                    changes[name] = new
-        return value.model_copy(update=changes) if changes else value
+        return _scrub_model(value, secrets)
     if isinstance(value, (list, tuple)):
-        items: list[Any] | None = None
-        for index, old in enumerate(value):
-            new = scrub(old, secrets)
-            if new is not old:
-                items = items if items is not None else list(value)
-                items[index] = new
-        if items is None:
-            return value
-        return tuple(items) if isinstance(value, tuple) else items
+        return _scrub_sequence(value, secrets)
     if isinstance(value, dict):
-        entries: dict[Any, Any] | None = None
-        for key, old in value.items():
+        return _scrub_dict(value, secrets)
+    return value
+
+
+def _scrub_model(value: BaseModel, secrets: tuple[str, ...]) -> BaseModel:
+    changes: dict[str, Any] = {}
+    # A model's __dict__ holds its field values (faster than getattr per field); aiogram
+    # models allow extra fields, so a field newer than this aiogram is covered too.
+    for fields in (value.__dict__, value.__pydantic_extra__ or {}):
+        for name, old in fields.items():
             new = scrub(old, secrets)
             if new is not old:
-                entries = entries if entries is not None else dict(value)
-                entries[key] = new
-        return value if entries is None else entries
-    return value
+                changes[name] = new
+    return value.model_copy(update=changes) if changes else value
+
+
+def _scrub_sequence(value: list[Any] | tuple[Any, ...],
+                    secrets: tuple[str, ...]) -> list[Any] | tuple[Any, ...]:
+    items: list[Any] | None = None
+    for index, old in enumerate(value):
+        new = scrub(old, secrets)
+        if new is not old:
+            items = items if items is not None else list(value)
+            items[index] = new
+    if items is None:
+        return value
+    return tuple(items) if isinstance(value, tuple) else items
+
+
+def _scrub_dict(value: dict[Any, Any], secrets: tuple[str, ...]) -> dict[Any, Any]:
+    entries: dict[Any, Any] | None = None
+    for key, old in value.items():
+        new = scrub(old, secrets)
+        if new is not old:
+            entries = entries if entries is not None else dict(value)
+            entries[key] = new
+    return value if entries is None else entries
 
 
 class RedactSecretsMiddleware:

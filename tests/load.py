@@ -25,16 +25,17 @@ async def crowd(tg: FakeTelegram, kie: FakeKie, people: int, timeout: float = 12
     """`people` users open a picker each, then all press ✅ at once; wait for every photo."""
     persons = [Person(tg, 10_000 + n, f"User{n}") for n in range(people)]
     pickers = await asyncio.gather(*(p.ask(f"/image crowd picture {n}") for n, p in enumerate(persons)))
-    await asyncio.gather(*(p.press(picker, "Seedream") for p, (_, picker) in zip(persons, pickers)))
+    await asyncio.gather(*(p.press(picker, "Seedream")
+                           for p, (_, picker) in zip(persons, pickers, strict=True)))
     before = len(kie.requests)
     started = asyncio.get_running_loop().time()
-    for person, (_, picker) in zip(persons, pickers):
+    for person, (_, picker) in zip(persons, pickers, strict=True):
         refreshed = person.refreshed(picker)
         tg.press(person.user, refreshed, button(refreshed, "✅"))
     photos = await tg.wait_for("sendPhoto", count=people, timeout=timeout)
     seconds = asyncio.get_running_loop().time() - started
     latencies = []
-    for task_id, task in kie.tasks.items():
+    for task_id in kie.tasks:
         reads = [r for r in kie.requests if r.query.get("taskId") == task_id]
         sends = [c for c in photos if task_id in c.params["photo"]]
         if reads and sends:

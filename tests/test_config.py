@@ -25,7 +25,7 @@ def run_bot(cwd: Path, **env: str) -> tuple[int, str]:
     """`python -m bot` with only these settings; the exit code and everything it printed."""
     base = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "bot"], cwd=cwd, env={**base, **env},
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     return done.returncode, done.stdout + done.stderr
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 from bot.store import GenerationState, LedgerKind
-from tests.chat import Person, buttons
+from tests.chat import Person, button, buttons
 from tests.conftest import ADMIN_ID, make_settings
 from tests.fakes.kie import TaskPlan
 from tests.fakes.telegram import UploadedFile
@@ -192,7 +193,7 @@ async def test_status_line_moves_while_waiting(tg, kie, tmp_path, start_bot):
              if c.params["message_id"] == picker["message_id"] and c.params["text"].startswith("⏳")]
     assert edits[0].params["text"] == "⏳ Imagen 4 — queued… 0:00"
     assert any("generating…" in c.params["text"] for c in edits)
-    gaps = [b.time - a.time for a, b in zip(edits, edits[1:])]
+    gaps = [b.time - a.time for a, b in itertools.pairwise(edits)]
     assert all(gap >= 4.9 for gap in gaps), gaps  # throttled to one edit per 5 s
     assert len({c.params["text"] for c in edits}) == len(edits)  # never the same text twice
 
@@ -202,7 +203,7 @@ async def test_double_confirm_starts_one_generation(tg, kie, bot, store):
     _, picker = await alice.ask("/image twice")
     await alice.press(picker, "Seedream")
     current = alice.refreshed(picker)
-    go = [b["callback_data"] for b in buttons(current) if b["text"].startswith("✅")][0]
+    go = button(current, "✅")
     first = tg.press(alice.user, current, go)
     second = tg.press(alice.user, current, go)   # a double tap, or Telegram repeating it
     answers = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"]

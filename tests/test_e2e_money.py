@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.chat import Person, button
+from tests.chat import Person, button, buttons
 from tests.conftest import ADMIN_ID, make_settings
 from tests.fakes.kie import TaskPlan
 from tests.test_e2e_image import charges, generate
@@ -18,9 +18,8 @@ async def test_confirm_on_a_keyboard_older_than_the_choice_charges_nothing(tg, k
     _, picker = await alice.ask("/image two foxes")
     await alice.press(picker, "Imagen 4 Fast")
     shown = alice.refreshed(picker)
-    assert button(shown, "✅") and "10 credits" in [b["text"] for row in
-                                                   shown["reply_markup"]["inline_keyboard"]
-                                                   for b in row if b["text"].startswith("✅")][0]
+    assert button(shown, "✅") and "10 credits" in next(
+        b["text"] for b in buttons(shown) if b["text"].startswith("✅"))
     tg.fail_next("editMessageText", error_code=429, retry_after=30)
     await alice.press(shown, "2 ·")
     assert "10 credits" in str(alice.refreshed(picker)["reply_markup"])  # the edit never landed
@@ -110,7 +109,7 @@ async def test_a_repeated_update_is_handled_once_even_across_a_restart(tg, kie, 
                                                                         start_bot, store):
     running = await start_bot(settings)
     alice = Person(tg, 42, "Alice")
-    request, picker = await alice.ask("/image once")
+    request, _ = await alice.ask("/image once")
     tg.redeliver(request)
     alice.say("/balance")  # queued after the repeat: once it is answered, the repeat was read
     await alice.told("Your balance")

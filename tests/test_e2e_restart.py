@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bot.store import GenerationState, LedgerKind, Store
-from tests.chat import Person
+from tests.chat import Person, button
 from tests.conftest import ADMIN_ID, KIE_KEY, TOKEN
 from tests.fakes.kie import TaskPlan
 from tests.test_e2e_image import charges, generate, refunds
@@ -43,9 +43,7 @@ async def test_sigkill_after_create_then_restart_delivers_once(tg, kie, tmp_path
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image survive")
     await alice.press(picker, "Imagen 4")
-    tg.press(alice.user, alice.refreshed(picker), [
-        b["callback_data"] for row in alice.refreshed(picker)["reply_markup"]["inline_keyboard"]
-        for b in row if b["text"].startswith("✅")][0])
+    tg.press(alice.user, alice.refreshed(picker), button(alice.refreshed(picker), "✅"))
     store = await Store.open(tmp_path / "bot.sqlite3")
     try:  # killed once Kie's task id is stored (before that, a restart can only refund)
         while not await store.generations_in([GenerationState.RUNNING]):
@@ -109,7 +107,8 @@ async def test_charged_but_never_submitted_is_refunded_on_start(tg, kie, setting
                             tg_language="en", starting_credits=100)
     draft = await store.create_draft(user_id=42, chat_id=42, request_message_id=None,
                                      kind="image", prompt="lost in a crash", model="imagen4")
-    generation = await store.start_generation(draft.id, revision=draft.revision, input={"prompt": "lost in a crash"},
+    generation = await store.start_generation(draft.id, revision=draft.revision,
+                                              input={"prompt": "lost in a crash"},
                                               price=40, deadline_at=time.time() + 600)
     assert (await store.get_user(42)).balance == 60
 

@@ -186,7 +186,8 @@ async def test_uploads(http: httpx.AsyncClient, kie: FakeKie) -> None:
     assert (await http.get(r.json()["data"]["downloadUrl"])).content == b"\xff\xd8\xffjpeg"
     assert kie.requests[-1].body["file"]["size"] == 7
 
-    r = await http.post("/api/file-url-upload", json={"fileUrl": "https://example.com/x.png", "uploadPath": "u"})
+    r = await http.post("/api/file-url-upload",
+                        json={"fileUrl": "https://example.com/x.png", "uploadPath": "u"})
     assert r.json()["success"] is True and kie.url_uploads == ["https://example.com/x.png"]
 
     r = await http.post("/api/file-base64-upload", json={"base64Data": "AA=="})
@@ -213,7 +214,8 @@ async def test_injected_failures_and_delays(http: httpx.AsyncClient, kie: FakeKi
     task_id = (await create(http))["data"]["taskId"]
     kie.fail_reads_next(500, times=2)
     kie.fail_reads_next(429)
-    assert [(await http.get(RECORD, params={"taskId": task_id})).json()["code"] for _ in range(3)] == [500, 500, 429]
+    codes = [(await http.get(RECORD, params={"taskId": task_id})).json()["code"] for _ in range(3)]
+    assert codes == [500, 500, 429]
     assert kie.requests[-1].status == 429 and kie.rate_limited == 0  # injected, not the limiter
     assert kie.tasks[task_id].reads == 0
     assert (await read(http, task_id))["data"]["state"] == "waiting"
@@ -261,7 +263,8 @@ async def test_latency_each_way_and_counted_on_arrival() -> None:
 
 def test_max_in_window_counts() -> None:
     kie = FakeKie(window=1.0)
-    kie.requests = [Req("GET", "/api/v1/chat/credit", {}, None, t) for t in (0.0, 0.2, 0.9, 1.0, 1.1, 1.95, 3.0)]
+    kie.requests = [Req("GET", "/api/v1/chat/credit", {}, None, t)
+                    for t in (0.0, 0.2, 0.9, 1.0, 1.1, 1.95, 3.0)]
     assert kie.max_in_window() == 4  # 0.2, 0.9, 1.0, 1.1 (1.95 - 0.9 > 1; 1.0 - 0.0 is not < 1)
     assert kie.max_in_window(0.5) == 3  # 0.9, 1.0, 1.1
     assert kie.max_in_window(10) == 7
@@ -293,7 +296,8 @@ async def test_callback_signed(http: httpx.AsyncClient, kie: FakeKie) -> None:
         await runner.cleanup()
     headers, wrapped = received[0]
     assert wrapped["data"]["taskId"] == task_id and wrapped["data"]["state"] == "success"
-    expected = base64.b64encode(hmac.new(b"k", f"{task_id}.1700000000".encode(), hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(b"k", f"{task_id}.1700000000".encode(), hashlib.sha256).digest()).decode()
     assert headers["X-Webhook-Signature"] == expected and headers["X-Webhook-Timestamp"] == "1700000000"
     assert received[1][1]["taskId"] == task_id and "X-Webhook-Signature" not in received[1][0]
     assert kie.callbacks_sent == [(task_id, 200), (task_id, 200)]

@@ -224,7 +224,7 @@ async def test_press_and_answer_callback(tg: FakeTelegram, bot: Bot) -> None:
 
 async def test_wait_for_times_out_with_a_summary(tg: FakeTelegram, bot: Bot) -> None:
     await bot.send_message(ALICE, "only this")
-    with pytest.raises(AssertionError, match="sendMessage .*only this"):
+    with pytest.raises(AssertionError, match=r"sendMessage .*only this"):
         await tg.wait_for("sendPhoto", timeout=0.1)
     calls: list[Call] = await tg.wait_for("sendMessage", lambda c: "only" in c.params["text"])
     assert len(calls) == 1
@@ -270,7 +270,8 @@ async def test_upgraded_group_answers_migrate_to_chat(tg: FakeTelegram, bot: Bot
         await bot.send_message(group["id"], "Done")
     assert exc.value.migrate_to_chat_id == -1004001
     assert tg.calls[-1].response == {
-        "ok": False, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "ok": False, "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
         "parameters": {"migrate_to_chat_id": -1004001}}
     with pytest.raises(TelegramMigrateToChat):
         await bot.edit_message_text("Done", chat_id=group["id"], message_id=status.message_id)
@@ -283,14 +284,16 @@ async def test_upgraded_group_answers_migrate_to_chat(tg: FakeTelegram, bot: Bot
     assert old_msg is not None and new_msg is not None
     assert (old_msg.chat.id, old_msg.chat.type, old_msg.migrate_to_chat_id) == (-4001, "group", -1004001)
     assert old_msg.from_user is not None and old_msg.from_user.id == GROUP_OWNER["id"]
-    assert (new_msg.chat.id, new_msg.chat.type, new_msg.migrate_from_chat_id) == (-1004001, "supergroup", -4001)
+    assert ((new_msg.chat.id, new_msg.chat.type, new_msg.migrate_from_chat_id)
+            == (-1004001, "supergroup", -4001))
     assert new_msg.from_user is not None and new_msg.from_user.username == "GroupAnonymousBot"
     assert new_msg.sender_chat is not None and new_msg.sender_chat.id == -1004001
 
     # the old chat's message ids mean nothing in the new chat
     with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
         await bot.send_message(-1004001, "Done", reply_parameters=reply_to(command["message_id"]))
-    sent = await bot.send_message(-1004001, "Done", reply_parameters=reply_to(command["message_id"], allow=True))
+    sent = await bot.send_message(-1004001, "Done",
+                                  reply_parameters=reply_to(command["message_id"], allow=True))
     assert sent.chat.id == -1004001 and sent.reply_to_message is None
     with pytest.raises(ValueError, match="upgraded"):
         tg.send_message(tg.users[ALICE], "/image", chat=group)
@@ -312,7 +315,7 @@ async def test_redelivered_update_comes_back_with_the_same_id(tg: FakeTelegram, 
     assert await bot.get_updates(offset=again[-1].update_id + 1, timeout=1) == []  # only once more
 
     # a repeated button press: the same callback query id again
-    sent = await bot.send_message(ALICE, "Pick", reply_markup=keyboard("pick:1"))
+    await bot.send_message(ALICE, "Pick", reply_markup=keyboard("pick:1"))
     query = tg.press(tg.users[ALICE], tg.last_bot_message(ALICE) or {}, "pick:1")
     [press] = await bot.get_updates(offset=again[-1].update_id + 1, timeout=1)
     tg.redeliver(query)
@@ -331,7 +334,8 @@ async def test_messages_posted_as_a_group_or_a_channel(tg: FakeTelegram, bot: Bo
 
     m = admin.message
     assert m is not None and m.from_user is not None and m.sender_chat is not None
-    assert (m.from_user.id, m.from_user.is_bot, m.from_user.username) == (1087968824, True, "GroupAnonymousBot")
+    assert ((m.from_user.id, m.from_user.is_bot, m.from_user.username)
+            == (1087968824, True, "GroupAnonymousBot"))
     assert m.sender_chat.id == group["id"] and m.chat.id == group["id"]
     assert m.entities is not None and (m.entities[0].type, m.entities[0].length) == ("bot_command", 14)
     for update in (from_channel, alice_as_channel):
@@ -379,8 +383,8 @@ async def test_kicked_from_a_group_is_not_blocked(tg: FakeTelegram, bot: Bot) ->
 
     for chat in (supergroup, group, channel):
         tg.kick(chat["id"])
-    with pytest.raises(TelegramForbiddenError, match="^Telegram server says - Forbidden: bot was kicked from "
-                                                     "the supergroup chat$"):
+    with pytest.raises(TelegramForbiddenError,
+                       match=r"^Telegram server says - Forbidden: bot was kicked from the supergroup chat$"):
         await bot.send_message(supergroup["id"], "Done")
     with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
         await bot.edit_message_text("Done", chat_id=supergroup["id"], message_id=status.message_id)
@@ -401,7 +405,8 @@ async def test_kicked_from_a_group_is_not_blocked(tg: FakeTelegram, bot: Bot) ->
     assert [(m.chat.id, m.old_chat_member.status, m.new_chat_member.status) for m in members if m] == [
         (supergroup["id"], "member", "kicked"), (group["id"], "member", "left"),
         (channel["id"], "administrator", "kicked")]
-    assert all(m and m.new_chat_member.user.id == 123456 and m.from_user.id == GROUP_OWNER["id"] for m in members)
+    assert all(m and m.new_chat_member.user.id == 123456 and m.from_user.id == GROUP_OWNER["id"]
+               for m in members)
 
 
 def test_docstring_names_no_machine_path() -> None:

@@ -148,7 +148,8 @@ async def test_unknown_task_is_not_found(kie: FakeKie, client: KieClient) -> Non
 async def test_error_message_read_from_message_key(kie: FakeKie, client: KieClient) -> None:
     """Some answers say `message` instead of `msg`: the exception still carries Kie's words."""
     task_id = await client.create_task(MODEL, INPUT)
-    kie.fail_reads_next(422, raw_body=json.dumps({"code": 422, "message": "taskId is malformed", "data": None}))
+    kie.fail_reads_next(422, raw_body=json.dumps({"code": 422, "message": "taskId is malformed",
+                                                  "data": None}))
     with pytest.raises(KieValidationError) as info:
         await client.get_task(task_id)
     assert info.value.message == "taskId is malformed"

@@ -13,7 +13,6 @@ import pytest
 
 from bot.store import (
     DraftChanged,
-    DraftClosed,
     Generation,
     GenerationState,
     InsufficientCredits,

@@ -19,7 +19,7 @@ from bot.i18n import create_i18n
 from bot.kie import KieClient, RateLimiter
 from bot.services.delivery import Delivery
 from bot.services.notifier import Notifier
-from bot.services.tracker import Tracker, next_check_delay
+from bot.services.tracker import Tracker, delivery_retry_delay, next_check_delay
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.conftest import KIE_KEY, TOKEN, make_settings
 from tests.fakes.kie import TaskPlan
@@ -64,8 +64,8 @@ async def rig(tmp_path, tg, kie) -> AsyncIterator[Rig]:
               default=DefaultBotProperties(parse_mode="HTML"))
     downloads = httpx.AsyncClient()
     notifier = Notifier(bot, store, i18n, ())
-    tracker = Tracker(store, kie_client, Delivery(bot, store, kie_client, notifier, i18n, downloads),
-                      notifier, settings)
+    delivery = Delivery(bot, store, kie=kie_client, notifier=notifier, i18n=i18n, http=downloads)
+    tracker = Tracker(store, kie=kie_client, delivery=delivery, notifier=notifier, settings=settings)
     yield Rig(store, tracker, settings)
     await tracker.stop()
     await downloads.aclose()
@@ -207,7 +207,6 @@ async def test_a_send_refused_because_the_group_moved_follows_it(rig, kie, tg):
 
 
 def test_delivery_retry_gaps_double_up_to_a_minute():
-    from bot.services.tracker import delivery_retry_delay
     assert [delivery_retry_delay(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
     assert delivery_retry_delay(10_000) == 60
 

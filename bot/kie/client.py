@@ -113,7 +113,9 @@ class KieClient:
                 may_retry = error.retryable if retry_reads else isinstance(
                     error, KieRateLimited | _NotSent)
                 if not may_retry or attempt >= self._read_attempts:
-                    raise error.unwrapped() if isinstance(error, _NotSent) else error
+                    if isinstance(error, _NotSent):
+                        raise error.unwrapped() from error
+                    raise error
                 delay = self._backoff * 2 ** (attempt - 1)
                 log.warning("Kie.ai %s %s failed (%s); retry %d in %.1fs",
                             method, _path(url), error, attempt, delay)

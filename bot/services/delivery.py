@@ -32,7 +32,13 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto
+from aiogram.types import (
+    FSInputFile,
+    InlineKeyboardMarkup,
+    InputMediaDocument,
+    InputMediaPhoto,
+    MediaUnion,
+)
 from aiogram.utils.i18n import I18n
 
 from bot import texts
@@ -85,7 +91,7 @@ class Downloaded:
 
 
 class Delivery:
-    def __init__(self, bot: Bot, store: Store, kie: KieClient, notifier: Notifier, i18n: I18n,
+    def __init__(self, bot: Bot, store: Store, *, kie: KieClient, notifier: Notifier, i18n: I18n,
                  http: httpx.AsyncClient) -> None:
         self.bot = bot
         self.store = store
@@ -179,16 +185,16 @@ class Delivery:
         chat_id, reply = generation.chat_id, reply_kwargs(generation.request_message_id)
         if len(media) == 1:
             send = self.bot.send_document if as_document else self.bot.send_photo
-            key = "document" if as_document else "photo"
-            await with_retry(lambda: send(chat_id, **{key: media[0]}, caption=result.full_caption,
+            # The file is the second argument of both: `document` or `photo`.
+            await with_retry(lambda: send(chat_id, media[0], caption=result.full_caption,
                                           reply_markup=result.markup, **reply),
                              retry_server_errors=False)
             return
         item = InputMediaDocument if as_document else InputMediaPhoto
         # An album cannot carry buttons: its first item carries the caption, then the balance
         # and the buttons follow in a message of their own.
-        album = [item(media=m, caption=result.caption if n == 0 else None)
-                 for n, m in enumerate(media)]
+        album: list[MediaUnion] = [item(media=m, caption=result.caption if n == 0 else None)
+                                   for n, m in enumerate(media)]
         await with_retry(lambda: self.bot.send_media_group(chat_id, media=album, **reply),
                          retry_server_errors=False)
         await with_retry(lambda: self.bot.send_message(chat_id, result.balance,

@@ -64,7 +64,7 @@ class PickerChanged(PickerError):
 
 
 class Generations:
-    def __init__(self, store: Store, kie: KieClient, notifier: Notifier, settings: Settings,
+    def __init__(self, store: Store, *, kie: KieClient, notifier: Notifier, settings: Settings,
                  wake_tracker: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie

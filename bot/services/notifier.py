@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramMigrateToChat
@@ -101,6 +102,6 @@ class Notifier:
         for admin_id in self.admin_ids:
             text = "⚠️ " + self.i18n.gettext(message, locale=await self.locale(admin_id)).format(**safe)
             try:
-                await with_retry(lambda: self.bot.send_message(admin_id, text))
+                await with_retry(partial(self.bot.send_message, admin_id, text))
             except TelegramAPIError as error:
                 log.warning("admin %s not alerted: %s", admin_id, error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -75,7 +75,11 @@ async def edit_or_send(bot: Bot, chat_id: int, message_id: int | None, text: str
     return message.message_id
 
 
-def reply_kwargs(message_id: int | None) -> dict[str, object]:
+class ReplyKwargs(TypedDict, total=False):
+    reply_parameters: ReplyParameters
+
+
+def reply_kwargs(message_id: int | None) -> ReplyKwargs:
     """Reply to the request when it still exists; send anyway when it was deleted."""
     if message_id is None:
         return {}

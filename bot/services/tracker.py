@@ -9,10 +9,11 @@ not done by its deadline is refunded. A callback (later) only wakes the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bot.catalog import get_model
@@ -50,11 +51,11 @@ def next_check_delay(elapsed: float, expected: float, smallest: float, largest: 
 
 def delivery_retry_delay(failures: int) -> float:
     """Seconds until the next delivery attempt after `failures` failed ones."""
-    return min(DELIVERY_RETRY_MAX, DELIVERY_RETRY_FIRST * 2 ** min(failures, 10))
+    return min(DELIVERY_RETRY_MAX, DELIVERY_RETRY_FIRST * 2.0 ** min(failures, 10))
 
 
 class Tracker:
-    def __init__(self, store: Store, kie: KieClient, delivery: Delivery, notifier: Notifier,
+    def __init__(self, store: Store, *, kie: KieClient, delivery: Delivery, notifier: Notifier,
                  settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
@@ -100,10 +101,8 @@ class Tracker:
             wakeup = await self.store.next_wakeup()
             delay = IDLE_WAKEUP if wakeup is None else min(IDLE_WAKEUP, wakeup - self._clock())
             if delay > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), delay)
-                except TimeoutError:
-                    pass
             self._wakeup.clear()
 
     async def tick(self) -> bool:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+RowT = TypeVar("RowT", bound="DataclassInstance")
 
 
 class LedgerKind(StrEnum):
@@ -115,7 +121,7 @@ class Generation:
     delivered_at: float | None
 
 
-def row_to(cls: type, row: Any) -> Any:
+def row_to(cls: type[RowT], row: sqlite3.Row) -> RowT:
     """Build a row dataclass from an sqlite3.Row, decoding JSON and flag columns."""
     values = dict(row)
     for key in ("options", "input"):

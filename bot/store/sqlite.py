@@ -83,7 +83,7 @@ class Store:
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
-            version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+            version = next(iter(await db.execute_fetchall("PRAGMA user_version")))[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in _statements(script):
                     await db.execute(statement)
@@ -212,7 +212,7 @@ class Store:
                 " options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (user_id, chat_id, request_message_id, kind, prompt, model,
                  json.dumps(options or {}), time.time()))
-            return await _draft(db, cursor.lastrowid)
+            return await _draft(db, _new_id(cursor))
 
     async def get_draft(self, draft_id: int) -> Draft | None:
         rows = await self._rows("SELECT * FROM drafts WHERE id = ?", (draft_id,))
@@ -267,7 +267,7 @@ class Store:
                 (draft.user_id, draft.chat_id, draft.request_message_id, draft.picker_message_id,
                  draft.id, draft.kind, draft.model, draft.prompt, json.dumps(draft.options),
                  json.dumps(input), price, GenerationState.PENDING, deadline_at, now))
-            generation_id = cursor.lastrowid
+            generation_id = _new_id(cursor)
             await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation_id)
             return await _generation(db, generation_id)
 
@@ -383,7 +383,8 @@ class Store:
         rows = await self._rows(
             f"SELECT min(min(coalesce(next_check_at, deadline_at), deadline_at)) FROM generations"
             f" WHERE state IN {_IN_OPEN}", OPEN_STATES)
-        return rows[0][0]
+        wakeup: float | None = rows[0][0]
+        return wakeup
 
 
 _IN_OPEN = f"({','.join('?' * len(OPEN_STATES))})"
@@ -414,8 +415,11 @@ async def _apply(db: aiosqlite.Connection, user_id: int, amount: int, kind: Ledg
     cursor = await db.execute(
         "INSERT INTO ledger (user_id, amount, balance_after, kind, generation_id, admin_id, note,"
         " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, source, time.time()))
-    return row_to(LedgerRow, await cursor.fetchone())
+        (user_id, amount, next(iter(rows))[0], kind, generation_id, admin_id, note, source, time.time()))
+    row = await cursor.fetchone()
+    if row is None:  # RETURNING * of a successful INSERT always yields its row
+        raise LookupError("no ledger row returned")
+    return row_to(LedgerRow, row)
 
 
 async def _one(db: aiosqlite.Connection, table: str, row_id: int) -> sqlite3.Row:
@@ -423,6 +427,13 @@ async def _one(db: aiosqlite.Connection, table: str, row_id: int) -> sqlite3.Row
     if row is None:
         raise LookupError(f"no {table} row {row_id}")
     return row
+
+
+def _new_id(cursor: aiosqlite.Cursor) -> int:
+    """The id of the row an INSERT just made (sqlite3 sets it after every successful INSERT)."""
+    if cursor.lastrowid is None:
+        raise LookupError("the INSERT made no row")
+    return cursor.lastrowid
 
 
 async def _user(db: aiosqlite.Connection, user_id: int) -> User:

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
@@ -69,7 +70,8 @@ class Req:
     method: str
     path: str
     query: dict[str, str]
-    body: Any  # parsed JSON, form fields (a file field becomes {"filename", "content_type", "size"}), text or None
+    # parsed JSON, form fields (a file field becomes {"filename", "content_type", "size"}), text or None
+    body: Any
     time: float  # time.monotonic() on arrival
     status: int | None = None  # HTTP status answered
     code: int | None = None  # the envelope's `code` answered, if JSON
@@ -241,7 +243,8 @@ _HAILUO = ModelRule({
 }, strict=False, cross=_hailuo_cross)
 _WAN = ModelRule({
     "prompt": text(5000), "resolution": one_of("480p", "580p", "720p"),
-    "aspect_ratio": one_of("16:9", "9:16", "1:1"), "seed": integer(-1, 2**32), "enable_prompt_expansion": boolean,
+    "aspect_ratio": one_of("16:9", "9:16", "1:1"), "seed": integer(-1, 2**32),
+    "enable_prompt_expansion": boolean,
 }, strict=False)
 _SEEDANCE = ModelRule({
     "prompt": text(10000), "aspect_ratio": one_of("21:9", "16:9", "4:3", "1:1", "3:4", "9:16"),
@@ -249,7 +252,8 @@ _SEEDANCE = ModelRule({
     "seed": integer(-1, 2**32),
 }, strict=False)
 _VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam",
-           "Charlotte", "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily", "Bill")
+           "Charlotte", "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily",
+           "Bill")
 
 # model id -> rule. The first three are Kie's documented image models; the rest are kie-api.md's
 # "(3rd)" facts (non-strict). Add a model here; or put its id in FakeKie.extra_models to accept anything.
@@ -283,12 +287,14 @@ MODEL_RULES: dict[str, ModelRule] = {
     "kling-2.6/image-to-video": _KLING_26.extend(
         required=frozenset({"prompt", "image_urls", "sound", "duration"}), image_urls=urls(1, 10)),
     "sora-2-text-to-video": _SORA_2,
-    "sora-2-image-to-video": _SORA_2.extend(required=frozenset({"prompt", "image_urls"}), image_urls=urls(1, 10)),
+    "sora-2-image-to-video": _SORA_2.extend(required=frozenset({"prompt", "image_urls"}),
+                                            image_urls=urls(1, 10)),
     "sora-2-pro-text-to-video": _SORA_2.extend(size=one_of("standard", "high")),
     "sora-2-pro-image-to-video": _SORA_2.extend(required=frozenset({"prompt", "image_urls"}),
                                                 size=one_of("standard", "high"), image_urls=urls(1, 10)),
     "hailuo/02-text-to-video-pro": _HAILUO,
-    "hailuo/2-3-image-to-video-pro": _HAILUO.extend(required=frozenset({"prompt", "image_url"}), image_url=http_url),
+    "hailuo/2-3-image-to-video-pro": _HAILUO.extend(required=frozenset({"prompt", "image_url"}),
+                                                    image_url=http_url),
     "hailuo/2-3-image-to-video-standard": _HAILUO.extend(required=frozenset({"prompt", "image_url"}),
                                                          image_url=http_url),
     "wan/2-2-a14b-text-to-video-turbo": _WAN,
@@ -460,7 +466,8 @@ class FakeKie(LocalServer):
         """The next `times` recordInfo reads answer this error and do not advance any task.
         429 is answered with HTTP 429, anything else with HTTP 200 unless `http_status` says."""
         status = http_status if http_status is not None else (429 if code_or_status == 429 else 200)
-        failure = _Failure(code_or_status, msg or DEFAULT_MESSAGES.get(code_or_status, "Error"), status, raw_body)
+        failure = _Failure(code_or_status, msg or DEFAULT_MESSAGES.get(code_or_status, "Error"), status,
+                           raw_body)
         self._read_failures.extend([failure] * times)
 
     def finish(self, task_id: str) -> str:
@@ -522,7 +529,8 @@ class FakeKie(LocalServer):
         return path.startswith("/api/file-")
 
     @staticmethod
-    def _kie(code: int, msg: str, data: Any = None, *, status: int = 200, msg_key: str = "msg") -> web.Response:
+    def _kie(code: int, msg: str, data: Any = None, *, status: int = 200,
+             msg_key: str = "msg") -> web.Response:
         return web.json_response({"code": code, msg_key: msg, "data": data}, status=status)
 
     @staticmethod
@@ -579,8 +587,9 @@ class FakeKie(LocalServer):
             await asyncio.sleep(random.uniform(low, high))
 
     @web.middleware
-    async def _middleware(self, request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _middleware(
+            self, request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         await self._travel()
         now = time.monotonic()
         is_api = request.path.startswith("/api/")
@@ -608,11 +617,10 @@ class FakeKie(LocalServer):
             req.status = exc.status
             raise
         req.status = response.status
-        if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
-            try:
+        if (isinstance(response, web.Response) and response.content_type == "application/json"
+                and response.body):
+            with contextlib.suppress(ValueError, AttributeError):
                 req.code = json.loads(response.body).get("code")  # type: ignore[arg-type]
-            except (ValueError, AttributeError):
-                pass
         await self._travel()
         return response
 
@@ -730,7 +738,8 @@ class FakeKie(LocalServer):
         task = self.tasks.get(request.match_info["task_id"])
         name = request.match_info["name"]
         if task is None or request.path not in {urllib.parse.urlsplit(u).path for u in task.result_urls}:
-            return web.Response(status=404, text="<html><body>Not Found</body></html>", content_type="text/html")
+            return web.Response(status=404, text="<html><body>Not Found</body></html>",
+                                content_type="text/html")
         token = request.query.get("token")
         if token is not None:
             if self._tokens.get(token) != request.path:
@@ -821,5 +830,6 @@ class FakeKie(LocalServer):
     async def _uploaded_file(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         if key not in self.uploads:
-            return web.Response(status=404, text="<html><body>Not Found</body></html>", content_type="text/html")
+            return web.Response(status=404, text="<html><body>Not Found</body></html>",
+                                content_type="text/html")
         return web.Response(body=self.uploads[key], content_type=self.upload_types[key])

@@ -27,6 +27,7 @@ Nothing here reaches the network: the server binds 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json
@@ -258,7 +259,8 @@ def _decode_html_entity(s: str, pos: int) -> tuple[str | None, int]:
     return char, end
 
 
-def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
+# One state machine on purpose: it follows TDLib's parser step by step (offsets, error messages).
+def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:  # noqa: PLR0912, PLR0915
     """Return (plain text, entities) for a parse_mode=HTML text, or raise HtmlParseError.
 
     Error messages follow TDLib's (`Unsupported start tag "br" at byte offset 3`, ...); the
@@ -397,8 +399,8 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
         i += 1
         tag, extras, offset, out_index = stack.pop()
         if end_name and end_name != tag:
-            raise HtmlParseError(f'Unmatched end tag at byte offset {byte_offset(begin)}, expected "</{tag}>", '
-                                 f'found "</{end_name}>"')
+            raise HtmlParseError(f'Unmatched end tag at byte offset {byte_offset(begin)}, '
+                                 f'expected "</{tag}>", found "</{end_name}>"')
         length = u16 - offset
         if length <= 0:
             continue
@@ -457,7 +459,8 @@ def tiny_png(width: int = 64, height: int = 48) -> bytes:
     raw = b"".join(b"\x00" + b"\x80\x80\x80" * width for _ in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
@@ -660,7 +663,7 @@ class FakeTelegram(LocalServer):
         self._notify()
         return update
 
-    def send_message(self, from_user: dict[str, Any], text: str = "", chat: dict[str, Any] | None = None,
+    def send_message(self, from_user: dict[str, Any], text: str = "", *, chat: dict[str, Any] | None = None,
                      reply_to: dict[str, Any] | None = None, photo: bool | bytes = False,
                      caption: str | None = None, sender_chat: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue a user's message to the bot; returns the Message dict (it is stored like the bot's).
@@ -680,7 +683,8 @@ class FakeTelegram(LocalServer):
             self.user(from_user["id"], from_user.get("first_name", "User"), from_user.get("username"))
         chat = chat or self.private_chat(from_user)
         if chat["id"] in self.upgraded:
-            raise ValueError(f"group {chat['id']} was upgraded: people now write in {self.upgraded[chat['id']]}")
+            raise ValueError(f"group {chat['id']} was upgraded: people now write in "
+                             f"{self.upgraded[chat['id']]}")
         self.chats.setdefault(chat["id"], chat)
         message: dict[str, Any] = {
             "message_id": self._new_message_id(chat["id"]), "date": int(time.time()),
@@ -710,7 +714,8 @@ class FakeTelegram(LocalServer):
 
     def anonymous_admin_message(self, group: dict[str, Any], text: str,
                                 reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
-        """An admin of `group` posting anonymously (as the group): from GroupAnonymousBot, sender_chat=group."""
+        """An admin of `group` posting anonymously (as the group): from GroupAnonymousBot,
+        sender_chat=group."""
         return self.send_message(GROUP_ANONYMOUS_BOT, text, chat=group, reply_to=reply_to, sender_chat=group)
 
     def channel_message(self, group: dict[str, Any], channel: dict[str, Any], text: str,
@@ -798,7 +803,8 @@ class FakeTelegram(LocalServer):
         if old is None or old.get("type") != "group":
             raise ValueError(f"chat {old_id} is not a known basic group (group_chat(id, type='group'))")
         by = by or dict(GROUP_OWNER)
-        new = self.chats.get(new_id) or {"id": new_id, "type": "supergroup", "title": old.get("title", "Group")}
+        new = self.chats.get(new_id) or {"id": new_id, "type": "supergroup",
+                                         "title": old.get("title", "Group")}
         self.chats[new_id] = new
         self._next_message_id[new_id] = max(self._next_message_id.get(new_id, 0),
                                             self._next_message_id.get(old_id, 0))
@@ -818,14 +824,16 @@ class FakeTelegram(LocalServer):
         Telegram sends (new status "kicked", or "left" for a basic group; from `by`)."""
         chat = self.chats.get(chat_id)
         if chat is None or chat.get("type") == "private":
-            raise ValueError(f"chat {chat_id} is not a known group or channel (a user blocks the bot: block())")
+            raise ValueError(f"chat {chat_id} is not a known group or channel "
+                             "(a user blocks the bot: block())")
         self.kicked.add(chat_id)
         me = {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")}
         member = "administrator" if chat["type"] == "channel" else "member"
         old_member: dict[str, Any] = {"status": member, "user": me}
         if member == "administrator":
             old_member.update(can_be_edited=False, is_anonymous=False, can_manage_chat=True,
-                              can_delete_messages=True, can_manage_video_chats=False, can_restrict_members=False,
+                              can_delete_messages=True, can_manage_video_chats=False,
+                              can_restrict_members=False,
                               can_promote_members=False, can_change_info=False, can_invite_users=False,
                               can_post_stories=False, can_edit_stories=False, can_delete_stories=False,
                               can_send_welcome_messages=False, can_post_messages=True, can_edit_messages=True)
@@ -869,11 +877,12 @@ class FakeTelegram(LocalServer):
         for logged in reversed(self.update_log):
             if "message_id" in ref:  # a Message
                 found = logged.get("message") or logged.get("edited_message")
-                if found and (found["chat"]["id"], found["message_id"]) == (ref["chat"]["id"], ref["message_id"]):
+                if found and ((found["chat"]["id"], found["message_id"])
+                              == (ref["chat"]["id"], ref["message_id"])):
                     return int(logged["update_id"])
-            elif "chat_instance" in ref:  # a CallbackQuery
-                if logged.get("callback_query", {}).get("id") == ref["id"]:
-                    return int(logged["update_id"])
+            elif ("chat_instance" in ref  # a CallbackQuery
+                  and logged.get("callback_query", {}).get("id") == ref["id"]):
+                return int(logged["update_id"])
         raise ValueError(f"no queued update carries {_short(ref)}")
 
     # -- test side: inspection -------------------------------------------------------------------
@@ -892,8 +901,9 @@ class FakeTelegram(LocalServer):
             if len(found) >= count:
                 return found
             if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {count} successful {method} "
-                                     f"call(s) matching the predicate; {len(found)} matched.\n{self.summary()}")
+                raise AssertionError(f"timed out after {timeout}s waiting for {count} successful "
+                                     f"{method} call(s) matching the predicate; {len(found)} matched."
+                                     f"\n{self.summary()}")
             await asyncio.sleep(0.01)
 
     def summary(self) -> str:
@@ -1079,10 +1089,8 @@ class FakeTelegram(LocalServer):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing:
                 return []
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), remaining)
-            except TimeoutError:
-                pass
 
     def _allowed(self, update: dict[str, Any]) -> bool:
         if not self.allowed_updates:
@@ -1196,7 +1204,8 @@ class FakeTelegram(LocalServer):
 
     def _text(self, p: dict[str, Any], *, too_long: str = "Bad Request: message is too long"
               ) -> tuple[str, list[dict[str, Any]]]:
-        text, entities = self._formatted(p, "text", "entities", limit=MAX_TEXT, too_long=too_long, required=True)
+        text, entities = self._formatted(p, "text", "entities", limit=MAX_TEXT, too_long=too_long,
+                                         required=True)
         assert text is not None
         return text, entities
 
@@ -1288,7 +1297,8 @@ class FakeTelegram(LocalServer):
                 size = image_size(value.data)
                 if size and (size[0] + size[1] > 10000 or max(size) > 20 * max(min(size), 1)):
                     raise _bad("PHOTO_INVALID_DIMENSIONS")
-            mime = value.content_type if value.content_type not in (None, "application/octet-stream") else None
+            mime = (value.content_type if value.content_type not in (None, "application/octet-stream")
+                    else None)
             mime = mime or mimetypes.guess_type(value.filename)[0] or "application/octet-stream"
             return self._register(data=value.data, kind=kind, file_name=value.filename, mime_type=mime)
         if isinstance(value, str) and value:
@@ -1410,7 +1420,8 @@ class FakeTelegram(LocalServer):
         prepared = []
         for item in media:
             caption, entities = self._caption(item, parse_mode=item.get("parse_mode") or "")
-            prepared.append((item["type"], self._file(item["type"], item.get("media")), caption, entities, item))
+            prepared.append((item["type"], self._file(item["type"], item.get("media")), caption, entities,
+                             item))
         reply = self._reply_to(p, chat_id)
         self._deliverable_chat(chat_id)
         group_id = str(10**17 + secrets.randbelow(10**17))
@@ -1488,7 +1499,8 @@ class FakeTelegram(LocalServer):
         """Refuse a no-op edit like Telegram, else update the stored message and return it."""
         keys = set(changes) | {"reply_markup"}
         before = {k: message.get(k) for k in keys}
-        after = {**{k: (v if v not in ([], "") else None) for k, v in changes.items()}, "reply_markup": markup}
+        after = {**{k: (v if v not in ([], "") else None) for k, v in changes.items()},
+                 "reply_markup": markup}
         if before == after:
             raise ApiError(400, NOT_MODIFIED)
         self._deliverable_chat(message["chat"]["id"])
