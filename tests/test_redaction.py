@@ -8,9 +8,6 @@ from typing import Any
 
 import pytest
 from aiogram import Bot
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import (
     BufferedInputFile,
@@ -23,6 +20,8 @@ from aiogram.types import (
 from bot.redaction import REDACTED, RedactSecretsMiddleware, redact, scrub, secret_forms
 from tests.conftest import KIE_KEY, TOKEN
 from tests.fakes.telegram import FakeTelegram, UploadedFile, tiny_png
+from tests.test_fake_telegram import close
+from tests.test_fake_telegram import make_bot as make_plain_bot
 
 ALICE = 42
 # A secret with characters HTML escapes, as a KIE_WEBHOOK_HMAC_KEY may have.
@@ -91,19 +90,10 @@ class Recorder:
 
 
 def make_bot(tg: FakeTelegram, redacting: bool = True) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(tg.url))
-    bot = Bot(tg.token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    bot = make_plain_bot(tg)
     if redacting:
         bot.session.middleware(RedactSecretsMiddleware(SECRETS))
     return bot
-
-
-async def close(bot: Bot) -> None:
-    # Closing the aiohttp session first skips aiogram's 250 ms "let SSL connections close" sleep.
-    inner = getattr(bot.session, "_session", None)
-    if inner is not None:
-        await inner.close()
-    await bot.session.close()
 
 
 @pytest.fixture

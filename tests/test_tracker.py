@@ -17,9 +17,9 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.kie import KieClient, RateLimiter
-from bot.services.delivery import Delivery
+from bot.services.delivery import Delivery, Outcome
 from bot.services.notifier import Notifier
-from bot.services.tracker import Tracker, delivery_retry_delay, next_check_delay
+from bot.services.tracker import DELIVERY_LEASE, Tracker, delivery_retry_delay, next_check_delay
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.conftest import KIE_KEY, TOKEN, make_settings
 from tests.fakes.kie import TaskPlan
@@ -228,3 +228,40 @@ async def test_a_tick_forgets_expired_drafts_and_old_update_ids(rig):
     assert await rig.store.get_draft(old.id) is None
     assert await rig.store.get_draft(fresh.id) is not None
     assert await rig.store.first_sight_of_update(1)  # forgotten
+
+
+class HeldDelivery:
+    """The real delivery, held at the door until released: a very slow upload."""
+
+    def __init__(self, real: Delivery) -> None:
+        self.real = real
+        self.release = asyncio.Event()
+        self.started = 0
+
+    async def deliver(self, generation: Generation) -> Outcome:
+        self.started += 1
+        await self.release.wait()
+        return await self.real.deliver(generation)
+
+
+async def test_a_delivery_slower_than_its_lease_is_not_started_twice(rig, kie, tg):
+    now = [time.time()]
+    held = HeldDelivery(rig.tracker.delivery)
+    tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
+                      notifier=rig.tracker.notifier, settings=rig.settings, clock=lambda: now[0])
+    try:
+        await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
+        now[0] = time.time() + 0.01  # the task is due
+        await tracker.tick()  # success: marked, and its delivery starts (and hangs)
+        await asyncio.sleep(0.05)
+        assert held.started == 1
+        now[0] += DELIVERY_LEASE + 1  # the row's lease has run out while it is still sending
+        await tracker.tick()
+        await asyncio.sleep(0.05)
+        assert held.started == 1
+        held.release.set()
+        await tg.wait_for("sendPhoto")
+        await asyncio.sleep(0.2)
+        assert len([c for c in tg.calls_of("sendPhoto") if c.ok]) == 1
+    finally:
+        await tracker.stop()

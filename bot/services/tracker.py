@@ -115,7 +115,8 @@ class Tracker:
         batch = {g.id: g for g in [*overdue, *due] if g.id not in self._deliveries}
         for generation in await self.store.claim_deliveries(now, now + DELIVERY_LEASE,
                                                             limit=self.settings.kie_rate_limit):
-            if generation.id not in batch:
+            # Past its lease but still being sent here (a slow upload): never send it twice.
+            if generation.id not in batch and generation.id not in self._deliveries:
                 self._deliver(generation)
         results = await asyncio.gather(*(self.check(g) for g in batch.values()),
                                        return_exceptions=True)
