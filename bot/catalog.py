@@ -6,23 +6,33 @@ bot credits. A model's options become picker buttons; each choice writes one Kie
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.i18n import N_
+from bot.kie.constants import API_MARKET
 
 
 @dataclass(frozen=True)
 class Choice:
-    value: Any                 # what Kie is sent
+    value: Any                 # what Kie is sent in the option's field (and what drafts store)
     label: str                 # what the button says
     price_factor: int = 1      # the model's price is multiplied by this (e.g. number of images)
+    surcharge: int = 0         # credits added on top (e.g. a higher resolution)
+    # What Kie is sent instead of {field: value}: one choice setting several fields, so that
+    # only combinations the model accepts are offered (Hailuo refuses 1080P with 10 s).
+    input: dict[str, Any] | None = None
+
+    @property
+    def priced(self) -> bool:
+        return self.price_factor != 1 or self.surcharge != 0
 
 
 @dataclass(frozen=True)
 class Option:
     key: str                   # short and stable: stored in drafts, packed in callback data
-    field: str                 # the Kie input field it sets
+    field: str                 # the Kie input field it sets (unless a choice says `input`)
     title: str                 # a message id, translated where shown
     choices: tuple[Choice, ...]
     default: Any
@@ -49,6 +59,7 @@ class Model:
     prompt_field: str = "prompt"
     options: tuple[Option, ...] = ()
     fixed_input: dict[str, Any] = field(default_factory=dict)
+    api: str = API_MARKET      # which of Kie's wire formats runs it (kie/constants.py)
 
     def defaults(self) -> dict[str, Any]:
         return {option.key: option.default for option in self.options}
@@ -59,16 +70,30 @@ class Model:
                 for option in self.options}
 
     def price_for(self, chosen: dict[str, Any]) -> int:
+        choices = [option.choice(chosen.get(option.key, option.default)) for option in self.options]
         price = self.price
-        for option in self.options:
-            price *= option.choice(chosen.get(option.key, option.default)).price_factor
-        return price
+        for choice in choices:
+            price *= choice.price_factor
+        return price + sum(choice.surcharge for choice in choices)
+
+    @property
+    def varies_in_price(self) -> bool:
+        return any(choice.priced for option in self.options for choice in option.choices)
+
+    @property
+    def lowest_price(self) -> int:
+        """The price of the cheapest combination of choices ("from N credits")."""
+        combos = itertools.product(*([c.value for c in o.choices] for o in self.options))
+        return min(self.price_for(dict(zip((o.key for o in self.options), combo, strict=True)))
+                   for combo in combos)
 
     def build_input(self, prompt: str, chosen: dict[str, Any]) -> dict[str, Any]:
         values = self.resolve(chosen)
         kie_input = {self.prompt_field: prompt, **self.fixed_input}
         for option in self.options:
-            kie_input[option.field] = values[option.key]
+            choice = option.choice(values[option.key])
+            kie_input.update(choice.input if choice.input is not None
+                             else {option.field: choice.value})
         return kie_input
 
 
@@ -78,6 +103,11 @@ def _choices(*values: str) -> tuple[Choice, ...]:
 
 _IMAGEN_RATIOS = Option("ar", "aspect_ratio", N_("Aspect ratio"),
                         _choices("1:1", "16:9", "9:16", "3:4", "4:3"), "1:1")
+
+# Video ids and fields are (3rd) in kie-api.md: each is one edit here when the real service
+# says otherwise. Numeric choices are strings, as Kie expects.
+_DURATION_5_10 = Option("d", "duration", N_("Duration"),
+                        (Choice("5", "5 s"), Choice("10", "10 s", price_factor=2)), "5")
 
 MODELS: tuple[Model, ...] = (
     Model("imagen4", "google/imagen4", "image", "Imagen 4", price=40, expected_seconds=20,
@@ -97,6 +127,38 @@ MODELS: tuple[Model, ...] = (
                    Option("n", "num_images", N_("Number of images"),
                           tuple(Choice(str(n), str(n), price_factor=n) for n in range(1, 5)),
                           "1"))),
+    Model("kling", "kling/v2-1-master-text-to-video", "video", "Kling", price=150,
+          expected_seconds=120, poll_interval=5.0, max_prompt=2500, options=(_DURATION_5_10,)),
+    Model("sora2", "sora-2-text-to-video", "video", "Sora 2", price=120, expected_seconds=150,
+          poll_interval=5.0, max_prompt=10000, fixed_input={"remove_watermark": True},
+          options=(Option("ar", "aspect_ratio", N_("Orientation"),
+                          (Choice("landscape", N_("Landscape")), Choice("portrait", N_("Portrait"))),
+                          "landscape"),
+                   Option("d", "n_frames", N_("Duration"),
+                          (Choice("10", "10 s"), Choice("15", "15 s", surcharge=60)), "10"))),
+    Model("hailuo", "hailuo/02-text-to-video-pro", "video", "Hailuo", price=100,
+          expected_seconds=120, poll_interval=5.0, max_prompt=1500,
+          options=(Option("m", "duration", N_("Duration"), (
+              Choice("6-768", "6 s · 768P", input={"duration": "6", "resolution": "768P"}),
+              Choice("10-768", "10 s · 768P", price_factor=2,
+                     input={"duration": "10", "resolution": "768P"}),
+              Choice("6-1080", "6 s · 1080P", surcharge=50,
+                     input={"duration": "6", "resolution": "1080P"})), "6-768"),)),
+    Model("wan", "wan/2-2-a14b-text-to-video-turbo", "video", "Wan", price=60,
+          expected_seconds=90, poll_interval=5.0,
+          options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
+                          _choices("16:9", "9:16", "1:1"), "16:9"),
+                   Option("r", "resolution", N_("Resolution"), (
+                       Choice("480p", "480p"), Choice("580p", "580p", surcharge=10),
+                       Choice("720p", "720p", surcharge=20)), "720p"))),
+    Model("seedance", "bytedance/v1-pro-text-to-video", "video", "Seedance", price=80,
+          expected_seconds=90, poll_interval=5.0, max_prompt=10000,
+          options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
+                          _choices("16:9", "9:16", "1:1", "4:3", "3:4", "21:9"), "16:9"),
+                   Option("r", "resolution", N_("Resolution"), (
+                       Choice("480p", "480p"), Choice("720p", "720p", surcharge=20),
+                       Choice("1080p", "1080p", surcharge=60)), "720p"),
+                   _DURATION_5_10)),
 )
 
 _BY_ID = {model.id: model for model in MODELS}
@@ -110,4 +172,6 @@ def models_of(kind: str) -> list[Model]:
     return [model for model in MODELS if model.kind == kind]
 
 
-KINDS = ("image",)
+KINDS = ("image", "video")
+# The command that opens each kind's picker.
+COMMANDS = {"image": "image", "video": "video"}

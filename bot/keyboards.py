@@ -49,10 +49,10 @@ def options_keyboard(draft_id: int, revision: int, model: Model, chosen: dict[st
     builder = InlineKeyboardBuilder()
     values = model.resolve(chosen)
     for option in model.options:
-        priced = any(choice.price_factor != 1 for choice in option.choices)
+        priced = any(choice.priced for choice in option.choices)
         buttons = []
         for index, choice in enumerate(option.choices):
-            label = choice.label
+            label = _(choice.label)
             if priced:
                 label += f" · {model.price_for({**values, option.key: choice.value})}"
             if choice.value == values[option.key]:

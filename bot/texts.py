@@ -45,7 +45,14 @@ def quote(text: str, limit: int = PROMPT_PREVIEW) -> str:
 
 
 def model_button(model: Model) -> str:
-    return f"{model.name} · {model.price}"
+    price = str(model.lowest_price)
+    return f"{model.name} · " + (_("from {price}").format(price=price) if model.varies_in_price
+                                 else price)
+
+
+def model_price(model: Model) -> str:
+    price = credits(model.lowest_price)
+    return _("from {price}").format(price=price) if model.varies_in_price else price
 
 
 def option_title(option: Option) -> str:
@@ -122,7 +129,7 @@ def price_list() -> str:
     lines = []
     for kind in KINDS:
         lines.append(f"<b>{_(KIND_TITLES[kind])}</b>")
-        lines.extend(f"• {html.escape(m.name)} — {credits(m.price)}" for m in models_of(kind))
+        lines.extend(f"• {html.escape(m.name)} — {model_price(m)}" for m in models_of(kind))
     return "\n".join(lines)
 
 
@@ -146,6 +153,12 @@ def picker_options(model: Model, prompt: str, chosen: dict[str, str]) -> str:
     values = model.resolve(chosen)
     lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model.name)}</b>", f"<i>{quote(prompt)}</i>", ""]
     for option in model.options:
-        lines.append(f"{option_title(option)}: {html.escape(option.choice(values[option.key]).label)}")
+        label = _(option.choice(values[option.key]).label)
+        lines.append(f"{option_title(option)}: {html.escape(label)}")
     lines.append(_("Price: {credits}").format(credits=credits(model.price_for(chosen))))
     return "\n".join(lines)
+
+
+def too_large_line() -> str:
+    """Above the links to a result too large for Telegram to take from the bot."""
+    return "⬇️ " + _("Too large to send through Telegram; download it here:")

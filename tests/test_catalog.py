@@ -37,8 +37,10 @@ def test_defaults_are_choices_and_build_the_input(model):
     assert built[model.prompt_field] == "a fox"
     for option in model.options:
         assert option.default in [c.value for c in option.choices]
-        assert built[option.field] == option.default
-    assert model.price_for({}) == model.price
+        default = option.choice(option.default)
+        expected = default.input if default.input is not None else {option.field: option.default}
+        assert expected.items() <= built.items()
+    assert model.price_for({}) == model.price_for(model.defaults()) >= model.lowest_price
     assert get_model(model.id) is model
 
 
@@ -52,3 +54,16 @@ def test_number_of_images_multiplies_the_price():
     fast = get_model("imagen4f")
     assert [fast.price_for({"n": n}) for n in "1234"] == [10, 20, 30, 40]
     assert fast.build_input("x", {"n": "3"})["num_images"] == "3"
+
+
+def test_video_prices_follow_the_options_and_invalid_combinations_are_not_offered():
+    kling, sora, hailuo, seedance = (get_model(i) for i in ("kling", "sora2", "hailuo", "seedance"))
+    assert [kling.price_for({"d": d}) for d in ("5", "10")] == [150, 300]
+    assert sora.price_for({"d": "15"}) == 180 and sora.build_input("x", {})["remove_watermark"]
+    assert sora.build_input("x", {"ar": "portrait"})["aspect_ratio"] == "portrait"
+    combos = [hailuo.build_input("x", {"m": c.value}) for c in hailuo.options[0].choices]
+    assert {(c["duration"], c["resolution"]) for c in combos} == {
+        ("6", "768P"), ("10", "768P"), ("6", "1080P")}  # Hailuo refuses 1080P with 10 s
+    assert seedance.price_for({"r": "1080p", "d": "10"}) == 80 * 2 + 60
+    assert seedance.lowest_price == 80 and seedance.varies_in_price
+    assert not get_model("imagen4").varies_in_price

@@ -97,7 +97,7 @@ async def test_picker_shows_prices_and_marks_the_choice(tg, bot):
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image a lake")
     assert [b["text"] for b in buttons(picker)] == [
-        "Imagen 4 · 40", "Seedream · 20", "Grok Imagine · 30", "Imagen 4 Fast · 10", "✖ Cancel"]
+        "Imagen 4 · 40", "Seedream · 20", "Grok Imagine · 30", "Imagen 4 Fast · from 10", "✖ Cancel"]
     await alice.press(picker, "Imagen 4 Fast")
     await alice.press(alice.refreshed(picker), "4 ·")
     texts = [b["text"] for b in buttons(alice.refreshed(picker))]

@@ -307,3 +307,196 @@ async def test_callback_signed(http: httpx.AsyncClient, kie: FakeKie) -> None:
 async def test_unknown_endpoint_and_wrong_method(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/v1/nope")).json()["code"] == 404
     assert (await http.get(CREATE)).json()["code"] == 404
+
+
+# -- video and speech models -------------------------------------------------------------------
+
+IMG = "https://x/a.png"
+
+@pytest.mark.parametrize("model,input", [
+    ("kling/v2-1-master-text-to-video", {"duration": "10", "cfg_scale": 0.5}),
+    ("kling/v2-1-pro", {"image_url": "https://x/a.png", "duration": "5"}),
+    ("kling-2.6/text-to-video", {"sound": False, "duration": "5", "aspect_ratio": "9:16"}),
+    ("sora-2-text-to-video", {"aspect_ratio": "portrait", "n_frames": "10"}),
+    ("sora-2-pro-image-to-video", {"image_urls": ["https://x/a.png"], "size": "high"}),
+    ("hailuo/2-3-image-to-video-pro", {"image_url": IMG, "resolution": "1080P", "duration": "6"}),
+    ("hailuo/02-text-to-video-pro", {"resolution": "768P", "duration": "10"}),
+    ("wan/2-2-a14b-image-to-video-turbo", {"image_url": "https://x/a.png", "aspect_ratio": "auto"}),
+    ("bytedance/v1-pro-text-to-video", {"resolution": "1080p", "duration": "10", "seed": -1}),
+])
+async def test_video_create_valid(http: httpx.AsyncClient, model: str, input: dict[str, Any]) -> None:
+    assert (await create(http, model, **input))["code"] == 200
+
+
+@pytest.mark.parametrize("model,input,needle", [
+    ("hailuo/2-3-image-to-video-pro", {"image_url": IMG, "resolution": "1080P", "duration": "10"}, "1080P"),
+    ("hailuo/02-text-to-video-pro", {"resolution": "1080P", "duration": "10"}, "1080P"),
+    ("hailuo/2-3-image-to-video-standard", {"image_url": "https://x/a.png", "duration": 6}, "duration"),
+    ("kling/v2-1-pro", {"image_urls": ["https://x/a.png"]}, "image_url is required"),
+    ("kling-2.6/text-to-video", {"duration": "5"}, "sound"),
+    ("kling-2.6/text-to-video", {"sound": True, "duration": "5", "prompt": "x" * 1001}, "prompt"),
+    ("sora-2-pro-text-to-video", {"aspect_ratio": "16:9"}, "aspect_ratio"),
+    ("sora-2-text-to-video", {"size": "high"}, "size"),  # only the pro ids take a size
+    ("sora-2-image-to-video", {"image_url": "https://x/a.png"}, "image_urls"),
+    ("wan/2-2-a14b-text-to-video-turbo", {"resolution": "1080p"}, "resolution"),
+    ("wan/2-2-a14b-text-to-video-turbo", {"aspect_ratio": "auto"}, "aspect_ratio"),
+    ("bytedance/v1-pro-text-to-video", {"prompt": "x" * 10001}, "prompt"),
+    ("bytedance/v1-pro-image-to-video", {"image_url": "not a url"}, "image_url"),
+    ("elevenlabs/text-to-speech-multilingual-v2", {"voice": "Rachel"}, "text is required"),
+    ("elevenlabs/text-to-speech-multilingual-v2", {"text": "hi", "voice": "Bob"}, "voice"),
+    ("elevenlabs/text-to-speech-multilingual-v2", {"text": "x" * 5001}, "text"),
+    ("elevenlabs/text-to-speech-multilingual-v2", {"text": "hi", "speed": 1.5}, "speed"),
+])
+async def test_video_and_speech_invalid_is_422(http: httpx.AsyncClient, kie: FakeKie, model: str,
+                                               input: dict[str, Any], needle: str) -> None:
+    input.setdefault("prompt", "A cat astronaut")
+    if model.startswith("elevenlabs/"):
+        input.pop("prompt")
+    body = (await http.post(CREATE, json={"model": model, "input": input})).json()
+    assert body["code"] == 422 and needle in body["msg"], body
+    assert kie.creates == []
+
+
+@pytest.mark.parametrize("model,input,content_type,ext", [
+    ("google/imagen4", {"prompt": "x"}, "image/png", ".png"),
+    ("kling/v2-1-master-text-to-video", {"prompt": "x"}, "video/mp4", ".mp4"),
+    ("elevenlabs/text-to-speech-multilingual-v2", {"text": "Hello", "voice": "Aria"}, "audio/mpeg", ".mp3"),
+])
+async def test_result_files_typed_by_the_models_kind(http: httpx.AsyncClient, kie: FakeKie, model: str,
+                                                     input: dict[str, Any], content_type: str,
+                                                     ext: str) -> None:
+    kie.default_plan = TaskPlan(reads_before_done=0)
+    task_id = (await http.post(CREATE, json={"model": model, "input": input})).json()["data"]["taskId"]
+    url = json.loads((await read(http, task_id))["data"]["resultJson"])["resultUrls"][0]
+    r = await http.get(url)
+    assert url.endswith(ext) and r.headers["content-type"] == content_type
+
+
+async def test_explicit_content_type_wins_over_kind(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.default_plan = TaskPlan(reads_before_done=0, content_type="image/jpeg")
+    task_id = (await create(http, "sora-2-text-to-video"))["data"]["taskId"]
+    url = json.loads((await read(http, task_id))["data"]["resultJson"])["resultUrls"][0]
+    assert (await http.get(url)).headers["content-type"] == "image/jpeg"
+
+
+# -- Suno --------------------------------------------------------------------------------------
+
+GENERATE = "/api/v1/generate"
+SUNO_RECORD = "/api/v1/generate/record-info"
+SIMPLE = {"model": "V4_5", "customMode": False, "instrumental": False, "prompt": "A calm song about rain"}
+CUSTOM = {"model": "V4_5", "customMode": True, "instrumental": False, "title": "Rain",
+          "style": "lo-fi", "prompt": "[Verse] drops"}
+
+
+async def suno_read(http: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    response = await http.get(SUNO_RECORD, params={"taskId": task_id})
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.parametrize("body", [
+    SIMPLE,
+    CUSTOM,
+    {**CUSTOM, "instrumental": True, "prompt": ""},
+    {k: v for k, v in {**CUSTOM, "instrumental": True}.items() if k != "prompt"},
+    {**CUSTOM, "model": "V5", "style": "s" * 1000, "prompt": "p" * 5000, "title": "t" * 80},
+    {**CUSTOM, "model": "V4", "style": "s" * 200, "prompt": "p" * 3000, "vocalGender": "f",
+     "negativeTags": "metal"},
+    {**SIMPLE, "prompt": "p" * 500, "callBackUrl": "http://127.0.0.1:9/cb"},
+])
+async def test_suno_generate_valid(http: httpx.AsyncClient, kie: FakeKie, body: dict[str, Any]) -> None:
+    answer = (await http.post(GENERATE, json=body)).json()
+    assert answer["code"] == 200 and answer["msg"] == "success"
+    assert kie.creates == [body]
+
+
+@pytest.mark.parametrize("body,needle", [
+    ({**SIMPLE, "model": "V3_5"}, "model"),
+    ({k: v for k, v in SIMPLE.items() if k != "model"}, "model"),
+    ({k: v for k, v in SIMPLE.items() if k != "customMode"}, "customMode is required"),
+    ({k: v for k, v in SIMPLE.items() if k != "instrumental"}, "instrumental is required"),
+    ({**SIMPLE, "instrumental": "false"}, "instrumental"),
+    ({**SIMPLE, "prompt": "p" * 501}, "prompt"),
+    ({k: v for k, v in SIMPLE.items() if k != "prompt"}, "prompt is required"),
+    ({k: v for k, v in CUSTOM.items() if k != "title"}, "title is required"),
+    ({k: v for k, v in CUSTOM.items() if k != "style"}, "style is required"),
+    ({k: v for k, v in CUSTOM.items() if k != "prompt"}, "prompt is required"),  # lyrics unless instrumental
+    ({**CUSTOM, "title": "t" * 81}, "title"),
+    ({**CUSTOM, "model": "V4", "style": "s" * 201}, "style"),
+    ({**CUSTOM, "model": "V4", "prompt": "p" * 3001}, "prompt"),
+    ({**CUSTOM, "model": "V5", "prompt": "p" * 5001}, "prompt"),
+    ({**CUSTOM, "vocalGender": "x"}, "vocalGender"),
+    ({**SIMPLE, "callBackUrl": "ftp://x"}, "callBackUrl"),
+])
+async def test_suno_generate_invalid_is_422(http: httpx.AsyncClient, kie: FakeKie, body: dict[str, Any],
+                                            needle: str) -> None:
+    answer = (await http.post(GENERATE, json=body)).json()
+    assert answer["code"] == 422 and answer["data"] is None and needle in answer["msg"], answer
+    assert kie.creates == []
+
+
+async def test_suno_callback_requirement_is_a_knob(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.suno_require_callback = True
+    assert (await http.post(GENERATE, json=SIMPLE)).json()["code"] == 422
+    answer = await http.post(GENERATE, json={**SIMPLE, "callBackUrl": "http://127.0.0.1:9/cb"})
+    assert answer.json()["code"] == 200
+
+
+async def test_suno_walks_to_two_tracks(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    task_id = (await http.post(GENERATE, json=CUSTOM)).json()["data"]["taskId"]
+    answers = [await suno_read(http, task_id) for _ in range(4)]
+    assert [a["data"]["status"] for a in answers] == ["PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS", "SUCCESS"]
+    assert all(a["code"] == 200 and a["msg"] == "success" for a in answers)
+    assert answers[0]["data"]["response"] is None
+    assert [t["audioUrl"] for t in answers[1]["data"]["response"]["sunoData"]] == ["", ""]
+    first = answers[2]["data"]["response"]["sunoData"]
+    assert first[0]["audioUrl"] and first[1]["audioUrl"] == ""
+    data = answers[3]["data"]
+    assert json.loads(data["param"]) == CUSTOM and data["errorMessage"] is None
+    tracks = data["response"]["sunoData"]
+    assert len(tracks) == 2 and {t["title"] for t in tracks} == {"Rain"} and tracks[0]["tags"] == "lo-fi"
+    assert all(isinstance(t["duration"], float) for t in tracks)
+    audio = await http.get(tracks[1]["audioUrl"])
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg"
+    assert audio.content.startswith(b"ID3") and tracks[1]["audioUrl"].endswith(".mp3")
+    cover = await http.get(tracks[0]["imageUrl"])
+    assert cover.headers["content-type"] == "image/jpeg"
+    assert (await read(http, task_id))["code"] == 404  # the market API does not know Suno's tasks
+
+
+async def test_suno_failure_plan(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.plan_by_prompt["nasty"] = TaskPlan(outcome="fail", reads_before_done=0, fail_code="400",
+                                           fail_state="SENSITIVE_WORD_ERROR", fail_msg="Sensitive words")
+    task_id = (await http.post(GENERATE, json={**SIMPLE, "prompt": "a nasty song"})).json()["data"]["taskId"]
+    data = (await suno_read(http, task_id))["data"]
+    assert (data["status"], data["errorCode"], data["errorMessage"]) == (
+        "SENSITIVE_WORD_ERROR", 400, "Sensitive words")
+    assert data["response"] is None
+    kie.default_plan = TaskPlan(outcome="fail", reads_before_done=0)
+    other = (await http.post(GENERATE, json=SIMPLE)).json()["data"]["taskId"]
+    assert (await suno_read(http, other))["data"]["status"] == "GENERATE_AUDIO_FAILED"
+
+
+async def test_suno_callback_shape(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    received: list[Any] = []
+
+    async def receiver(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/cb", receiver)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        body = {**SIMPLE, "callBackUrl": f"http://127.0.0.1:{runner.addresses[0][1]}/cb"}
+        task_id = (await http.post(GENERATE, json=body)).json()["data"]["taskId"]
+        assert kie.finish(task_id) == "SUCCESS"
+        assert await kie.send_callback(task_id) == 200
+    finally:
+        await runner.cleanup()
+    data = received[0]["data"]
+    assert data["callbackType"] == "complete" and data["task_id"] == task_id
+    assert [t["audio_url"] for t in data["data"]] == kie.tasks[task_id].result_urls

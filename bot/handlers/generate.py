@@ -1,4 +1,4 @@
-"""/image, its picker, and 🔁 Again."""
+"""/image and /video, their picker, and 🔁 Again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.catalog import get_model
+from bot.catalog import COMMANDS, get_model
 from bot.errors import Refusal
 from bot.i18n import N_
 from bot.keyboards import Again, Pick, models_keyboard, options_keyboard
@@ -20,6 +20,7 @@ from bot.services.generation import Generations, Picker, PickerChanged
 from bot.services.telegram import is_not_modified
 from bot.store import Store, User
 
+KIND_OF_COMMAND = {command: kind for kind, command in COMMANDS.items()}
 # The longest flood-control wait a picker edit sits out while the pressed button spins.
 EDIT_RETRY_WAIT = 3
 
@@ -34,14 +35,15 @@ def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
                              can_go_back=len(picker.models) > 1))
 
 
-async def image(message: Message, command: CommandObject, account: User,
-                generations: Generations, store: Store) -> None:
+async def generate(message: Message, command: CommandObject, account: User,
+                   generations: Generations, store: Store) -> None:
+    kind = KIND_OF_COMMAND[command.command.lower()]
     prompt = (command.args or "").strip()
     if not prompt:
-        await message.answer(texts.generate_usage("/image"))
+        await message.answer(texts.generate_usage(f"/{command.command.lower()}"))
         return
     picker = await generations.open(user_id=account.id, chat_id=message.chat.id,
-                                    request_message_id=message.message_id, kind="image",
+                                    request_message_id=message.message_id, kind=kind,
                                     prompt=prompt)
     text, markup = render(picker)
     # A reply, sent anyway when the request was deleted before the picker was ready.
@@ -113,7 +115,7 @@ async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | 
 
 def make_router() -> Router:
     router = Router(name="generate")
-    router.message.register(image, Command("image"))
+    router.message.register(generate, Command(*KIND_OF_COMMAND))
     router.callback_query.register(press, Pick.filter())
     router.callback_query.register(again, Again.filter())
     return router

@@ -28,6 +28,7 @@ async def help_(message: Message) -> None:
     lines = [
         _("<b>What I can do</b>"),
         _("/image &lt;prompt&gt; — create a picture"),
+        _("/video &lt;prompt&gt; — create a video"),
         _("/models — the models and their prices"),
         _("/balance — your credits and their history"),
         "",

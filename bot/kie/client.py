@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from bot.kie import constants as api
+from bot.kie import constants
 from bot.kie.errors import (
     KieError,
     KieProtocolError,
@@ -23,10 +25,13 @@ from bot.kie.schemas import (
     CreateTaskRequest,
     DownloadUrlRequest,
     Envelope,
+    StatusRecord,
     TaskCreated,
     TaskRecord,
+    TaskStatus,
     UploadedFile,
 )
+from bot.kie.suno import SunoRecord, generate_body
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,38 @@ M = TypeVar("M", bound=BaseModel)
 
 # Kie gives no Retry-After; how long everyone holds back after a 429.
 RATE_LIMIT_PAUSE = 2.0
+
+
+def _market_body(model: str, input: dict[str, Any], callback_url: str | None) -> dict[str, Any]:
+    body = CreateTaskRequest(model=model, input=input, callback_url=callback_url)
+    return body.model_dump(by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """One API family: where to create and read a task, and how its words are spelled.
+    Both answer a create with `data.taskId`."""
+
+    create_path: str
+    record_path: str
+    body: Callable[[str, dict[str, Any], str | None], dict[str, Any]]
+    record: type[StatusRecord]
+
+
+_WIRES: dict[str, _Wire] = {
+    constants.API_MARKET: _Wire(constants.CREATE_TASK_PATH, constants.RECORD_INFO_PATH,
+                                _market_body, TaskRecord),
+    constants.API_SUNO: _Wire(constants.SUNO_GENERATE_PATH, constants.SUNO_RECORD_INFO_PATH,
+                              generate_body, SunoRecord),
+}
+
+
+def _wire(family: str) -> _Wire:
+    try:
+        return _WIRES[family]
+    except KeyError:
+        known = ", ".join(constants.APIS)
+        raise ValueError(f"unknown Kie API {family!r}; expected one of {known}") from None
 
 
 class KieClient:
@@ -55,33 +92,43 @@ class KieClient:
 
     # -- the calls -------------------------------------------------------------
 
+    async def start(self, api: str, model: str, input: dict[str, Any], *,
+                    owner: int | None = None, callback_url: str | None = None) -> str:
+        """Start a task on `api` (API_MARKET or API_SUNO); returns its id. Never retried
+        once the request may have reached Kie. `owner` (a Telegram user id) shares the budget
+        fairly between users. For Suno, `model` is its version (`V4_5`) and `input` the body."""
+        wire = _wire(api)
+        data = await self._send("POST", wire.create_path, Priority.CREATE, owner=owner,
+                                retry_reads=False, json=wire.body(model, input, callback_url))
+        return self._parse(TaskCreated, data).task_id
+
+    async def status(self, api: str, task_id: str, *, owner: int | None = None,
+                     priority: Priority = Priority.POLL) -> TaskStatus:
+        """The task's fate in one shape for every API family (see TaskStatus)."""
+        wire = _wire(api)
+        return (await self._record(wire.record_path, wire.record, task_id, priority, owner)).to_status()
+
     async def create_task(self, model: str, input: dict[str, Any],
                           callback_url: str | None = None, *, owner: int | None = None) -> str:
-        """Start a task; returns its id. Never retried once the request may have reached Kie.
-        `owner` (a Telegram user id) shares the budget fairly between users."""
-        body = CreateTaskRequest(model=model, input=input, callback_url=callback_url)
-        data = await self._send(
-            "POST", api.CREATE_TASK_PATH, Priority.CREATE, owner=owner, retry_reads=False,
-            json=body.model_dump(by_alias=True, exclude_none=True),
-        )
-        return self._parse(TaskCreated, data).task_id
+        """The market API's start (kept until the tracker calls `start`)."""
+        return await self.start(constants.API_MARKET, model, input, owner=owner,
+                                callback_url=callback_url)
 
     async def get_task(self, task_id: str, priority: Priority = Priority.POLL, *,
                        owner: int | None = None) -> TaskRecord:
-        data = await self._send("GET", api.RECORD_INFO_PATH, priority, owner=owner,
-                                params={"taskId": task_id})
-        return self._parse(TaskRecord, data)
+        """The market API's raw record (kept until the tracker calls `status`)."""
+        return await self._record(constants.RECORD_INFO_PATH, TaskRecord, task_id, priority, owner)
 
     async def get_credits(self) -> float:
         """The account's remaining Kie credits (`data` is a bare number)."""
-        data = await self._send("GET", api.CREDIT_PATH, Priority.READ)
+        data = await self._send("GET", constants.CREDIT_PATH, Priority.READ)
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise KieProtocolError(f"credit is not a number: {type(data).__name__}")
         return data
 
     async def download_url(self, url: str) -> str:
         """A fresh direct link (valid 20 minutes) for a file Kie generated."""
-        data = await self._send("POST", api.DOWNLOAD_URL_PATH, Priority.READ,
+        data = await self._send("POST", constants.DOWNLOAD_URL_PATH, Priority.READ,
                                 json=DownloadUrlRequest(url=url).model_dump())
         if not isinstance(data, str) or not data:
             raise KieProtocolError("download-url answered no link")
@@ -91,14 +138,19 @@ class KieClient:
         """Upload an input file; returns the URL to hand to a model (kept by Kie for 3 days)."""
         suffix = filename.rpartition(".")[2] if "." in filename else "bin"
         data = await self._send(
-            "POST", f"{self._upload_url}{api.STREAM_UPLOAD_PATH}", Priority.READ,
+            "POST", f"{self._upload_url}{constants.STREAM_UPLOAD_PATH}", Priority.READ,
             retry_reads=False,
-            data={"uploadPath": api.UPLOAD_FOLDER, "fileName": f"{uuid.uuid4().hex}.{suffix}"},
+            data={"uploadPath": constants.UPLOAD_FOLDER, "fileName": f"{uuid.uuid4().hex}.{suffix}"},
             files={"file": (filename, content, mime_type)},
         )
         return self._parse(UploadedFile, data).download_url
 
     # -- plumbing --------------------------------------------------------------
+
+    async def _record(self, path: str, model: type[M], task_id: str, priority: Priority,
+                      owner: int | None) -> M:
+        data = await self._send("GET", path, priority, owner=owner, params={"taskId": task_id})
+        return self._parse(model, data)
 
     async def _send(self, method: str, url: str, priority: Priority, *, owner: int | None = None,
                     retry_reads: bool = True, **kwargs: Any) -> Any:

@@ -3,8 +3,15 @@
 KIE_API_URL = "https://api.kie.ai"
 KIE_UPLOAD_URL = "https://kieai.redpandaai.co"
 
+# The API families behind KieClient.start/status: a catalog entry names one of these.
+API_MARKET = "market"  # jobs/createTask + jobs/recordInfo: most models
+API_SUNO = "suno"  # Suno's own generate + generate/record-info
+APIS = (API_MARKET, API_SUNO)
+
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
+SUNO_GENERATE_PATH = "/api/v1/generate"
+SUNO_RECORD_INFO_PATH = "/api/v1/generate/record-info"
 CREDIT_PATH = "/api/v1/chat/credit"
 DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
 STREAM_UPLOAD_PATH = "/api/file-stream-upload"
@@ -15,3 +22,21 @@ UPLOAD_FOLDER = "bot/inputs"
 STATES_RUNNING = frozenset({"waiting", "queuing", "generating"})
 STATE_SUCCESS = "success"
 STATE_FAIL = "fail"
+
+# Suno's `data.status`. FIRST_SUCCESS means one track of two is ready: still running. Anything
+# not listed here is unknown and polled again.
+SUNO_STATES_RUNNING = frozenset({"PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS"})
+SUNO_STATE_SUCCESS = "SUCCESS"
+SUNO_STATES_FAIL = frozenset({
+    "CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPTION", "SENSITIVE_WORD_ERROR",
+})
+# Kie's docs mark Suno's `callBackUrl` required; whether a request without one is refused is
+# unverified. Sent when the caller gives no callback URL (None: the key is left out).
+SUNO_CALLBACK_FALLBACK: str | None = None
+
+# TaskStatus.message when Kie says success but hands over no file.
+NO_RESULT = "no result"
+
+# Every state either API documents: any other is logged by the caller and polled again.
+KNOWN_STATES = (STATES_RUNNING | {STATE_SUCCESS, STATE_FAIL} | SUNO_STATES_RUNNING
+                | {SUNO_STATE_SUCCESS} | SUNO_STATES_FAIL)

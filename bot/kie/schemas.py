@@ -3,9 +3,62 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.kie import constants as api
+
+Phase = Literal["running", "success", "fail"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFile:
+    """One generated file. Suno's tracks also carry a title, tags, a duration and a cover."""
+
+    url: str
+    title: str | None = None
+    tags: str | None = None
+    duration: float | None = None  # seconds
+    image_url: str | None = None  # Suno's cover picture
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A task's fate, the same whatever API family ran it. `state` is Kie's raw word (for the
+    status line and logs): a `running` phase with a state Kie never documented is worth a log
+    line. `files` is non-empty exactly when the phase is `success`. `message` says why it
+    failed, `code` is Kie's failure code where it gives one."""
+
+    phase: Phase
+    state: str | None = None
+    files: list[ResultFile] = field(default_factory=list)
+    message: str | None = None
+    code: str | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [f.url for f in self.files]
+
+    @property
+    def known_state(self) -> bool:
+        """False when Kie reported a state outside its documented lifecycle."""
+        return self.state in api.KNOWN_STATES
+
+
+def done(files: list[ResultFile], state: str) -> TaskStatus:
+    """Success only with something to deliver: success without a file is a failure."""
+    if not files:
+        return TaskStatus("fail", state, message=api.NO_RESULT)
+    return TaskStatus("success", state, files)
+
+
+class StatusRecord(BaseModel):
+    """A status read's `data`, in one API family's own words."""
+
+    def to_status(self) -> TaskStatus:
+        raise NotImplementedError
 
 
 class Envelope(BaseModel):
@@ -48,8 +101,8 @@ class TaskResult(BaseModel):
     result_urls: list[str] = Field(default_factory=list, alias="resultUrls")
 
 
-class TaskRecord(BaseModel):
-    """One `recordInfo` answer's `data`."""
+class TaskRecord(StatusRecord):
+    """One `recordInfo` answer's `data` (the market API)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
@@ -76,6 +129,14 @@ class TaskRecord(BaseModel):
     @property
     def result_urls(self) -> list[str]:
         return self.result.result_urls if self.result else []
+
+    def to_status(self) -> TaskStatus:
+        if self.state == api.STATE_SUCCESS:
+            return done([ResultFile(url) for url in self.result_urls if url], self.state)
+        if self.state == api.STATE_FAIL:
+            return TaskStatus("fail", self.state, message=self.fail_msg or None,
+                              code=self.fail_code or None)
+        return TaskStatus("running", self.state)  # waiting/queuing/generating, or unknown
 
 
 class DownloadUrlRequest(BaseModel):

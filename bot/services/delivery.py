@@ -1,9 +1,11 @@
 """Delivery: results back into the chat they were asked in, once, whatever Telegram says.
 
+Each kind of result has its sender (`SENDERS`: photo, video, audio), one path for all of them.
 By URL first (Telegram fetches it); when Telegram refuses, the bot downloads the file itself
-(streamed to a temporary file, size and type checked) and uploads it; past the upload limit,
-the user gets the links. A group that became a supergroup is followed to its new id; a group
-that removed the bot gets nothing, and the person who asked gets the result privately.
+(streamed to a temporary file, never held in memory; size and content type checked) and
+uploads it; past the upload limit, the user gets the links, and the result counts as
+delivered. A group that became a supergroup is followed to its new id; a group that removed
+the bot gets nothing, and the person who asked gets the result privately.
 Telegram's passing troubles (5xx, flood control, no connection) end an attempt: the tracker
 owns the result and tries again later.
 
@@ -15,10 +17,14 @@ from __future__ import annotations
 
 import html
 import logging
+import mimetypes
+import re
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiogram import Bot
@@ -32,12 +38,16 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.methods import SendAudio, SendDocument, SendPhoto, SendVideo, TelegramMethod
 from aiogram.types import (
     FSInputFile,
     InlineKeyboardMarkup,
+    InputMediaAudio,
     InputMediaDocument,
     InputMediaPhoto,
+    InputMediaVideo,
     MediaUnion,
+    Message,
 )
 from aiogram.utils.i18n import I18n
 
@@ -66,6 +76,57 @@ class DownloadError(Exception):
     pass
 
 
+class TooLarge(DownloadError):
+    """Past the upload limit: a fresh download link would not make it smaller."""
+
+
+@dataclass(frozen=True)
+class FileDetails:
+    """What the caller knows of one result file (a Suno track's title, its length); a sender
+    passes on the ones its kind carries."""
+
+    title: str | None = None
+    performer: str | None = None
+    duration: float | None = None  # seconds
+
+    def fields(self, names: Sequence[str]) -> dict[str, Any]:
+        values = {"title": self.title, "performer": self.performer,
+                  "duration": round(self.duration) if self.duration is not None else None}
+        return {name: values[name] for name in names if values[name] is not None}
+
+
+NO_DETAILS = FileDetails()
+
+
+@dataclass(frozen=True)
+class Sender:
+    """How one kind of result goes to Telegram: alone (`method`, the file in `field`) or in an
+    album (`media`). A downloaded file must be of `content_type` (a prefix, e.g. "video/"); an
+    upload larger than `upload_limit` goes as a document instead."""
+
+    method: Callable[..., TelegramMethod[Message]]
+    media: Callable[..., MediaUnion]
+    field: str
+    upload_limit: int
+    content_type: str = ""
+    details: tuple[str, ...] = ()  # the FileDetails fields the method and the media take
+    fixed: tuple[tuple[str, Any], ...] = ()  # (parameter, value) sent with every file
+
+    def extras(self, details: FileDetails) -> dict[str, Any]:
+        return {**dict(self.fixed), **details.fields(self.details)}
+
+
+# By generation kind. Telegram allows albums of audios only, and of photos and videos.
+SENDERS: dict[str, Sender] = {
+    "image": Sender(SendPhoto, InputMediaPhoto, "photo", PHOTO_UPLOAD_LIMIT, "image/"),
+    "video": Sender(SendVideo, InputMediaVideo, "video", UPLOAD_LIMIT, "video/", ("duration",),
+                    (("supports_streaming", True),)),
+    "audio": Sender(SendAudio, InputMediaAudio, "audio", UPLOAD_LIMIT, "audio/",
+                    ("title", "performer", "duration")),
+}
+DOCUMENT = Sender(SendDocument, InputMediaDocument, "document", UPLOAD_LIMIT)
+
+
 class Outcome(Enum):
     DELIVERED = "delivered"
     UNREACHABLE = "unreachable"   # the person blocked the bot: settled, not refunded
@@ -78,6 +139,10 @@ class Result:
     caption: str
     balance: str
     markup: InlineKeyboardMarkup
+    files: Sequence[FileDetails] = ()  # by position among the result URLs; may be shorter
+
+    def details(self, n: int) -> FileDetails:
+        return self.files[n] if n < len(self.files) else NO_DETAILS
 
     @property
     def full_caption(self) -> str:
@@ -88,6 +153,7 @@ class Result:
 class Downloaded:
     path: Path
     size: int
+    filename: str  # what Telegram shows for a document, or an audio without a title
 
 
 class Delivery:
@@ -101,13 +167,16 @@ class Delivery:
         # Its own client: result hosts must never see the Kie API key.
         self.http = http
 
-    async def deliver(self, generation: Generation) -> Outcome:
-        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on."""
+    async def deliver(self, generation: Generation,
+                      files: Sequence[FileDetails] = ()) -> Outcome:
+        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on.
+        `files` may add what is known of each result file (title, performer, duration)."""
         user = await self.store.get_user(generation.user_id)
         balance = user.balance if user else 0
         with self.i18n.use_locale(await self.notifier.locale(generation.user_id)):
             result = Result(texts.result_caption(model_name(generation), generation.prompt),
-                            texts.balance_line(balance), again_keyboard(generation.id))
+                            texts.balance_line(balance), again_keyboard(generation.id),
+                            tuple(files))
             done = texts.done_line(model_name(generation),
                                    (generation.finished_at or 0) - generation.created_at)
         try:
@@ -156,63 +225,72 @@ class Delivery:
 
     async def _send(self, generation: Generation, result: Result) -> None:
         urls = generation.result_urls
+        sender = SENDERS[generation.kind]
+        too_large = False
         try:
-            await self._send_media(generation, list(urls), result, as_document=False)
+            await self._send_media(generation, list(urls), result, sender)
             return
         except (TelegramBadRequest, TelegramEntityTooLarge) as error:
             log.info("generation %s: Telegram refused the URL (%s); uploading", generation.id, error)
         with tempfile.TemporaryDirectory(prefix="delivery-") as folder:
             try:
-                files = [await self._download(url, Path(folder) / str(n), generation.kind)
+                files = [await self._download(url, Path(folder) / str(n), sender.content_type)
                          for n, url in enumerate(urls)]
             except DownloadError as error:
                 log.warning("generation %s: download failed: %s", generation.id, error)
+                too_large = isinstance(error, TooLarge)
             else:
-                as_document = any(f.size > PHOTO_UPLOAD_LIMIT for f in files)
+                as_document = any(f.size > sender.upload_limit for f in files)
                 try:
-                    await self._send_media(generation, [FSInputFile(f.path) for f in files],
-                                           result, as_document=as_document)
+                    await self._send_media(generation,
+                                           [FSInputFile(f.path, filename=f.filename) for f in files],
+                                           result, DOCUMENT if as_document else sender)
                     return
                 except (TelegramBadRequest, TelegramEntityTooLarge) as error:
                     log.warning("generation %s: upload refused: %s", generation.id, error)
         links = "\n".join(f'<a href="{html.escape(url)}">{n}</a>' for n, url in enumerate(urls, 1))
+        note = f"\n{texts.too_large_line()}" if too_large else ""
         await with_retry(lambda: self.bot.send_message(
-            generation.chat_id, f"{result.full_caption}\n{links}", reply_markup=result.markup,
+            generation.chat_id, f"{result.full_caption}{note}\n{links}", reply_markup=result.markup,
             **reply_kwargs(generation.request_message_id)), retry_server_errors=False)
 
     async def _send_media(self, generation: Generation, media: list[str | FSInputFile],
-                          result: Result, *, as_document: bool) -> None:
+                          result: Result, sender: Sender) -> None:
+        """One file: `sender.method` with the caption and the buttons. Several: one album of
+        `sender.media`, the caption on its first item."""
         chat_id, reply = generation.chat_id, reply_kwargs(generation.request_message_id)
         if len(media) == 1:
-            send = self.bot.send_document if as_document else self.bot.send_photo
-            # The file is the second argument of both: `document` or `photo`.
-            await with_retry(lambda: send(chat_id, media[0], caption=result.full_caption,
-                                          reply_markup=result.markup, **reply),
-                             retry_server_errors=False)
+            single: dict[str, Any] = {
+                "chat_id": chat_id, sender.field: media[0], "caption": result.full_caption,
+                "reply_markup": result.markup, **sender.extras(result.details(0)), **reply}
+            await with_retry(lambda: self.bot(sender.method(**single)), retry_server_errors=False)
             return
-        item = InputMediaDocument if as_document else InputMediaPhoto
         # An album cannot carry buttons: its first item carries the caption, then the balance
         # and the buttons follow in a message of their own.
-        album: list[MediaUnion] = [item(media=m, caption=result.caption if n == 0 else None)
-                                   for n, m in enumerate(media)]
+        album: list[MediaUnion] = [
+            sender.media(media=m, caption=result.caption if n == 0 else None,
+                         **sender.extras(result.details(n)))
+            for n, m in enumerate(media)]
         await with_retry(lambda: self.bot.send_media_group(chat_id, media=album, **reply),
                          retry_server_errors=False)
         await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
                                                        reply_markup=result.markup),
                          retry_server_errors=False)
 
-    async def _download(self, url: str, target: Path, kind: str) -> Downloaded:
+    async def _download(self, url: str, target: Path, content_type: str) -> Downloaded:
         """Fetch a result; when Kie's URL itself fails, ask Kie for a fresh download link."""
         try:
-            return await self._fetch(url, target, kind)
+            return await self._fetch(url, target, content_type)
+        except TooLarge:
+            raise
         except DownloadError as first:
             try:
                 fresh = await self.kie.download_url(url)
             except KieError as error:
                 raise DownloadError(f"{first}; download-url: {error}") from error
-            return await self._fetch(fresh, target, kind)
+            return await self._fetch(fresh, target, content_type)
 
-    async def _fetch(self, url: str, target: Path, kind: str) -> Downloaded:
+    async def _fetch(self, url: str, target: Path, content_type: str) -> Downloaded:
         """Stream one file to `target`, following a few redirects, to http(s) only."""
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -222,26 +300,38 @@ class Delivery:
                     if response.is_redirect:
                         url = str(response.url.join(response.headers["location"]))
                         continue
-                    return await self._save(response, target, kind)
+                    return await self._save(response, target, content_type)
             except (httpx.HTTPError, httpx.InvalidURL) as error:
                 raise DownloadError(type(error).__name__) from error
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
 
     @staticmethod
-    async def _save(response: httpx.Response, target: Path, kind: str) -> Downloaded:
+    async def _save(response: httpx.Response, target: Path, expected: str) -> Downloaded:
+        """Stream the body to `target` chunk by chunk: a result is never held in memory."""
         if response.status_code != 200:
             raise DownloadError(f"HTTP {response.status_code}")
-        content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        if not content_type.startswith(f"{kind}/"):
-            raise DownloadError(f"not an {kind}: {content_type or 'no content type'}")
-        declared = int(response.headers.get("content-length") or 0)
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not content_type.startswith(expected):
+            raise DownloadError(f"not {expected}*: {content_type or 'no content type'}")
+        try:
+            declared = int(response.headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0
         if declared > UPLOAD_LIMIT:
-            raise DownloadError(f"too large: {declared} bytes")
+            raise TooLarge(f"too large: {declared} bytes")
         size = 0
         with target.open("wb") as file:
             async for chunk in response.aiter_bytes(CHUNK):
                 size += len(chunk)
                 if size > UPLOAD_LIMIT:
-                    raise DownloadError(f"too large: over {UPLOAD_LIMIT} bytes")
+                    raise TooLarge(f"too large: over {UPLOAD_LIMIT} bytes")
                 file.write(chunk)
-        return Downloaded(target, size)
+        return Downloaded(target, size, upload_name(response.url, content_type))
+
+
+def upload_name(url: httpx.URL, content_type: str) -> str:
+    """The URL's file name, made plain, with an extension that fits its content type."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(url.path).name).strip("._")[-60:] or "result"
+    if "." not in name:
+        name += mimetypes.guess_extension(content_type) or ""
+    return name

@@ -163,8 +163,8 @@ class Generations:
     async def submit(self, generation: Generation, model: Model) -> None:
         """Create the Kie task; a refusal refunds at once and tells the user why."""
         try:
-            task_id = await self.kie.create_task(model.kie_model, generation.input,
-                                                  owner=generation.user_id)
+            task_id = await self.kie.start(model.api, model.kie_model, generation.input,
+                                           owner=generation.user_id)
         except KieError as error:
             await self._refuse(generation, model, error)
             return

@@ -19,7 +19,7 @@ from typing import Any
 from bot.catalog import get_model
 from bot.config import Settings
 from bot.kie import KieClient
-from bot.kie.constants import STATE_FAIL, STATE_SUCCESS, STATES_RUNNING
+from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieError, KieNotFound
 from bot.services.delivery import Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
@@ -134,8 +134,10 @@ class Tracker:
         if generation.task_id is None:  # charged, never submitted, and past its deadline
             await self._fail(generation, "timeout")
             return
+        model = get_model(generation.model)
         try:
-            record = await self.kie.get_task(generation.task_id, owner=generation.user_id)
+            status = await self.kie.status(model.api if model else API_MARKET, generation.task_id,
+                                           owner=generation.user_id)
         except KieNotFound:
             await self._fail(generation, "lost")
             return
@@ -143,21 +145,24 @@ class Tracker:
             log.warning("generation %s: status read failed: %s", generation.id, error)
             await self._after_read(generation, generation.kie_state)
             return
-        if record.state == STATE_SUCCESS and record.result_urls:
+        if status.phase == "success":
             now = self._clock()
             finished = await self.store.mark_succeeded(
-                generation.id, record.result_urls,
+                generation.id, status.urls,
                 deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE)
             if finished is not None:
                 self._deliver(finished)
-        elif record.state in (STATE_SUCCESS, STATE_FAIL):
-            await self._fail(generation, "kie_failed",
-                             record.fail_msg or ("no result" if record.state == STATE_SUCCESS else None))
+        elif status.phase == "fail":
+            # Kie's words are kept for the log; they only pick which of our reasons is shown.
+            # (A Suno status such as SENSITIVE_WORD_ERROR says more than its message.)
+            named = status.state if status.state != STATE_FAIL else None
+            detail = ": ".join(filter(None, (named, status.message)))
+            await self._fail(generation, "kie_failed", detail or None)
         else:
-            if record.state not in STATES_RUNNING:
+            if not status.known_state:
                 log.warning("generation %s: unknown Kie state %r, polling again",
-                            generation.id, record.state)
-            await self._after_read(generation, record.state)
+                            generation.id, status.state)
+            await self._after_read(generation, status.state)
 
     async def _after_read(self, generation: Generation, kie_state: str | None) -> None:
         now = self._clock()

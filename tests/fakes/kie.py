@@ -1,10 +1,12 @@
-"""A fake Kie.ai for tests: the market task API, the upload host and result files on one local server.
+"""A fake Kie.ai for tests: the market task API, Suno's API, the upload host and result files on
+one local server.
 
-It enforces the wire format of /work/shared/kie-api.md exactly, so a bot that passes against it
+It enforces the wire format of the shared kie-api.md exactly, so a bot that passes against it
 speaks Kie's dialect: the `{"code", "msg", "data"}` envelope answered with HTTP 200 even for errors
 (recordInfo says `message`, not `msg`), `param` and `resultJson` as JSON *strings*, a bare number
 for `chat/credit`, a bare string for `download-url`, real HTTP statuses plus `success` on the
-upload host, and a sliding-window rate limit over every /api/* call.
+upload host, and a sliding-window rate limit over every /api/* call. Suno's tasks walk PENDING →
+TEXT_SUCCESS → FIRST_SUCCESS → SUCCESS and end with two tracks in `data.response.sunoData`.
 
 Nothing here reaches the network: the server binds 127.0.0.1 and only ever calls 127.0.0.1.
 
@@ -33,7 +35,7 @@ import urllib.parse
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -58,6 +60,12 @@ DEFAULT_MESSAGES: dict[int, str] = {
 }
 
 RUNNING_STATES = ("waiting", "queuing", "generating")
+# Suno's lifecycle: FIRST_SUCCESS is one track of two ready, still running.
+SUNO_RUNNING_STATES = ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS")
+SUNO_FAIL_STATES = ("CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPTION",
+                    "SENSITIVE_WORD_ERROR")
+SUNO_MODELS = ("V4", "V4_5", "V4_5PLUS", "V5")
+KIND_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4", "audio": "audio/mpeg"}
 
 # A Telegram file URL (or a bare bot token) carries the bot token: it must never reach Kie.
 TELEGRAM_SECRET = re.compile(r"api\.telegram\.org|/file/bot|\b\d{5,}:[A-Za-z0-9_-]{30,}")
@@ -82,37 +90,60 @@ class TaskPlan:
     """How a task created on the fake will behave."""
 
     outcome: Literal["success", "fail", "never"] = "success"  # never = stays running forever
-    reads_before_done: int = 3  # recordInfo reads answered before the outcome shows; 0 = at once
-    urls: int = 1  # how many result files
-    fail_code: str = "500"
-    fail_msg: str = "Internal error"
-    state_override: str | None = None  # reported instead of waiting/queuing/generating
+    reads_before_done: int = 3  # status reads answered before the outcome shows; 0 = at once
+    urls: int | None = None  # how many result files (Suno: tracks); None = 1, Suno 2
+    fail_code: str = "500"  # market failCode; Suno errorCode
+    fail_msg: str = "Internal error"  # market failMsg; Suno errorMessage
+    # The state a failed task reports: None = "fail" (market), "GENERATE_AUDIO_FAILED" (Suno).
+    # For Suno: CREATE_TASK_FAILED, GENERATE_AUDIO_FAILED, CALLBACK_EXCEPTION, SENSITIVE_WORD_ERROR.
+    fail_state: str | None = None
+    # Reported instead of the running states (waiting/queuing/generating; Suno's PENDING,
+    # TEXT_SUCCESS, FIRST_SUCCESS).
+    state_override: str | None = None
     file_status: int = 200  # what a result URL answers when fetched directly (403: see download-url)
-    file_size: int | None = None  # bytes of each result file; None = a small real PNG
-    content_type: str = "image/png"
+    file_size: int | None = None  # bytes of each result file; None = a small real file
+    content_type: str | None = None  # None = by the model's kind: image/png, video/mp4, audio/mpeg
 
     def __post_init__(self) -> None:
         if self.outcome not in ("success", "fail", "never"):
             raise ValueError(f"unknown outcome {self.outcome!r}")
 
 
+API_MARKET, API_SUNO = "market", "suno"
+# Per API: the running states in order, the success state, the default failure state.
+LIFECYCLE: dict[str, tuple[tuple[str, ...], str, str]] = {
+    API_MARKET: (RUNNING_STATES, "success", "fail"),
+    API_SUNO: (SUNO_RUNNING_STATES, "SUCCESS", "GENERATE_AUDIO_FAILED"),
+}
+
+
 @dataclass
 class Task:
     task_id: str
     model: str
-    body: dict[str, Any]  # the createTask body, as sent
+    body: dict[str, Any]  # the createTask (or Suno generate) body, as sent
     plan: TaskPlan
     result_urls: list[str]
     create_time: int  # ms since the epoch, like Kie
     update_time: int
     complete_time: int | None = None
     state: str = "waiting"  # the state last reported (or set by finish())
-    reads: int = 0  # recordInfo reads of this task that were answered
+    reads: int = 0  # status reads of this task that were answered
     step: int = 0  # position in the lifecycle; reads and finish() move it
+    api: str = API_MARKET
+    content_type: str = "image/png"  # what its result files are served as
+    cover_urls: list[str] = field(default_factory=list)  # Suno: one cover picture per track
 
     @property
     def input(self) -> dict[str, Any]:
+        """The model's input: `input` of a createTask body; a Suno body minus model and callback."""
+        if self.api == API_SUNO:
+            return {k: v for k, v in self.body.items() if k not in ("model", "callBackUrl")}
         return self.body["input"]
+
+    @property
+    def done(self) -> bool:
+        return self.step > self.plan.reads_before_done and self.plan.outcome != "never"
 
     @property
     def callback_url(self) -> str | None:
@@ -173,6 +204,11 @@ def int_or_string(v: Any) -> str | None:
         else "must be an integer or a string"
 
 
+def refused(v: Any) -> str | None:
+    """A key this model does not take, even where the rule is not strict."""
+    return "is not a valid parameter for this model"
+
+
 def http_url(v: Any) -> str | None:
     return None if isinstance(v, str) and v.startswith(("http://", "https://")) else "must be an http(s) URL"
 
@@ -193,12 +229,13 @@ class ModelRule:
     # Rules copied from third-party code (kie-api.md "(3rd)") are not strict: only known keys are checked.
     strict: bool = True
     cross: Callable[[dict[str, Any]], str | None] | None = None  # checks spanning several fields
+    kind: Literal["image", "video", "audio"] = "image"  # picks the result files' default content type
 
     def extend(self, *, strict: bool | None = None, required: frozenset[str] | None = None,
                drop: tuple[str, ...] = (), **more: Check) -> ModelRule:
         fields = {k: v for k, v in self.fields.items() if k not in drop} | more
         return ModelRule(fields, self.required if required is None else required,
-                         self.strict if strict is None else strict, self.cross)
+                         self.strict if strict is None else strict, self.cross, self.kind)
 
 
 def _hailuo_cross(inp: dict[str, Any]) -> str | None:
@@ -229,28 +266,28 @@ _NANO_BANANA = ModelRule({
 }, strict=False)
 _KLING_21 = ModelRule({
     "prompt": text(5000), "duration": one_of("5", "10"), "negative_prompt": string, "cfg_scale": number(0, 1),
-}, strict=False)
+}, strict=False, kind="video")
 _KLING_26 = ModelRule({
     "prompt": text(1000), "aspect_ratio": one_of("1:1", "16:9", "9:16"), "sound": boolean,
     "duration": one_of("5", "10"),
-}, required=frozenset({"prompt", "sound", "duration"}), strict=False)
+}, required=frozenset({"prompt", "sound", "duration"}), strict=False, kind="video")
 _SORA_2 = ModelRule({
     "prompt": text(5000), "aspect_ratio": one_of("portrait", "landscape"), "n_frames": one_of("10", "15"),
-    "remove_watermark": boolean,
-}, strict=False)
+    "remove_watermark": boolean, "size": refused,  # only the pro ids take `size`
+}, strict=False, kind="video")
 _HAILUO = ModelRule({
     "prompt": text(5000), "duration": one_of("6", "10"), "resolution": one_of("768P", "1080P"),
-}, strict=False, cross=_hailuo_cross)
+}, strict=False, cross=_hailuo_cross, kind="video")
 _WAN = ModelRule({
     "prompt": text(5000), "resolution": one_of("480p", "580p", "720p"),
     "aspect_ratio": one_of("16:9", "9:16", "1:1"), "seed": integer(-1, 2**32),
     "enable_prompt_expansion": boolean,
-}, strict=False)
+}, strict=False, kind="video")
 _SEEDANCE = ModelRule({
     "prompt": text(10000), "aspect_ratio": one_of("21:9", "16:9", "4:3", "1:1", "3:4", "9:16"),
     "resolution": one_of("480p", "720p", "1080p"), "duration": one_of("5", "10"), "camera_fixed": boolean,
     "seed": integer(-1, 2**32),
-}, strict=False)
+}, strict=False, kind="video")
 _VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam",
            "Charlotte", "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily",
            "Bill")
@@ -309,7 +346,7 @@ MODEL_RULES: dict[str, ModelRule] = {
         "text": text(5000), "voice": one_of(*_VOICES), "stability": number(0, 1),
         "similarity_boost": number(0, 1), "style": number(0, 1), "speed": number(0.7, 1.2),
         "language_code": string,
-    }, required=frozenset({"text"}), strict=False),
+    }, required=frozenset({"text"}), strict=False, kind="audio"),
 }
 
 
@@ -327,6 +364,56 @@ def validate_input(model: str, rule: ModelRule, inp: dict[str, Any]) -> str | No
         if error := check(value):
             return f"input.{key} {error}"
     return rule.cross(inp) if rule.cross else None
+
+
+# Suno (kie-api.md, Music and speech): prompt and style limits per version.
+SUNO_PROMPT_MAX = {"V4": 3000, "V4_5": 5000, "V4_5PLUS": 5000, "V5": 5000}
+SUNO_STYLE_MAX = {"V4": 200, "V4_5": 1000, "V4_5PLUS": 1000, "V5": 1000}
+SUNO_SIMPLE_PROMPT_MAX = 500
+SUNO_TITLE_MAX = 80
+
+
+def _suno_head(body: dict[str, Any], require_callback: bool) -> str | None:
+    """What every Suno body needs, whatever the mode."""
+    if body.get("model") not in SUNO_MODELS:
+        return f"model must be one of {', '.join(SUNO_MODELS)}"
+    for key in ("customMode", "instrumental"):
+        error = boolean(body[key]) if key in body else "is required"
+        if error:
+            return f"{key} {error}"
+    callback = body.get("callBackUrl")
+    if callback is None:
+        return "callBackUrl is required" if require_callback else None
+    return "callBackUrl must be an http(s) URL" if http_url(callback) else None
+
+
+def _suno_fields(body: dict[str, Any]) -> tuple[list[str], dict[str, Check]]:
+    """The keys this mode requires, and the checks of the keys it takes."""
+    model, instrumental = body["model"], body["instrumental"]
+    checks: dict[str, Check] = {"negativeTags": string, "vocalGender": one_of("m", "f")}
+    if not body["customMode"]:  # simple mode: the lyrics are written from the prompt
+        return ["prompt"], checks | {"prompt": text(SUNO_SIMPLE_PROMPT_MAX)}
+    lyrics = text(SUNO_PROMPT_MAX[model])
+    checks |= {"style": text(SUNO_STYLE_MAX[model]), "title": text(SUNO_TITLE_MAX),
+               # an instrumental's prompt may be left empty; lyrics may not
+               "prompt": (lambda v: None if v == "" else lyrics(v)) if instrumental else lyrics}
+    return (["style", "title"] if instrumental else ["style", "title", "prompt"]), checks
+
+
+def validate_suno(body: Any, *, require_callback: bool = False) -> str | None:
+    """The first reason Kie would refuse this Suno generate body, or None. Keys it does not know
+    are let through (Suno has more options than kie-api.md lists)."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object (Content-Type: application/json)"
+    if error := _suno_head(body, require_callback):
+        return error
+    required, checks = _suno_fields(body)
+    mode = "custom" if body["customMode"] else "simple"
+    missing = next((key for key in required if key not in body), None)
+    if missing:
+        return f"{missing} is required in {mode} mode"
+    return next((f"{key} {error}" for key, check in checks.items()
+                 if key in body and (error := check(body[key]))), None)
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -393,6 +480,9 @@ class FakeKie(LocalServer):
         self.plan: Callable[[dict[str, Any]], TaskPlan] | None = None  # wins over plan_by_prompt
         self.plan_by_prompt: dict[str, TaskPlan] = {}  # first key contained in the prompt wins
         self.default_plan = TaskPlan()
+        # Kie's docs mark Suno's callBackUrl required; whether Kie refuses a body without one is
+        # unverified. True = refuse it with 422.
+        self.suno_require_callback: bool = False
         self.create_delay: float = 0.0  # seconds before answering a create (the task exists already)
         self.read_delay: float = 0.0  # seconds before answering a recordInfo read (the read counted already)
         # Network latency, each way, for every request: seconds, or a (low, high) range drawn per
@@ -423,6 +513,8 @@ class FakeKie(LocalServer):
         r = app.router
         r.add_post("/api/v1/jobs/createTask", self._create_task)
         r.add_get("/api/v1/jobs/recordInfo", self._record_info)
+        r.add_post("/api/v1/generate", self._suno_generate)
+        r.add_get("/api/v1/generate/record-info", self._suno_record_info)
         r.add_get("/api/v1/chat/credit", self._credit)
         r.add_post("/api/v1/common/download-url", self._download_url)
         r.add_post("/api/file-stream-upload", self._stream_upload)
@@ -479,8 +571,10 @@ class FakeKie(LocalServer):
         return task.state
 
     def record(self, task_id: str) -> dict[str, Any]:
-        """The task as recordInfo's `data` shows it now (without advancing it)."""
+        """The task as its status read's `data` shows it now (without advancing it)."""
         task = self.tasks[task_id]
+        if task.api == API_SUNO:
+            return self._suno_record(task)
         done = task.state in ("success", "fail")
         data: dict[str, Any] = {
             "taskId": task.task_id,
@@ -510,6 +604,8 @@ class FakeKie(LocalServer):
         if urllib.parse.urlsplit(target).hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"refusing to call a non-local callback URL: {target}")
         data = self.record(task_id)
+        if self.tasks[task_id].api == API_SUNO:
+            data = self._suno_callback(self.tasks[task_id])
         payload = {"code": 200, "msg": "success", "data": data} if shape == "wrapped" else data
         headers: dict[str, str] = {}
         if hmac_key is not None:
@@ -654,10 +750,10 @@ class FakeKie(LocalServer):
             return None if model in self.extra_models else f"The model {model} is not supported"
         return validate_input(model, rule, inp)
 
-    def _plan_for(self, body: dict[str, Any]) -> TaskPlan:
+    def _plan_for(self, body: dict[str, Any], inp: dict[str, Any]) -> TaskPlan:
         if self.plan is not None:
             return self.plan(body)
-        prompt = str(body["input"].get("prompt") or body["input"].get("text") or "")
+        prompt = str(inp.get("prompt") or inp.get("text") or inp.get("title") or "")
         return next((p for key, p in self.plan_by_prompt.items() if key in prompt), self.default_plan)
 
     async def _create_task(self, request: web.Request) -> web.Response:
@@ -666,15 +762,35 @@ class FakeKie(LocalServer):
         body = await self._json(request)
         if error := self._validate_create(body):
             return self._kie(422, error)
+        rule = self.rules.get(body["model"])
+        return await self._new_task(API_MARKET, body, body["input"], rule.kind if rule else "image")
+
+    async def _suno_generate(self, request: web.Request) -> web.Response:
+        if self._create_failures:
+            return self._answer_failure(self._create_failures.popleft())
+        body = await self._json(request)
+        if error := validate_suno(body, require_callback=self.suno_require_callback):
+            return self._kie(422, error)
+        return await self._new_task(API_SUNO, body, body, "audio")
+
+    async def _new_task(self, api: str, body: dict[str, Any], inp: dict[str, Any],
+                        kind: str) -> web.Response:
         self._counter += 1
+        prefix = "task" if api == API_MARKET else "suno"
         slug = re.sub(r"[^a-z0-9]+", "-", body["model"].lower()).strip("-")
-        task_id = f"task_{slug}_{self._counter}_{secrets.token_hex(3)}"  # opaque, unique across fakes
-        plan = self._plan_for(body)
-        ext = _extension(plan.content_type)
+        task_id = f"{prefix}_{slug}_{self._counter}_{secrets.token_hex(3)}"  # opaque, unique across fakes
+        plan = self._plan_for(body, inp)
+        content_type = plan.content_type or KIND_CONTENT_TYPES[kind]
+        ext = _extension(content_type)
+        count = plan.urls if plan.urls is not None else (2 if api == API_SUNO else 1)
         now = _now_ms()
-        self.tasks[task_id] = Task(task_id, body["model"], body, plan,
-                                   [f"{self.url}/files/{task_id}/{n}{ext}" for n in range(plan.urls)],
-                                   create_time=now, update_time=now)
+        task = Task(task_id, body["model"], body, plan,
+                    [f"{self.url}/files/{task_id}/{n}{ext}" for n in range(count)],
+                    create_time=now, update_time=now, api=api, content_type=content_type,
+                    state=LIFECYCLE[api][0][0])
+        if api == API_SUNO:
+            task.cover_urls = [f"{self.url}/files/{task_id}/cover{n}.jpg" for n in range(count)]
+        self.tasks[task_id] = task
         if self.create_delay:
             # The task exists already: a create whose answer is lost still runs on Kie's side.
             await asyncio.sleep(self.create_delay)
@@ -682,34 +798,109 @@ class FakeKie(LocalServer):
 
     def _set_state(self, task: Task) -> None:
         plan = task.plan
+        running, success, failure = LIFECYCLE[task.api]
         if task.step <= plan.reads_before_done:
-            state = plan.state_override or RUNNING_STATES[min(task.step, 3) - 1]
+            state = plan.state_override or running[min(task.step, len(running)) - 1]
         elif plan.outcome == "never":
-            state = plan.state_override or "generating"
+            state = plan.state_override or running[-1]
+        elif plan.outcome == "success":
+            state = success
         else:
-            state = plan.outcome
+            state = plan.fail_state or failure
         if state != task.state:
             task.state = state
             task.update_time = _now_ms()
-            if state in ("success", "fail"):
+            if task.done:
                 task.complete_time = task.update_time
 
-    async def _record_info(self, request: web.Request) -> web.Response:
+    def _read_task(self, request: web.Request, api: str) -> Task | web.Response:
+        """The task a status read asks for, advanced one step; or the error to answer."""
         if self._read_failures:
             return self._answer_failure(self._read_failures.popleft())
         task_id = request.query.get("taskId")
         if not task_id:
             return self._kie(422, "taskId is required")
         task = self.tasks.get(task_id)
-        if task is None:
+        if task is None or task.api != api:  # each API knows only its own tasks (assumed)
             return self._kie(404, DEFAULT_MESSAGES[404])
         task.reads += 1
         task.step += 1
         self._set_state(task)
-        data = self.record(task_id)
+        return task
+
+    async def _record_info(self, request: web.Request) -> web.Response:
+        task = self._read_task(request, API_MARKET)
+        if isinstance(task, web.Response):
+            return task
+        data = self.record(task.task_id)
         if self.read_delay:
             await asyncio.sleep(self.read_delay)
         return self._kie(200, "success", data, msg_key="message")  # recordInfo says "message"
+
+    async def _suno_record_info(self, request: web.Request) -> web.Response:
+        task = self._read_task(request, API_SUNO)
+        if isinstance(task, web.Response):
+            return task
+        data = self.record(task.task_id)
+        if self.read_delay:
+            await asyncio.sleep(self.read_delay)
+        return self._kie(200, "success", data)
+
+    def _suno_tracks(self, task: Task, *, snake: bool = False) -> list[dict[str, Any]]:
+        """sunoData as it stands: titles and tags from TEXT_SUCCESS on, the first track's audio
+        from FIRST_SUCCESS, every track's on SUCCESS."""
+        running, success, _ = LIFECYCLE[API_SUNO]
+        if task.state == success:
+            ready = len(task.result_urls)
+        elif task.state == "FIRST_SUCCESS":
+            ready = 1
+        elif task.state in running[1:]:
+            ready = 0
+        else:
+            return []
+        title = task.body.get("title") or f"Fake song {task.task_id[-6:]}"
+        tags = task.body.get("style") or "pop, upbeat"
+        tracks = []
+        for n, url in enumerate(task.result_urls):
+            track = {
+                "id": f"{task.task_id}-{n}",
+                "audioUrl": url if n < ready else "",
+                "streamAudioUrl": f"{url}?stream=1",
+                "imageUrl": task.cover_urls[n],
+                "prompt": task.body.get("prompt", ""),
+                "modelName": task.model,
+                "title": title,
+                "tags": tags,
+                "createTime": task.create_time,
+                "duration": 120.5 + 30 * n if n < ready else None,
+            }
+            if snake:  # callbacks spell the keys in snake_case (3rd)
+                track = {re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), k): v
+                         for k, v in track.items()}
+            tracks.append(track)
+        return tracks
+
+    def _suno_record(self, task: Task) -> dict[str, Any]:
+        tracks = self._suno_tracks(task)
+        failed = task.done and task.plan.outcome == "fail"
+        code: Any = task.plan.fail_code
+        return {
+            "taskId": task.task_id,
+            "parentMusicId": "",
+            "param": json.dumps(task.body),
+            "response": {"taskId": task.task_id, "sunoData": tracks} if tracks else None,
+            "status": task.state,
+            "type": "GENERATE",
+            "operationType": "generate",
+            "errorCode": (int(code) if str(code).isdigit() else code) if failed else None,
+            "errorMessage": task.plan.fail_msg if failed else None,
+        }
+
+    def _suno_callback(self, task: Task) -> dict[str, Any]:
+        """Suno's callback `data` (3rd): a stage and the tracks, not the record-info shape."""
+        stage = {"TEXT_SUCCESS": "text", "FIRST_SUCCESS": "first", "SUCCESS": "complete"}
+        return {"callbackType": stage.get(task.state, "error"), "task_id": task.task_id,
+                "data": self._suno_tracks(task, snake=True)}
 
     async def _credit(self, request: web.Request) -> web.Response:
         return self._kie(200, "success", self.credits)  # a bare number, not an object
@@ -720,7 +911,8 @@ class FakeKie(LocalServer):
         if f"{parts.scheme}://{parts.netloc}" != self.url:
             return None
         return parts.path if any(parts.path == urllib.parse.urlsplit(u).path
-                                 for t in self.tasks.values() for u in t.result_urls) else None
+                                 for t in self.tasks.values() for u in t.result_urls + t.cover_urls) \
+            else None
 
     async def _download_url(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -737,7 +929,8 @@ class FakeKie(LocalServer):
     async def _result_file(self, request: web.Request) -> web.Response:
         task = self.tasks.get(request.match_info["task_id"])
         name = request.match_info["name"]
-        if task is None or request.path not in {urllib.parse.urlsplit(u).path for u in task.result_urls}:
+        if task is None or request.path not in {urllib.parse.urlsplit(u).path
+                                                for u in task.result_urls + task.cover_urls}:
             return web.Response(status=404, text="<html><body>Not Found</body></html>",
                                 content_type="text/html")
         token = request.query.get("token")
@@ -748,8 +941,11 @@ class FakeKie(LocalServer):
         elif task.plan.file_status != 200:
             return web.Response(status=task.plan.file_status, content_type="text/html",
                                 text=f"<html><body>{task.plan.file_status}</body></html>")
-        data = make_file(f"{task.task_id}/{name}", task.plan.content_type, task.plan.file_size)
-        return web.Response(body=data, content_type=task.plan.content_type)
+        if name.startswith("cover"):  # a Suno cover picture
+            return web.Response(body=make_file(f"{task.task_id}/{name}", "image/jpeg", None),
+                                content_type="image/jpeg")
+        data = make_file(f"{task.task_id}/{name}", task.content_type, task.plan.file_size)
+        return web.Response(body=data, content_type=task.content_type)
 
     # -- the upload host ---------------------------------------------------------------------
 

@@ -1,0 +1,87 @@
+"""Suno's own wire format (kie-api.md, Music and speech): its request body and its record-info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.kie import constants as api
+from bot.kie.schemas import ResultFile, StatusRecord, TaskStatus, done
+
+MODEL_FIELD = "model"
+CALLBACK_FIELD = "callBackUrl"
+
+
+def generate_body(model: str, input: dict[str, Any], callback_url: str | None) -> dict[str, Any]:
+    """The generate request: the catalog's input is the body itself (`customMode`,
+    `instrumental`, `prompt`, `style`, `title`, …); the catalog's model id (`V4_5`) goes into
+    `model`, the callback into `callBackUrl`."""
+    for key in (MODEL_FIELD, CALLBACK_FIELD):
+        if key in input:
+            raise ValueError(f"Suno input must not carry {key!r}: it is the client's to set")
+    body = {**input, MODEL_FIELD: model}
+    callback = callback_url if callback_url is not None else api.SUNO_CALLBACK_FALLBACK
+    if callback is not None:
+        body[CALLBACK_FIELD] = callback
+    return body
+
+
+class SunoTrack(BaseModel):
+    """One of `data.response.sunoData[]`; `audioUrl` is empty until the track is ready."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str | None = None
+    audio_url: str | None = Field(default=None, alias="audioUrl")
+    image_url: str | None = Field(default=None, alias="imageUrl")
+    title: str | None = None
+    tags: str | None = None
+    duration: float | None = None  # seconds
+
+    def to_file(self) -> ResultFile | None:
+        if not self.audio_url:
+            return None
+        return ResultFile(self.audio_url, title=self.title or None, tags=self.tags or None,
+                          duration=self.duration, image_url=self.image_url or None)
+
+
+class SunoResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    suno_data: list[SunoTrack] = Field(default_factory=list, alias="sunoData")
+
+    @field_validator("suno_data", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class SunoRecord(StatusRecord):
+    """One `generate/record-info` answer's `data`."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    task_id: str = Field(alias="taskId")
+    status: str
+    response: SunoResponse | None = None
+    error_code: str | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+    @field_validator("error_code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @property
+    def tracks(self) -> list[SunoTrack]:
+        return self.response.suno_data if self.response else []
+
+    def to_status(self) -> TaskStatus:
+        if self.status == api.SUNO_STATE_SUCCESS:
+            return done([f for t in self.tracks if (f := t.to_file()) is not None], self.status)
+        if self.status in api.SUNO_STATES_FAIL:
+            return TaskStatus("fail", self.status, message=self.error_message or None,
+                              code=self.error_code or None)
+        # PENDING, TEXT_SUCCESS, FIRST_SUCCESS (one track ready: not done), or unknown.
+        return TaskStatus("running", self.status)
