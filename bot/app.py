@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 COMMANDS = (
     ("image", N_("Create a picture")),
     ("video", N_("Create a video")),
+    ("music", N_("Create music or speech")),
     ("models", N_("Models and prices")),
     ("balance", N_("Your credits")),
     ("help", N_("What the bot can do")),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.i18n import N_
-from bot.kie.constants import API_MARKET
+from bot.kie.constants import API_MARKET, API_SUNO
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,13 @@ _IMAGEN_RATIOS = Option("ar", "aspect_ratio", N_("Aspect ratio"),
 _DURATION_5_10 = Option("d", "duration", N_("Duration"),
                         (Choice("5", "5 s"), Choice("10", "10 s", price_factor=2)), "5")
 
+# Music and speech. Suno runs in its simple mode (the prompt describes the song, Suno writes
+# the lyrics; at most 500 characters); its `model` field is the version, sent as kie_model.
+_SUNO_VOCALS = Option("i", "instrumental", N_("Vocals"), (
+    Choice(False, N_("With vocals")), Choice(True, N_("Instrumental"))), False)
+_VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "George", "Charlotte", "Liam", "Brian",
+           "Lily")
+
 MODELS: tuple[Model, ...] = (
     Model("imagen4", "google/imagen4", "image", "Imagen 4", price=40, expected_seconds=20,
           options=(_IMAGEN_RATIOS,)),
@@ -159,6 +166,15 @@ MODELS: tuple[Model, ...] = (
                        Choice("480p", "480p"), Choice("720p", "720p", surcharge=20),
                        Choice("1080p", "1080p", surcharge=60)), "720p"),
                    _DURATION_5_10)),
+    Model("suno", "V4_5", "audio", "Suno v4.5", price=60, expected_seconds=60, poll_interval=5.0,
+          max_prompt=500, api=API_SUNO, fixed_input={"customMode": False},
+          options=(_SUNO_VOCALS,)),
+    Model("suno5", "V5", "audio", "Suno v5", price=80, expected_seconds=60, poll_interval=5.0,
+          max_prompt=500, api=API_SUNO, fixed_input={"customMode": False},
+          options=(_SUNO_VOCALS,)),
+    Model("tts", "elevenlabs/text-to-speech-multilingual-v2", "audio", "ElevenLabs speech",
+          price=20, expected_seconds=15, max_prompt=5000, prompt_field="text",
+          options=(Option("v", "voice", N_("Voice"), _choices(*_VOICES), "Rachel"),)),
 )
 
 _BY_ID = {model.id: model for model in MODELS}
@@ -172,6 +188,6 @@ def models_of(kind: str) -> list[Model]:
     return [model for model in MODELS if model.kind == kind]
 
 
-KINDS = ("image", "video")
+KINDS = ("image", "video", "audio")
 # The command that opens each kind's picker.
-COMMANDS = {"image": "image", "video": "video"}
+COMMANDS = {"image": "image", "video": "video", "audio": "music"}

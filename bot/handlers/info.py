@@ -29,6 +29,7 @@ async def help_(message: Message) -> None:
         _("<b>What I can do</b>"),
         _("/image &lt;prompt&gt; — create a picture"),
         _("/video &lt;prompt&gt; — create a video"),
+        _("/music &lt;prompt&gt; — create music, or speech from a text"),
         _("/models — the models and their prices"),
         _("/balance — your credits and their history"),
         "",

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieError, KieNotFound
-from bot.services.delivery import Delivery, Outcome
+from bot.services.delivery import Delivery, FileDetails, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
 from bot.store import Generation, GenerationState, Store
@@ -150,8 +150,9 @@ class Tracker:
             finished = await self.store.mark_succeeded(
                 generation.id, status.urls,
                 deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE)
-            if finished is not None:
-                self._deliver(finished)
+            if finished is not None:  # what Kie says of each file (a track's title) goes along
+                self._deliver(finished, [FileDetails(title=f.title, duration=f.duration)
+                                         for f in status.files])
         elif status.phase == "fail":
             # Kie's words are kept for the log; they only pick which of our reasons is shown.
             # (A Suno status such as SENSITIVE_WORD_ERROR says more than its message.)
@@ -186,15 +187,16 @@ class Tracker:
             log.info("generation %s refunded: %s %s", generation.id, reason, detail or "")
             await self.notifier.failed(failed)
 
-    def _deliver(self, generation: Generation) -> None:
+    def _deliver(self, generation: Generation, files: Sequence[FileDetails] = ()) -> None:
         """Send in the background, so one slow upload does not hold up every other task."""
-        task = asyncio.create_task(self._delivery(generation), name=f"deliver-{generation.id}")
+        task = asyncio.create_task(self._delivery(generation, files),
+                                   name=f"deliver-{generation.id}")
         self._deliveries[generation.id] = task
         task.add_done_callback(lambda _: self._deliveries.pop(generation.id, None))
 
-    async def _delivery(self, generation: Generation) -> None:
+    async def _delivery(self, generation: Generation, files: Sequence[FileDetails]) -> None:
         try:
-            outcome = await self.delivery.deliver(generation)
+            outcome = await self.delivery.deliver(generation, files)
         except Exception:  # a bug must not strand the result: it is tried again later
             log.exception("generation %s: delivery failed", generation.id)
             outcome = Outcome.RETRY

@@ -1,0 +1,74 @@
+"""End to end: /music → Suno (its own API: two tracks, delivered once, when complete) or
+ElevenLabs speech → the audio in the chat; failures refunded once."""
+
+from __future__ import annotations
+
+from bot.store import GenerationState
+from tests.chat import Person
+from tests.fakes.kie import TaskPlan
+from tests.test_e2e_image import charges, refunds, states_become
+
+
+async def make_music(person: Person, prompt: str, model: str,
+                     options: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    request, picker = await person.ask(f"/music {prompt}")
+    await person.press(picker, model)
+    for option in options:
+        await person.press(person.refreshed(picker), option)
+    await person.press(person.refreshed(picker), "✅")
+    return request, picker
+
+
+async def test_suno_delivers_both_tracks_once_when_complete(tg, kie, bot, store):
+    kie.default_plan = TaskPlan(reads_before_done=3)
+    alice = Person(tg, 42, "Alice")
+    request, _ = await make_music(alice, "a calm song about the sea", "Suno v4.5",
+                                  ("Instrumental",))
+    [album] = await tg.wait_for("sendMediaGroup")
+    media = album.params["media"]
+    assert [m["type"] for m in media] == ["audio", "audio"]
+    assert all(m.get("title") for m in media)
+    assert album.params["reply_parameters"]["message_id"] == request["message_id"]
+    [task] = kie.tasks.values()
+    assert task.api == "suno"
+    assert task.body == {"prompt": "a calm song about the sea", "customMode": False,
+                         "instrumental": True, "model": "V4_5"}
+    # FIRST_SUCCESS came before SUCCESS: still exactly one delivery.
+    assert await states_become(store, {42: GenerationState.DELIVERED}) == \
+        {42: GenerationState.DELIVERED}
+    assert len(tg.calls_of("sendMediaGroup")) == 1 and tg.calls_of("sendAudio") == []
+    [charge] = await charges(store, 42)
+    assert charge.amount == -60
+
+
+async def test_suno_sensitive_words_are_refunded_with_our_own_reason(tg, kie, bot, store):
+    kie.default_plan = TaskPlan(outcome="fail", fail_state="SENSITIVE_WORD_ERROR",
+                                fail_msg="contains banned words", reads_before_done=1)
+    alice = Person(tg, 42, "Alice")
+    await make_music(alice, "something rude", "Suno v5")
+    told = await alice.told("❌ Suno v5")
+    assert "the content of the request was refused" in told.params["text"]
+    assert "banned" not in told.params["text"]
+    assert len(await refunds(store, 42)) == 1 and (await store.get_user(42)).balance == 100
+
+
+async def test_suno_prompt_over_its_limit_is_refused_before_any_charge(tg, kie, bot, store):
+    alice = Person(tg, 42, "Alice")
+    _, picker = await alice.ask("/music " + "la " * 200)
+    await alice.press(picker, "Suno v4.5")
+    answer = await alice.press(alice.refreshed(picker), "✅")
+    assert answer["show_alert"] and "too long" in answer["text"]
+    assert kie.tasks == {} and await charges(store, 42) == []
+
+
+async def test_speech_reads_the_text_in_the_chosen_voice(tg, kie, bot, store):
+    kie.default_plan = TaskPlan(reads_before_done=1)
+    alice = Person(tg, 42, "Alice")
+    await make_music(alice, "Hello, world", "ElevenLabs speech", ("George",))
+    [audio] = await tg.wait_for("sendAudio")
+    assert audio.params["chat_id"] == 42
+    [create] = kie.creates
+    assert create["model"] == "elevenlabs/text-to-speech-multilingual-v2"
+    assert create["input"] == {"text": "Hello, world", "voice": "George"}
+    [charge] = await charges(store, 42)
+    assert charge.amount == -20
