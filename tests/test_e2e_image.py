@@ -15,9 +15,11 @@ from tests.fakes.telegram import UploadedFile
 
 
 async def generate(person: Person, prompt: str, model: str = "Imagen 4",
-                   options: tuple[str, ...] = (), chat: dict | None = None) -> tuple[dict, dict]:
-    """Walk the picker: /image → model → options → ✅. Returns (request, status message)."""
-    request, picker = await person.ask(f"/image {prompt}", chat=chat)
+                   options: tuple[str, ...] = (), chat: dict | None = None,
+                   command: str = "/image") -> tuple[dict, dict]:
+    """Walk the picker: /image (or `command`) → model → options → ✅.
+    Returns (request, status message)."""
+    request, picker = await person.ask(f"{command} {prompt}", chat=chat)
     await person.press(picker, model)
     for option in options:
         await person.press(person.refreshed(picker), option)

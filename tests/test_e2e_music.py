@@ -6,24 +6,14 @@ from __future__ import annotations
 from bot.store import GenerationState
 from tests.chat import Person
 from tests.fakes.kie import TaskPlan
-from tests.test_e2e_image import charges, refunds, states_become
-
-
-async def make_music(person: Person, prompt: str, model: str,
-                     options: tuple[str, ...] = ()) -> tuple[dict, dict]:
-    request, picker = await person.ask(f"/music {prompt}")
-    await person.press(picker, model)
-    for option in options:
-        await person.press(person.refreshed(picker), option)
-    await person.press(person.refreshed(picker), "✅")
-    return request, picker
+from tests.test_e2e_image import charges, generate, refunds, states_become
 
 
 async def test_suno_delivers_both_tracks_once_when_complete(tg, kie, bot, store):
     kie.default_plan = TaskPlan(reads_before_done=3)
     alice = Person(tg, 42, "Alice")
-    request, _ = await make_music(alice, "a calm song about the sea", "Suno v4.5",
-                                  ("Instrumental",))
+    request, _ = await generate(alice, "a calm song about the sea", "Suno v4.5",
+                                ("Instrumental",), command="/music")
     [album] = await tg.wait_for("sendMediaGroup")
     media = album.params["media"]
     assert [m["type"] for m in media] == ["audio", "audio"]
@@ -45,7 +35,7 @@ async def test_suno_sensitive_words_are_refunded_with_our_own_reason(tg, kie, bo
     kie.default_plan = TaskPlan(outcome="fail", fail_state="SENSITIVE_WORD_ERROR",
                                 fail_msg="contains banned words", reads_before_done=1)
     alice = Person(tg, 42, "Alice")
-    await make_music(alice, "something rude", "Suno v5")
+    await generate(alice, "something rude", "Suno v5", command="/music")
     told = await alice.told("❌ Suno v5")
     assert "the content of the request was refused" in told.params["text"]
     assert "banned" not in told.params["text"]
@@ -64,7 +54,7 @@ async def test_suno_prompt_over_its_limit_is_refused_before_any_charge(tg, kie, 
 async def test_speech_reads_the_text_in_the_chosen_voice(tg, kie, bot, store):
     kie.default_plan = TaskPlan(reads_before_done=1)
     alice = Person(tg, 42, "Alice")
-    await make_music(alice, "Hello, world", "ElevenLabs speech", ("George",))
+    await generate(alice, "Hello, world", "ElevenLabs speech", ("George",), command="/music")
     [audio] = await tg.wait_for("sendAudio")
     assert audio.params["chat_id"] == 42
     [create] = kie.creates

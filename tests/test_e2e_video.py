@@ -7,19 +7,9 @@ import pytest
 from tests.chat import Person, buttons
 from tests.conftest import make_settings
 from tests.fakes.kie import TaskPlan
-from tests.test_e2e_image import charges, refunds
+from tests.test_e2e_image import charges, generate, refunds
 
 VIDEO = TaskPlan(reads_before_done=1, content_type="video/mp4")
-
-
-async def generate_video(person: Person, prompt: str, model: str,
-                         options: tuple[str, ...] = ()) -> tuple[dict, dict]:
-    request, picker = await person.ask(f"/video {prompt}")
-    await person.press(picker, model)
-    for option in options:
-        await person.press(person.refreshed(picker), option)
-    await person.press(person.refreshed(picker), "✅")
-    return request, picker
 
 
 @pytest.mark.parametrize("model, options, expected, price", [
@@ -76,7 +66,7 @@ async def test_a_failed_video_is_refunded_once(tg, kie, tmp_path, start_bot, sto
     await start_bot(make_settings(tmp_path, tg, kie, starting_credits=1000))
     kie.default_plan = TaskPlan(outcome="fail", reads_before_done=1, fail_msg="upstream error")
     alice = Person(tg, 42, "Alice")
-    await generate_video(alice, "doomed", "Wan")
+    await generate(alice, "doomed", "Wan", command="/video")
     told = await alice.told("❌ Wan")
     assert "80 credits returned" in told.params["text"]  # 720p by default: 60 + 20
     assert len(await refunds(store, 42)) == 1
