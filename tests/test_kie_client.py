@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 import bot.kie.client as client_module
 from bot.kie.client import KieClient
+from bot.kie.constants import API_MARKET
 from bot.kie.errors import (
     KieAuthError,
     KieError,
@@ -28,7 +29,8 @@ from bot.kie.errors import (
     KieUnavailable,
     KieValidationError,
 )
-from bot.kie.ratelimit import Priority, RateLimiter
+from bot.kie.ratelimit import RateLimiter
+from bot.kie.schemas import TaskRecord, TaskStatus
 from tests.conftest import KIE_KEY, WINDOW
 from tests.fakes.kie import FakeKie, TaskPlan
 
@@ -79,7 +81,7 @@ def client(make_client: MakeClient) -> KieClient:
 
 async def new_task(client: KieClient, kie: FakeKie, plan: TaskPlan) -> str:
     kie.default_plan = plan
-    return await client.create_task(MODEL, INPUT)
+    return await client.start(API_MARKET, MODEL, INPUT)
 
 
 # -- error mapping -----------------------------------------------------------------------------
@@ -91,7 +93,7 @@ async def test_envelope_code_with_http_200_maps_to_exception(
     client = make_client(read_attempts=1)
     kie.fail_create_next(code, msg=f"kie says {code}")
     with pytest.raises(error) as info:
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
     assert type(info.value) is error
     assert info.value.code == code
     assert info.value.message == f"kie says {code}"
@@ -102,10 +104,10 @@ async def test_read_envelope_code_maps_to_exception(
         kie: FakeKie, make_client: MakeClient, code: int, error: type[KieError]) -> None:
     """The same mapping holds on status reads (after the retries for retryable codes)."""
     client = make_client(read_attempts=2)
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     kie.fail_reads_next(code, times=2, msg=f"read says {code}")
     with pytest.raises(error) as info:
-        await client.get_task(task_id)
+        await client.status(API_MARKET, task_id)
     assert (info.value.code, info.value.message) == (code, f"read says {code}")
 
 
@@ -116,7 +118,7 @@ async def test_http_status_without_json_maps_to_exception(
     client = make_client(read_attempts=1)
     kie.fail_create_next(code, http_status=code, raw_body=f"<html><body>{code}</body></html>")
     with pytest.raises(error) as info:
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
     assert type(info.value) is error
     assert info.value.code == code
 
@@ -126,49 +128,50 @@ async def test_http_200_without_json_is_a_protocol_error(kie: FakeKie, make_clie
     client = make_client(read_attempts=1)
     kie.fail_create_next(200, http_status=200, raw_body="<html>maintenance page</html>")
     with pytest.raises(KieProtocolError):
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
 
 
 async def test_envelope_code_wins_over_http_status(kie: FakeKie, client: KieClient) -> None:
     """When both say something, the JSON code decides (HTTP 500 carrying code 422 is a 422)."""
     kie.fail_create_next(422, msg="prompt too long", http_status=500)
     with pytest.raises(KieValidationError) as info:
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
     assert info.value.message == "prompt too long"
 
 
 async def test_unknown_task_is_not_found(kie: FakeKie, client: KieClient) -> None:
     """An unknown task id is KieNotFound with Kie's words, after one read (a 404 is final)."""
     with pytest.raises(KieNotFound) as info:
-        await client.get_task("task_does_not_exist")
+        await client.status(API_MARKET, "task_does_not_exist")
     assert (info.value.code, info.value.message) == (404, "Task not found")
     assert kie.count(RECORD) == 1
 
 
 async def test_error_message_read_from_message_key(kie: FakeKie, client: KieClient) -> None:
     """Some answers say `message` instead of `msg`: the exception still carries Kie's words."""
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     kie.fail_reads_next(422, raw_body=json.dumps({"code": 422, "message": "taskId is malformed",
                                                   "data": None}))
     with pytest.raises(KieValidationError) as info:
-        await client.get_task(task_id)
+        await client.status(API_MARKET, task_id)
     assert info.value.message == "taskId is malformed"
 
 
 async def test_wrong_key_is_auth_error(kie: FakeKie, make_client: MakeClient) -> None:
     """A wrong API key is a KieAuthError on every endpoint, and creates nothing."""
     client = make_client("not-the-key")
-    for call in (client.get_credits(), client.create_task(MODEL, INPUT), client.get_task("task_x")):
+    for call in (client.get_credits(), client.start(API_MARKET, MODEL, INPUT),
+                 client.status(API_MARKET, "task_x")):
         with pytest.raises(KieAuthError):
             await call
     assert kie.tasks == {}
 
 
-# -- create_task -------------------------------------------------------------------------------
+# -- start -------------------------------------------------------------------------------------
 
 async def test_create_sends_model_and_input_without_callback(kie: FakeKie, client: KieClient) -> None:
     """The body is exactly {model, input}: no callBackUrl key when none is given."""
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     assert task_id in kie.tasks
     assert kie.requests[-1].body == {"model": MODEL, "input": INPUT}
 
@@ -176,7 +179,7 @@ async def test_create_sends_model_and_input_without_callback(kie: FakeKie, clien
 async def test_create_sends_callback_when_given(kie: FakeKie, client: KieClient) -> None:
     """A given callback goes out as `callBackUrl`."""
     url = "http://127.0.0.1:9/kie/callback/secret/7"
-    task_id = await client.create_task(MODEL, INPUT, callback_url=url)
+    task_id = await client.start(API_MARKET, MODEL, INPUT, callback_url=url)
     assert kie.tasks[task_id].body == {"model": MODEL, "input": INPUT, "callBackUrl": url}
 
 
@@ -185,7 +188,7 @@ async def test_create_not_retried_after_timeout(kie: FakeKie, make_client: MakeC
     client = make_client(timeout=0.2)
     kie.create_delay = 0.6
     with pytest.raises(KieTimeout):
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
     assert kie.count(CREATE) == 1
     assert len(kie.tasks) == 1  # it did reach Kie: a retry would have made a second task
 
@@ -194,14 +197,14 @@ async def test_create_500_not_retried(kie: FakeKie, client: KieClient) -> None:
     """A 500 on create may have started a task: raise at once, one request only."""
     kie.fail_create_next(500, times=3)
     with pytest.raises(KieUnavailable):
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
     assert kie.count(CREATE) == 1
 
 
 async def test_create_429_retried_then_succeeds(kie: FakeKie, client: KieClient) -> None:
     """A 429'd create was not queued by Kie, so it is sent again and succeeds once."""
     kie.fail_create_next(429, times=2)
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     assert kie.count(CREATE) == 3
     assert list(kie.tasks) == [task_id]
 
@@ -211,7 +214,7 @@ async def test_create_429_gives_up_after_attempts(kie: FakeKie, make_client: Mak
     client = make_client(read_attempts=3)
     kie.fail_create_next(429, times=10)
     with pytest.raises(KieRateLimited):
-        await client.create_task(MODEL, INPUT)
+        await client.start(API_MARKET, MODEL, INPUT)
     assert kie.count(CREATE) == 3
 
 
@@ -224,9 +227,9 @@ async def test_slot_held_until_the_answer_is_back(kie: FakeKie) -> None:
     client = KieClient(SecretStr(KIE_KEY), base_url=kie.url, upload_url=kie.url,
                        limiter=RateLimiter(1, window), timeout=5.0)
     try:
-        task_id = await client.create_task(MODEL, INPUT)
+        task_id = await client.start(API_MARKET, MODEL, INPUT)
         kie.read_delay = answer_delay
-        reading = asyncio.create_task(client.get_task(task_id))
+        reading = asyncio.create_task(client.status(API_MARKET, task_id))
         while kie.count(RECORD) == 0:
             await asyncio.sleep(0.005)
         await client.get_credits()
@@ -238,28 +241,7 @@ async def test_slot_held_until_the_answer_is_back(kie: FakeKie) -> None:
     assert credit.time - read.time >= answer_delay + window
 
 
-async def test_owner_and_priority_reach_the_limiter(kie: FakeKie) -> None:
-    """create_task and get_task pass their owner to the limiter; other calls go as the bot's (None)."""
-    seen: list[tuple[Priority, object]] = []
-
-    class Recording(RateLimiter):
-        def slot(self, priority: Priority = Priority.READ, *, owner: object = None) -> Any:
-            seen.append((priority, owner))
-            return super().slot(priority, owner=owner)
-
-    client = KieClient(SecretStr(KIE_KEY), base_url=kie.url, upload_url=kie.url,
-                       limiter=Recording(20, WINDOW), timeout=5.0)
-    try:
-        task_id = await client.create_task(MODEL, INPUT, owner=7)
-        await client.get_task(task_id, owner=7)
-        await client.get_task(task_id, Priority.READ, owner=8)
-        await client.get_credits()
-    finally:
-        await client.aclose()
-    assert seen == [(Priority.CREATE, 7), (Priority.POLL, 7), (Priority.READ, 8), (Priority.READ, None)]
-
-
-# -- get_task ----------------------------------------------------------------------------------
+# -- status ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("failure", [500, 455, 429, "timeout"])
 async def test_read_retried_then_succeeds(kie: FakeKie, make_client: MakeClient, failure: Any) -> None:
@@ -268,15 +250,16 @@ async def test_read_retried_then_succeeds(kie: FakeKie, make_client: MakeClient,
     task_id = await new_task(client, kie, TaskPlan(reads_before_done=0))
     if failure == "timeout":
         kie.read_delay = 0.6
-        reading = asyncio.create_task(client.get_task(task_id))
+        reading = asyncio.create_task(client.status(API_MARKET, task_id))
         while kie.count(RECORD) == 0:
             await asyncio.sleep(0.01)
         kie.read_delay = 0
-        record = await reading
+        status = await reading
     else:
         kie.fail_reads_next(failure)
-        record = await client.get_task(task_id)
-    assert record.task_id == task_id and record.state == "success"
+        status = await client.status(API_MARKET, task_id)
+    assert (status.phase, status.state) == ("success", "success")
+    assert status.urls == kie.tasks[task_id].result_urls
     assert kie.count(RECORD) == 2
 
 
@@ -286,65 +269,79 @@ async def test_read_retries_mixed_failures(kie: FakeKie, make_client: MakeClient
     task_id = await new_task(client, kie, TaskPlan(reads_before_done=0))
     for code in (500, 455, 429):
         kie.fail_reads_next(code)
-    assert (await client.get_task(task_id)).state == "success"
+    assert (await client.status(API_MARKET, task_id)).phase == "success"
     assert kie.count(RECORD) == 4
 
 
 async def test_read_gives_up_after_attempts(kie: FakeKie, make_client: MakeClient) -> None:
     """After read_attempts failed reads the last error is raised; no further request."""
     client = make_client(read_attempts=3)
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     kie.fail_reads_next(455, times=10)
     with pytest.raises(KieUnavailable):
-        await client.get_task(task_id)
+        await client.status(API_MARKET, task_id)
     assert kie.count(RECORD) == 3
 
 
 async def test_read_timeouts_give_up(kie: FakeKie, make_client: MakeClient) -> None:
     """Reads that always time out end in KieTimeout after read_attempts tries."""
     client = make_client(timeout=0.1, read_attempts=2)
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     kie.read_delay = 0.4
     with pytest.raises(KieTimeout):
-        await client.get_task(task_id)
+        await client.status(API_MARKET, task_id)
     assert kie.count(RECORD) == 2
 
 
 @pytest.mark.parametrize("code", [401, 402, 422, 501, 505])
 async def test_read_final_errors_not_retried(kie: FakeKie, client: KieClient, code: int) -> None:
     """Errors a retry cannot fix are raised after one read."""
-    task_id = await client.create_task(MODEL, INPUT)
+    task_id = await client.start(API_MARKET, MODEL, INPUT)
     kie.fail_reads_next(code, times=5)
     with pytest.raises(KieError):
-        await client.get_task(task_id)
+        await client.status(API_MARKET, task_id)
     assert kie.count(RECORD) == 1
 
 
 async def test_task_lifecycle_to_success(kie: FakeKie, client: KieClient) -> None:
-    """waiting → queuing → generating → success; resultJson and param are parsed JSON strings."""
+    """waiting → queuing → generating → success; the result URLs are the real files."""
     url = "http://127.0.0.1:9/cb"
     kie.default_plan = TaskPlan(reads_before_done=3, urls=2)
-    task_id = await client.create_task(MODEL, INPUT, callback_url=url)
-    records = [await client.get_task(task_id) for _ in range(4)]
-    assert [r.state for r in records] == ["waiting", "queuing", "generating", "success"]
-    assert all(r.result_urls == [] for r in records[:3])
-    done = records[-1]
-    assert done.result_urls == kie.tasks[task_id].result_urls and len(done.result_urls) == 2
-    assert done.param == {"model": MODEL, "input": INPUT, "callBackUrl": url}
-    assert done.model == MODEL and done.task_id == task_id
-    assert done.create_time is not None and done.complete_time is not None
+    task_id = await client.start(API_MARKET, MODEL, INPUT, callback_url=url)
+    statuses = [await client.status(API_MARKET, task_id) for _ in range(4)]
+    assert [(s.phase, s.state) for s in statuses] == [
+        ("running", "waiting"), ("running", "queuing"), ("running", "generating"), ("success", "success")]
+    assert all(s.files == [] for s in statuses[:3])
+    done = statuses[-1]
+    assert done.urls == kie.tasks[task_id].result_urls and len(done.urls) == 2
     async with httpx.AsyncClient() as http:  # the parsed URLs really are the result files
-        assert (await http.get(done.result_urls[0])).status_code == 200
+        assert (await http.get(done.urls[0])).status_code == 200
+
+
+async def test_record_parses_the_wire_record(kie: FakeKie, client: KieClient) -> None:
+    """The fake's recordInfo `data`: resultJson and param are parsed JSON strings, the times and
+    ids come through, and to_status() is what status() returned."""
+    url = "http://127.0.0.1:9/cb"
+    kie.default_plan = TaskPlan(reads_before_done=0, urls=2)
+    task_id = await client.start(API_MARKET, MODEL, INPUT, callback_url=url)
+    status = await client.status(API_MARKET, task_id)
+    record = TaskRecord.model_validate(kie.record(task_id))
+    assert record.result_urls == kie.tasks[task_id].result_urls and len(record.result_urls) == 2
+    assert record.param == {"model": MODEL, "input": INPUT, "callBackUrl": url}
+    assert record.model == MODEL and record.task_id == task_id
+    assert record.create_time is not None and record.complete_time is not None
+    assert record.to_status() == status
 
 
 async def test_task_fail_exposes_code_and_msg(kie: FakeKie, client: KieClient) -> None:
-    """A failed task shows state 'fail' with failCode/failMsg and no result URLs."""
+    """A failed task shows state 'fail' with failCode/failMsg as code/message and no files."""
     task_id = await new_task(client, kie, TaskPlan(outcome="fail", reads_before_done=0,
                                                    fail_code="400", fail_msg="content policy violation"))
-    record = await client.get_task(task_id)
-    assert record.state == "fail"
+    status = await client.status(API_MARKET, task_id)
+    assert status == TaskStatus("fail", "fail", message="content policy violation", code="400")
+    assert status.files == []
+    record = TaskRecord.model_validate(kie.record(task_id))  # the raw fields, as Kie spells them
     assert (record.fail_code, record.fail_msg) == ("400", "content policy violation")
-    assert record.result_urls == []
 
 
 # -- other endpoints ---------------------------------------------------------------------------
@@ -358,7 +355,7 @@ async def test_get_credits_bare_number(kie: FakeKie, client: KieClient) -> None:
 async def test_download_url_returns_string(kie: FakeKie, client: KieClient) -> None:
     """download-url gives a fresh direct link (a string) that opens the file."""
     task_id = await new_task(client, kie, TaskPlan(reads_before_done=0, file_status=403))
-    result_url = (await client.get_task(task_id)).result_urls[0]
+    result_url = (await client.status(API_MARKET, task_id)).urls[0]
     link = await client.download_url(result_url)
     assert isinstance(link, str) and link != result_url and link.startswith(kie.url)
     async with httpx.AsyncClient() as http:
@@ -412,16 +409,16 @@ async def test_api_key_never_in_exception_text(kie: FakeKie, make_client: MakeCl
             errors.append(error)
 
     await collect(wrong.get_credits())
-    await collect(dead.create_task(MODEL, INPUT))
-    await collect(dead.get_task("task_x"))
-    await collect(client.get_task("task_missing"))
+    await collect(dead.start(API_MARKET, MODEL, INPUT))
+    await collect(dead.status(API_MARKET, "task_x"))
+    await collect(client.status(API_MARKET, "task_missing"))
     await collect(client.download_url("https://example.com/x.png"))
     kie.fail_create_next(500, http_status=500, raw_body="<html>oops</html>")
-    await collect(client.create_task(MODEL, INPUT))
+    await collect(client.start(API_MARKET, MODEL, INPUT))
     kie.fail_create_next(200, msg="success")  # an envelope with no taskId: a protocol error
-    await collect(client.create_task(MODEL, INPUT))
+    await collect(client.start(API_MARKET, MODEL, INPUT))
     kie.create_delay = 0.4
-    await collect(client.create_task(MODEL, INPUT))
+    await collect(client.start(API_MARKET, MODEL, INPUT))
     assert len(errors) == 8
     kinds = {type(e) for e in errors}
     assert {KieAuthError, KieTimeout, KieNotFound, KieValidationError, KieUnavailable,

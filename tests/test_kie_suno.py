@@ -284,7 +284,12 @@ async def test_unknown_api_sends_nothing(kie: FakeKie, client: KieClient) -> Non
     assert kie.requests == []
 
 
-async def test_start_and_status_pass_owner_and_priority(kie: FakeKie) -> None:
+@pytest.mark.parametrize(("api", "model", "input"), [
+    (API_MARKET, MARKET_MODEL, MARKET_INPUT), (API_SUNO, SUNO_MODEL, SUNO_SIMPLE)], ids=["market", "suno"])
+async def test_start_and_status_pass_owner_and_priority(kie: FakeKie, api: str, model: str,
+                                                        input: dict[str, Any]) -> None:
+    """start and status pass their owner and priority to the limiter; other calls go as the
+    bot's (owner None)."""
     seen: list[tuple[Priority, object]] = []
 
     class Recording(RateLimiter):
@@ -295,9 +300,10 @@ async def test_start_and_status_pass_owner_and_priority(kie: FakeKie) -> None:
     client = KieClient(SecretStr(KIE_KEY), base_url=kie.url, upload_url=kie.url,
                        limiter=Recording(20, WINDOW), timeout=5.0)
     try:
-        task_id = await client.start(API_SUNO, SUNO_MODEL, SUNO_SIMPLE, owner=7)
-        await client.status(API_SUNO, task_id, owner=7)
-        await client.status(API_SUNO, task_id, owner=8, priority=Priority.READ)
+        task_id = await client.start(api, model, input, owner=7)
+        await client.status(api, task_id, owner=7)
+        await client.status(api, task_id, owner=8, priority=Priority.READ)
+        await client.get_credits()
     finally:
         await client.aclose()
-    assert seen == [(Priority.CREATE, 7), (Priority.POLL, 7), (Priority.READ, 8)]
+    assert seen == [(Priority.CREATE, 7), (Priority.POLL, 7), (Priority.READ, 8), (Priority.READ, None)]

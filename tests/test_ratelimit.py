@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 import bot.kie.client as client_module
 from bot.kie.client import KieClient
+from bot.kie.constants import API_MARKET
 from bot.kie.ratelimit import Priority, RateLimiter
 from tests.conftest import KIE_KEY
 from tests.fakes.kie import FakeKie, TaskPlan
@@ -45,8 +46,8 @@ async def test_burst_stays_under_kies_limit() -> None:
         kie.default_plan = TaskPlan(outcome="never")
         client = make_client(kie, RateLimiter(5, 0.5), read_attempts=1)  # any 429 would fail a call
         try:
-            task_id = await client.create_task(MODEL, INPUT)
-            calls = [client.get_credits() if i % 2 else client.get_task(task_id) for i in range(39)]
+            task_id = await client.start(API_MARKET, MODEL, INPUT)
+            calls = [client.get_credits() if i % 2 else client.status(API_MARKET, task_id) for i in range(39)]
             results = await asyncio.gather(*calls, return_exceptions=True)
         finally:
             await client.aclose()
@@ -63,17 +64,17 @@ async def test_429_pauses_every_caller(kie: FakeKie, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(client_module, "RATE_LIMIT_PAUSE", pause)
     client = make_client(kie, RateLimiter(20, 0.5))
     try:
-        task_id = await client.create_task(MODEL, INPUT)
+        task_id = await client.start(API_MARKET, MODEL, INPUT)
         kie.fail_reads_next(429)
-        reading = asyncio.create_task(client.get_task(task_id))
+        reading = asyncio.create_task(client.status(API_MARKET, task_id))
         while not any(r.status == 429 for r in kie.requests):
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.05)  # the 429 answer has reached the client
         credits = await client.get_credits()
-        record = await reading
+        status = await reading
     finally:
         await client.aclose()
-    assert credits == kie.credits and record.task_id == task_id
+    assert credits == kie.credits and status.phase == "running"
     limited = next(r for r in kie.requests if r.status == 429)
     later = [r for r in kie.requests if r.time > limited.time]
     assert {r.path.rsplit("/", 1)[1] for r in later} == {"recordInfo", "credit"}

@@ -106,18 +106,9 @@ class KieClient:
                      priority: Priority = Priority.POLL) -> TaskStatus:
         """The task's fate in one shape for every API family (see TaskStatus)."""
         wire = _wire(api)
-        return (await self._record(wire.record_path, wire.record, task_id, priority, owner)).to_status()
-
-    async def create_task(self, model: str, input: dict[str, Any],
-                          callback_url: str | None = None, *, owner: int | None = None) -> str:
-        """The market API's start (kept until the tracker calls `start`)."""
-        return await self.start(constants.API_MARKET, model, input, owner=owner,
-                                callback_url=callback_url)
-
-    async def get_task(self, task_id: str, priority: Priority = Priority.POLL, *,
-                       owner: int | None = None) -> TaskRecord:
-        """The market API's raw record (kept until the tracker calls `status`)."""
-        return await self._record(constants.RECORD_INFO_PATH, TaskRecord, task_id, priority, owner)
+        data = await self._send("GET", wire.record_path, priority, owner=owner,
+                                params={"taskId": task_id})
+        return self._parse(wire.record, data).to_status()
 
     async def get_credits(self) -> float:
         """The account's remaining Kie credits (`data` is a bare number)."""
@@ -146,11 +137,6 @@ class KieClient:
         return self._parse(UploadedFile, data).download_url
 
     # -- plumbing --------------------------------------------------------------
-
-    async def _record(self, path: str, model: type[M], task_id: str, priority: Priority,
-                      owner: int | None) -> M:
-        data = await self._send("GET", path, priority, owner=owner, params={"taskId": task_id})
-        return self._parse(model, data)
 
     async def _send(self, method: str, url: str, priority: Priority, *, owner: int | None = None,
                     retry_reads: bool = True, **kwargs: Any) -> Any:
