@@ -15,6 +15,7 @@ from bot.services.delivery import UPLOAD_LIMIT, Delivery, FileDetails, Outcome
 from bot.store import Generation, GenerationState
 from tests import test_tracker
 from tests.fakes.kie import TaskPlan
+from tests.fakes.server import AppServer
 from tests.fakes.telegram import UploadedFile
 from tests.test_tracker import Rig, create_task
 
@@ -153,13 +154,8 @@ async def endless_video() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/big.mp4", video)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/big.mp4"
-    await runner.cleanup()
+    async with AppServer(app) as server:
+        yield f"{server.url}/big.mp4"
 
 
 async def test_a_download_without_a_declared_length_streams_and_stops_at_the_limit(

@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.services.delivery import MAX_REDIRECTS, Outcome
 from bot.store import GenerationState
 from tests import test_tracker
+from tests.fakes.server import AppServer
 from tests.fakes.telegram import tiny_png
 from tests.test_delivery import delivery_of, finished, state_of, uploads
 
@@ -32,11 +33,8 @@ async def redirecting() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/hop/{n}", hop)
     app.router.add_get("/elsewhere", elsewhere)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with AppServer(app) as server:
+        yield server.url
 
 
 async def test_a_few_redirects_are_followed_to_the_file(rig, tg, redirecting):

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes.kie import FakeKie, Req, TaskPlan
+from tests.fakes.server import AppServer
 
 KEY = "kie-test-key"
 CREATE = "/api/v1/jobs/createTask"
@@ -280,20 +281,13 @@ async def test_callback_signed(http: httpx.AsyncClient, kie: FakeKie) -> None:
 
     app = web.Application()
     app.router.add_post("/kie/callback/{secret}", receiver)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with AppServer(app) as server:
         body = {"model": "google/imagen4", "input": {"prompt": "x"},
-                "callBackUrl": f"http://127.0.0.1:{port}/kie/callback/s3cret"}
+                "callBackUrl": f"{server.url}/kie/callback/s3cret"}
         task_id = (await http.post(CREATE, json=body)).json()["data"]["taskId"]
         assert kie.finish(task_id) == "success"
         assert await kie.send_callback(task_id, hmac_key="k", timestamp=1700000000) == 200
         assert await kie.send_callback(task_id, shape="flat") == 200
-    finally:
-        await runner.cleanup()
     headers, wrapped = received[0]
     assert wrapped["data"]["taskId"] == task_id and wrapped["data"]["state"] == "success"
     expected = base64.b64encode(
@@ -486,17 +480,11 @@ async def test_suno_callback_shape(http: httpx.AsyncClient, kie: FakeKie) -> Non
 
     app = web.Application()
     app.router.add_post("/cb", receiver)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        body = {**SIMPLE, "callBackUrl": f"http://127.0.0.1:{runner.addresses[0][1]}/cb"}
+    async with AppServer(app) as server:
+        body = {**SIMPLE, "callBackUrl": f"{server.url}/cb"}
         task_id = (await http.post(GENERATE, json=body)).json()["data"]["taskId"]
         assert kie.finish(task_id) == "SUCCESS"
         assert await kie.send_callback(task_id) == 200
-    finally:
-        await runner.cleanup()
     data = received[0]["data"]
     assert data["callbackType"] == "complete" and data["task_id"] == task_id
     assert [t["audio_url"] for t in data["data"]] == kie.tasks[task_id].result_urls

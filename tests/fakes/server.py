@@ -40,3 +40,15 @@ class LocalServer:
         if self._port is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
         return f"http://127.0.0.1:{self._port}"
+
+
+class AppServer(LocalServer):
+    """Any aiohttp app a test builds (a callback receiver, a redirecting host), served the
+    same way: `async with AppServer(app) as server: server.url`."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__()
+        self._app = app
+
+    def make_app(self) -> web.Application:
+        return self._app
