@@ -147,3 +147,16 @@ async def test_removing_the_bot_and_adding_it_back_is_remembered(tg, kie, bot, s
         return [tuple(r) for r in rows] == [(1,)]
     await until(unreachable)
     assert group["id"] == -1005100
+
+
+async def test_a_group_that_removed_the_bot_gets_no_more_status_edits(tg, kie, bot, store):
+    kie.default_plan = TaskPlan(outcome="never")
+    group = tg.group_chat(-1005200, "Gone quiet")
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "still waiting", chat=group)
+    await alice.told("⏳", chat_id=-1005200)
+    tg.kick(-1005200)
+    await asyncio.sleep(11)  # two status-edit gaps: one refused edit, then silence
+    refused = [c for c in tg.calls if not c.ok and c.params.get("chat_id") == -1005200]
+    assert len(refused) == 1
+    assert not (await store.get_user(42)).blocked

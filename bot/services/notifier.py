@@ -40,12 +40,16 @@ class Notifier:
         self._clock = clock
         self._status_sent: dict[int, tuple[float, str]] = {}
         self._alerted: dict[str, float] = {}
+        # Groups that removed the bot, seen by a refused edit: no more status ticks there.
+        self._gone: set[int] = set()
 
     async def locale(self, user_id: int) -> str:
         return locale_of(await self.store.get_user(user_id), self.i18n)
 
     async def status(self, generation: Generation, *, force: bool = False) -> None:
         """Edit the status line, at most every STATUS_EDIT_GAP seconds and only when it changes."""
+        if generation.chat_id in self._gone:
+            return
         now = self._clock()
         with self.i18n.use_locale(await self.locale(generation.user_id)):
             text = texts.status_line(model_name(generation), generation.kie_state,
@@ -82,6 +86,7 @@ class Notifier:
             if generation.chat_id == generation.user_id:
                 await self.store.set_blocked(generation.user_id)
             else:  # a group removed the bot: the person may still be reachable privately
+                self._gone.add(generation.chat_id)
                 await self.store.set_chat_unreachable(generation.chat_id)
             return
         except TelegramAPIError as error:
