@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 from bot.catalog import get_model
 from bot.config import Settings
@@ -24,7 +23,7 @@ from bot.kie.errors import KieError, KieNotFound
 from bot.services.delivery import Delivery, FileDetails, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
-from bot.store import Generation, GenerationState, Store
+from bot.store import WITHOUT_RESULT, Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ class Tracker:
 
     async def check(self, generation: Generation) -> None:
         if generation.state == GenerationState.SUCCEEDED:  # overdue: its delivery is given up
-            await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
+            await self._give_up_delivery(generation)
             return
         if generation.task_id is None:  # charged, never submitted, and past its deadline
             await self._fail(generation, "timeout")
@@ -180,12 +179,16 @@ class Tracker:
                                       min(now + delay, generation.deadline_at))
         await self.notifier.status(replace(generation, kie_state=kie_state))
 
-    async def _fail(self, generation: Generation, reason: str, detail: str | None = None,
-                    **kwargs: Any) -> None:
-        failed = await self.store.fail_generation(generation.id, reason, detail, **kwargs)
+    async def _fail(self, generation: Generation, reason: str, detail: str | None = None, *,
+                    states: Sequence[GenerationState] = WITHOUT_RESULT) -> None:
+        failed = await self.store.fail_generation(generation.id, reason, detail, states)
         if failed is not None:
             log.info("generation %s refunded: %s %s", generation.id, reason, detail or "")
             await self.notifier.failed(failed)
+
+    async def _give_up_delivery(self, generation: Generation) -> None:
+        """A finished result Telegram did not take (by its deadline, or at all): refunded."""
+        await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
 
     def _deliver(self, generation: Generation, files: Sequence[FileDetails] = ()) -> None:
         """Send in the background, so one slow upload does not hold up every other task."""
@@ -207,7 +210,7 @@ class Tracker:
             await self.store.retry_delivery(generation.id, self._clock() + delay)
             self.wake()
         elif outcome is Outcome.GIVE_UP:
-            await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
+            await self._give_up_delivery(generation)
 
     async def _housekeeping(self, now: float) -> None:
         """Now and then: forget expired picker drafts and old update ids."""

@@ -1,6 +1,7 @@
 """The store adapter: SQLite behind one class; nothing here knows Telegram or Kie.ai."""
 
 from bot.store.models import (
+    WITHOUT_RESULT,
     Draft,
     Generation,
     GenerationState,
@@ -11,6 +12,18 @@ from bot.store.models import (
 )
 from bot.store.sqlite import DraftChanged, DraftClosed, InsufficientCredits, LimitReached, Store
 
-__all__ = ["Draft", "DraftChanged", "DraftClosed", "Generation", "GenerationState",
-           "InsufficientCredits", "LedgerKind", "LedgerRow", "LimitReached", "StartLimits", "Store",
-           "User"]
+__all__ = [
+    "WITHOUT_RESULT",
+    "Draft",
+    "DraftChanged",
+    "DraftClosed",
+    "Generation",
+    "GenerationState",
+    "InsufficientCredits",
+    "LedgerKind",
+    "LedgerRow",
+    "LimitReached",
+    "StartLimits",
+    "Store",
+    "User",
+]

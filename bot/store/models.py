@@ -33,6 +33,8 @@ class GenerationState(StrEnum):
 # The states the tracker owns: each has a due time and a deadline, and ends refunded if it
 # reaches neither `delivered` nor `undeliverable`.
 OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING, GenerationState.SUCCEEDED)
+# What a failure refunds unless told otherwise: a task with no result yet.
+WITHOUT_RESULT = (GenerationState.PENDING, GenerationState.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import aiosqlite
 from bot.store.migrations import MIGRATIONS
 from bot.store.models import (
     OPEN_STATES,
+    WITHOUT_RESULT,
     Draft,
     Generation,
     GenerationState,
@@ -281,7 +282,7 @@ class Store:
 
     async def fail_generation(
             self, generation_id: int, failure: str, detail: str | None = None,
-            states: Sequence[GenerationState] = (GenerationState.PENDING, GenerationState.RUNNING),
+            states: Sequence[GenerationState] = WITHOUT_RESULT,
     ) -> Generation | None:
         """Close a generation that is in one of `states` as failed and refund it; None if it
         was not (a finished task is refunded only when its delivery is given up)."""
