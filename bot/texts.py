@@ -44,15 +44,17 @@ def quote(text: str, limit: int = PROMPT_PREVIEW) -> str:
     return html.escape(text, quote=False)
 
 
+def _from(model: Model, price: str) -> str:
+    """The model's price as shown: "from N" when its options change it."""
+    return _("from {price}").format(price=price) if model.varies_in_price else price
+
+
 def model_button(model: Model) -> str:
-    price = str(model.lowest_price)
-    return f"{model.name} · " + (_("from {price}").format(price=price) if model.varies_in_price
-                                 else price)
+    return f"{model.name} · {_from(model, str(model.lowest_price))}"
 
 
 def model_price(model: Model) -> str:
-    price = credits(model.lowest_price)
-    return _("from {price}").format(price=price) if model.varies_in_price else price
+    return _from(model, credits(model.lowest_price))
 
 
 def option_title(option: Option) -> str:
