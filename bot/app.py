@@ -23,6 +23,7 @@ from bot.redaction import RedactSecretsMiddleware
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
 from bot.services.notifier import Notifier
+from bot.services.pictures import Pictures
 from bot.services.tracker import Tracker
 from bot.store import Store
 
@@ -67,8 +68,8 @@ class Application:
         notifier = Notifier(bot, store, self.i18n, settings.admin_ids)
         delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=self.i18n, http=downloads)
         tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
-        generations = Generations(store, kie=kie, notifier=notifier, settings=settings,
-                                  wake_tracker=tracker.wake)
+        generations = Generations(store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
+                                  settings=settings, wake_tracker=tracker.wake)
 
         dp = self.dispatcher
         dp.update.outer_middleware(ThrottleMiddleware(self.i18n))  # before any database write

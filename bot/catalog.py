@@ -6,6 +6,7 @@ bot credits. A model's options become picker buttons; each choice writes one Kie
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,18 @@ class Option:
 
 
 @dataclass(frozen=True)
+class ImageSlot:
+    """Where a model takes its input picture: one URL, or a list of them."""
+
+    field: str
+    many: bool
+
+
+IMAGE_URL = ImageSlot("image_url", many=False)
+IMAGE_URLS = ImageSlot("image_urls", many=True)
+
+
+@dataclass(frozen=True)
 class Model:
     id: str                    # the bot's own short id (callback data, drafts, /models)
     kie_model: str             # Kie.ai's model id
@@ -60,6 +73,7 @@ class Model:
     options: tuple[Option, ...] = ()
     fixed_input: dict[str, Any] = field(default_factory=dict)
     api: str = API_MARKET      # which of Kie's wire formats runs it (kie/constants.py)
+    image: ImageSlot | None = None  # set: the model needs a picture (offered only with one)
 
     def defaults(self) -> dict[str, Any]:
         return {option.key: option.default for option in self.options}
@@ -96,6 +110,18 @@ class Model:
                              else {option.field: choice.value})
         return kie_input
 
+    def with_picture(self, kie_input: dict[str, Any], url: str) -> dict[str, Any]:
+        """The input with the uploaded picture's URL in the field this model reads it from."""
+        if self.image is None:
+            raise ValueError(f"model {self.id} takes no picture")
+        return {**kie_input, self.image.field: [url] if self.image.many else url}
+
+
+def _from_picture(model: Model, kie_model: str, image: ImageSlot, **changes: Any) -> Model:
+    """The same menu entry, run by the model's image-to-X id when a picture is given."""
+    return dataclasses.replace(model, id=f"{model.id}-i", kie_model=kie_model, image=image,
+                               **changes)
+
 
 def _choices(*values: str) -> tuple[Choice, ...]:
     return tuple(Choice(value, value) for value in values)
@@ -116,14 +142,51 @@ _SUNO_VOCALS = Option("i", "instrumental", N_("Vocals"), (
 _VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "George", "Charlotte", "Liam", "Brian",
            "Lily")
 
+_KLING = Model("kling", "kling/v2-1-master-text-to-video", "video", "Kling", price=150,
+               expected_seconds=120, poll_interval=5.0, max_prompt=2500,
+               options=(_DURATION_5_10,))
+_SORA = Model("sora2", "sora-2-text-to-video", "video", "Sora 2", price=120, expected_seconds=150,
+              poll_interval=5.0, max_prompt=10000, fixed_input={"remove_watermark": True},
+              options=(Option("ar", "aspect_ratio", N_("Orientation"),
+                              (Choice("landscape", N_("Landscape")),
+                               Choice("portrait", N_("Portrait"))), "landscape"),
+                       Option("d", "n_frames", N_("Duration"),
+                              (Choice("10", "10 s"), Choice("15", "15 s", surcharge=60)), "10")))
+_HAILUO = Model("hailuo", "hailuo/02-text-to-video-pro", "video", "Hailuo", price=100,
+                expected_seconds=120, poll_interval=5.0, max_prompt=1500,
+                options=(Option("m", "duration", N_("Duration"), (
+                    Choice("6-768", "6 s · 768P", input={"duration": "6", "resolution": "768P"}),
+                    Choice("10-768", "10 s · 768P", price_factor=2,
+                           input={"duration": "10", "resolution": "768P"}),
+                    Choice("6-1080", "6 s · 1080P", surcharge=50,
+                           input={"duration": "6", "resolution": "1080P"})), "6-768"),))
+_WAN_RESOLUTIONS = Option("r", "resolution", N_("Resolution"), (
+    Choice("480p", "480p"), Choice("580p", "580p", surcharge=10),
+    Choice("720p", "720p", surcharge=20)), "720p")
+_WAN = Model("wan", "wan/2-2-a14b-text-to-video-turbo", "video", "Wan", price=60,
+             expected_seconds=90, poll_interval=5.0,
+             options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
+                             _choices("16:9", "9:16", "1:1"), "16:9"), _WAN_RESOLUTIONS))
+_SEEDANCE = Model("seedance", "bytedance/v1-pro-text-to-video", "video", "Seedance", price=80,
+                  expected_seconds=90, poll_interval=5.0, max_prompt=10000,
+                  options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
+                                  _choices("16:9", "9:16", "1:1", "4:3", "3:4", "21:9"), "16:9"),
+                           Option("r", "resolution", N_("Resolution"), (
+                               Choice("480p", "480p"), Choice("720p", "720p", surcharge=20),
+                               Choice("1080p", "1080p", surcharge=60)), "720p"),
+                           _DURATION_5_10))
+_SEEDREAM_SIZES = Option("ar", "image_size", N_("Aspect ratio"), (
+    Choice("square_hd", "1:1"), Choice("portrait_4_3", "3:4"), Choice("portrait_16_9", "9:16"),
+    Choice("landscape_4_3", "4:3"), Choice("landscape_16_9", "16:9")), "square_hd")
+# Picture edits take nano-banana's sizes, plus "auto": the size of the picture given.
+_EDIT_SIZES = Option("ar", "image_size", N_("Aspect ratio"), (
+    Choice("auto", N_("As the photo")), *_choices("1:1", "16:9", "9:16", "3:4", "4:3")), "auto")
+
 MODELS: tuple[Model, ...] = (
     Model("imagen4", "google/imagen4", "image", "Imagen 4", price=40, expected_seconds=20,
           options=(_IMAGEN_RATIOS,)),
     Model("seedream", "bytedance/seedream", "image", "Seedream", price=20, expected_seconds=15,
-          options=(Option("ar", "image_size", N_("Aspect ratio"), (
-              Choice("square_hd", "1:1"), Choice("portrait_4_3", "3:4"),
-              Choice("portrait_16_9", "9:16"), Choice("landscape_4_3", "4:3"),
-              Choice("landscape_16_9", "16:9")), "square_hd"),)),
+          options=(_SEEDREAM_SIZES,)),
     Model("grok", "grok-imagine/text-to-image", "image", "Grok Imagine", price=30,
           expected_seconds=20,
           options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
@@ -134,38 +197,20 @@ MODELS: tuple[Model, ...] = (
                    Option("n", "num_images", N_("Number of images"),
                           tuple(Choice(str(n), str(n), price_factor=n) for n in range(1, 5)),
                           "1"))),
-    Model("kling", "kling/v2-1-master-text-to-video", "video", "Kling", price=150,
-          expected_seconds=120, poll_interval=5.0, max_prompt=2500, options=(_DURATION_5_10,)),
-    Model("sora2", "sora-2-text-to-video", "video", "Sora 2", price=120, expected_seconds=150,
-          poll_interval=5.0, max_prompt=10000, fixed_input={"remove_watermark": True},
-          options=(Option("ar", "aspect_ratio", N_("Orientation"),
-                          (Choice("landscape", N_("Landscape")), Choice("portrait", N_("Portrait"))),
-                          "landscape"),
-                   Option("d", "n_frames", N_("Duration"),
-                          (Choice("10", "10 s"), Choice("15", "15 s", surcharge=60)), "10"))),
-    Model("hailuo", "hailuo/02-text-to-video-pro", "video", "Hailuo", price=100,
-          expected_seconds=120, poll_interval=5.0, max_prompt=1500,
-          options=(Option("m", "duration", N_("Duration"), (
-              Choice("6-768", "6 s · 768P", input={"duration": "6", "resolution": "768P"}),
-              Choice("10-768", "10 s · 768P", price_factor=2,
-                     input={"duration": "10", "resolution": "768P"}),
-              Choice("6-1080", "6 s · 1080P", surcharge=50,
-                     input={"duration": "6", "resolution": "1080P"})), "6-768"),)),
-    Model("wan", "wan/2-2-a14b-text-to-video-turbo", "video", "Wan", price=60,
-          expected_seconds=90, poll_interval=5.0,
-          options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
-                          _choices("16:9", "9:16", "1:1"), "16:9"),
-                   Option("r", "resolution", N_("Resolution"), (
-                       Choice("480p", "480p"), Choice("580p", "580p", surcharge=10),
-                       Choice("720p", "720p", surcharge=20)), "720p"))),
-    Model("seedance", "bytedance/v1-pro-text-to-video", "video", "Seedance", price=80,
-          expected_seconds=90, poll_interval=5.0, max_prompt=10000,
-          options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
-                          _choices("16:9", "9:16", "1:1", "4:3", "3:4", "21:9"), "16:9"),
-                   Option("r", "resolution", N_("Resolution"), (
-                       Choice("480p", "480p"), Choice("720p", "720p", surcharge=20),
-                       Choice("1080p", "1080p", surcharge=60)), "720p"),
-                   _DURATION_5_10)),
+    # Picture edits (a photo as input).
+    Model("nanoedit", "google/nano-banana-edit", "image", "Nano Banana", price=30,
+          expected_seconds=20, image=IMAGE_URLS, options=(_EDIT_SIZES,)),
+    Model("seedit", "bytedance/seedream-v4-edit", "image", "Seedream 4", price=30,
+          expected_seconds=20, image=IMAGE_URLS,
+          options=(_SEEDREAM_SIZES,)),
+    _KLING, _from_picture(_KLING, "kling/v2-1-pro", IMAGE_URL),
+    _SORA, _from_picture(_SORA, "sora-2-image-to-video", IMAGE_URLS),
+    _HAILUO, _from_picture(_HAILUO, "hailuo/2-3-image-to-video-pro", IMAGE_URL),
+    _WAN, _from_picture(_WAN, "wan/2-2-a14b-image-to-video-turbo", IMAGE_URL, options=(
+        Option("ar", "aspect_ratio", N_("Aspect ratio"),
+               (Choice("auto", N_("As the photo")), *_choices("16:9", "9:16", "1:1")), "auto"),
+        _WAN_RESOLUTIONS)),
+    _SEEDANCE, _from_picture(_SEEDANCE, "bytedance/v1-pro-image-to-video", IMAGE_URL),
     Model("suno", "V4_5", "audio", "Suno v4.5", price=60, expected_seconds=60, poll_interval=5.0,
           max_prompt=500, api=API_SUNO, fixed_input={"customMode": False},
           options=(_SUNO_VOCALS,)),
@@ -184,8 +229,10 @@ def get_model(model_id: str | None) -> Model | None:
     return _BY_ID.get(model_id or "")
 
 
-def models_of(kind: str) -> list[Model]:
-    return [model for model in MODELS if model.kind == kind]
+def models_of(kind: str, *, picture: bool = False) -> list[Model]:
+    """The models of a kind that work from a prompt alone, or (picture) from a picture too."""
+    return [model for model in MODELS
+            if model.kind == kind and (model.image is not None) == picture]
 
 
 KINDS = ("image", "video", "audio")

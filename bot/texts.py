@@ -20,6 +20,9 @@ FAILURES = {
     "interrupted": N_("the bot restarted before the task was sent"),
     "lost": N_("the task was lost"),
     "undelivered": N_("Telegram did not take the result in time"),
+    "picture_unreadable": N_("the photo could not be read as a JPEG, PNG or WebP picture"),
+    "picture_too_large": N_("the photo is too large (at most 10 MB)"),
+    "picture_unavailable": N_("the photo could not be fetched from Telegram"),
 }
 
 PROMPT_PREVIEW = 200
@@ -131,7 +134,13 @@ def price_list() -> str:
     lines = []
     for kind in KINDS:
         lines.append(f"<b>{_(KIND_TITLES[kind])}</b>")
-        lines.extend(f"• {html.escape(m.name)} — {model_price(m)}" for m in models_of(kind))
+        for picture in (False, True):
+            mark = " 📎" if picture else ""
+            lines.extend(f"• {html.escape(m.name)}{mark} — {model_price(m)}"
+                         for m in models_of(kind, picture=picture))
+    lines.append("")
+    lines.append("📎 " + _("From a photo: send the command as the photo's caption, "
+                          "or as a reply to it."))
     return "\n".join(lines)
 
 
@@ -147,13 +156,20 @@ def generate_usage(command: str) -> str:
              "<code>{command} a red fox in snow</code>").format(command=command)
 
 
-def picker_models(kind: str, prompt: str) -> str:
-    return f"{KIND_ICONS[kind]} <i>{quote(prompt)}</i>\n\n" + _("Choose a model:")
+def _request(prompt: str, picture: bool) -> str:
+    line = f"<i>{quote(prompt)}</i>"
+    return line + "\n📎 " + _("From your photo") if picture else line
 
 
-def picker_options(model: Model, prompt: str, chosen: dict[str, str]) -> str:
+def picker_models(kind: str, prompt: str, *, picture: bool = False) -> str:
+    return f"{KIND_ICONS[kind]} {_request(prompt, picture)}\n\n" + _("Choose a model:")
+
+
+def picker_options(model: Model, prompt: str, chosen: dict[str, str], *,
+                   picture: bool = False) -> str:
     values = model.resolve(chosen)
-    lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model.name)}</b>", f"<i>{quote(prompt)}</i>", ""]
+    lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model.name)}</b>",
+             _request(prompt, picture), ""]
     for option in model.options:
         label = _(option.choice(values[option.key]).label)
         lines.append(f"{option_title(option)}: {html.escape(label)}")

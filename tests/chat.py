@@ -32,10 +32,12 @@ class Person:
         self._since = 0  # told() looks at what the bot did after this person's last action
 
     def say(self, text: str, chat: Dict | None = None, reply_to: Dict | None = None,
-            sender_chat: Dict | None = None) -> Dict:
-        """sender_chat: post on behalf of the group (an anonymous admin) or of a channel."""
+            sender_chat: Dict | None = None, **attach: Any) -> Dict:
+        """sender_chat: post on behalf of the group (an anonymous admin) or of a channel;
+        `attach`: a photo or document with `text` as its caption (see FakeTelegram.send_message)."""
         self._since = len(self.tg.calls)
-        return self.tg.send_message(self.user, text, chat=chat, reply_to=reply_to, sender_chat=sender_chat)
+        return self.tg.send_message(self.user, text, chat=chat, reply_to=reply_to,
+                                    sender_chat=sender_chat, **attach)
 
     def delete(self, message: Dict) -> None:
         """Delete a message (one's own; in a private chat the bot's too). The bot is not told."""
@@ -56,9 +58,10 @@ class Person:
                 raise AssertionError(f"never told {contains!r}\n{self.tg.summary()}")
             await asyncio.sleep(0.01)
 
-    async def ask(self, text: str, chat: Dict | None = None) -> tuple[Dict, Dict]:
+    async def ask(self, text: str, chat: Dict | None = None, reply_to: Dict | None = None,
+                  **attach: Any) -> tuple[Dict, Dict]:
         """Send a command that opens a picker; returns (request, picker message)."""
-        request = self.say(text, chat=chat)
+        request = self.say(text, chat=chat, reply_to=reply_to, **attach)
         [call] = await self.tg.wait_for(
             "sendMessage", lambda c: (c.params.get("reply_parameters") or {}).get("message_id")
             == request["message_id"] and c.params["chat_id"] == request["chat"]["id"])

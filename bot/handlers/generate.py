@@ -1,4 +1,4 @@
-"""/image and /video, their picker, and 🔁 Again."""
+"""/image, /video and /music, their picker, and 🔁 Again."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.catalog import COMMANDS, get_model
+from bot.catalog import COMMANDS, get_model, models_of
 from bot.errors import Refusal
 from bot.i18n import N_
 from bot.keyboards import Again, Pick, models_keyboard, options_keyboard
 from bot.services.generation import Generations, Picker, PickerChanged
+from bot.services.pictures import find_picture
 from bot.services.telegram import is_not_modified
 from bot.store import Store, User
 
@@ -28,9 +29,10 @@ EDIT_RETRY_WAIT = 3
 def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
     draft, model = picker.draft, picker.model
     if model is None:
-        return (texts.picker_models(draft.kind, draft.prompt),
+        return (texts.picker_models(draft.kind, draft.prompt, picture=draft.picture is not None),
                 models_keyboard(draft.id, picker.models))
-    return (texts.picker_options(model, draft.prompt, draft.options),
+    return (texts.picker_options(model, draft.prompt, draft.options,
+                                 picture=draft.picture is not None),
             options_keyboard(draft.id, draft.revision, model, draft.options,
                              can_go_back=len(picker.models) > 1))
 
@@ -42,9 +44,11 @@ async def generate(message: Message, command: CommandObject, account: User,
     if not prompt:
         await message.answer(texts.generate_usage(f"/{command.command.lower()}"))
         return
+    # A photo in the request or the message it replies to is the input, for kinds that take one.
+    picture = find_picture(message) if models_of(kind, picture=True) else None
     picker = await generations.open(user_id=account.id, chat_id=message.chat.id,
                                     request_message_id=message.message_id, kind=kind,
-                                    prompt=prompt)
+                                    prompt=prompt, picture=picture)
     text, markup = render(picker)
     # A reply, sent anyway when the request was deleted before the picker was ready.
     reply = message.as_reply_parameters(allow_sending_without_reply=True)
@@ -88,8 +92,8 @@ async def again(query: CallbackQuery, callback_data: Again, account: User,
     picker = await generations.open(
         user_id=account.id, chat_id=chat_id,
         request_message_id=generation.request_message_id if chat_id == generation.chat_id
-        else None, kind=generation.kind, prompt=generation.prompt, model=model,
-        options=generation.options)
+        else None, kind=generation.kind, prompt=generation.prompt, picture=generation.picture,
+        model=model, options=generation.options)
     text, markup = render(picker)
     sent = await query.message.answer(text, reply_markup=markup)
     await store.set_picker_message(picker.draft.id, sent.message_id)

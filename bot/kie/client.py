@@ -126,11 +126,11 @@ class KieClient:
         return data
 
     async def upload_file(self, content: bytes, *, filename: str, mime_type: str) -> str:
-        """Upload an input file; returns the URL to hand to a model (kept by Kie for 3 days)."""
+        """Upload an input file; returns the URL to hand to a model (kept by Kie for 3 days).
+        Retried like a read: a repeat under the same fileName overwrites, nothing doubles."""
         suffix = filename.rpartition(".")[2] if "." in filename else "bin"
         data = await self._send(
             "POST", f"{self._upload_url}{constants.STREAM_UPLOAD_PATH}", Priority.READ,
-            retry_reads=False,
             data={"uploadPath": constants.UPLOAD_FOLDER, "fileName": f"{uuid.uuid4().hex}.{suffix}"},
             files={"file": (filename, content, mime_type)},
         )

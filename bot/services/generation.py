@@ -20,6 +20,7 @@ from bot.kie.errors import (
     KieValidationError,
 )
 from bot.services.notifier import Notifier
+from bot.services.pictures import PictureError, Pictures
 from bot.store import (
     Draft,
     DraftChanged,
@@ -64,31 +65,37 @@ class PickerChanged(PickerError):
 
 
 class Generations:
-    def __init__(self, store: Store, *, kie: KieClient, notifier: Notifier, settings: Settings,
-                 wake_tracker: Callable[[], None], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, *, kie: KieClient, pictures: Pictures, notifier: Notifier,
+                 settings: Settings, wake_tracker: Callable[[], None],
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
+        self.pictures = pictures
         self.notifier = notifier
         self.settings = settings
         self.wake_tracker = wake_tracker
         self._clock = clock
 
     async def open(self, *, user_id: int, chat_id: int, request_message_id: int | None,
-                   kind: str, prompt: str, model: Model | None = None,
-                   options: dict[str, str] | None = None) -> Picker:
-        models = models_of(kind)
+                   kind: str, prompt: str, picture: str | None = None,
+                   model: Model | None = None, options: dict[str, str] | None = None) -> Picker:
+        """A new picker. `picture` (a Telegram file id) limits it to the models that take one."""
+        models = models_of(kind, picture=picture is not None)
+        if not models:
+            raise Refusal(N_("No model here takes a picture as input. Send the command without one."))
         if model is None and len(models) == 1:  # nothing to choose: straight to the options
             model = models[0]
         draft = await self.store.create_draft(
             user_id=user_id, chat_id=chat_id, request_message_id=request_message_id, kind=kind,
             prompt=prompt, model=model.id if model else None,
-            options=options if options is not None else model.defaults() if model else None)
+            options=options if options is not None else model.defaults() if model else None,
+            picture=picture)
         return Picker(draft, model, models)
 
     async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:
         """Apply a picker press; None when the draft is closed (cancel)."""
         draft = await self.owned_draft(draft_id, user_id)
-        models = models_of(draft.kind)
+        models = _models_for(draft)
         model = get_model(draft.model)
         try:
             if act == "x":
@@ -99,7 +106,7 @@ class Generations:
                 model = None
             elif act == "m":
                 model = get_model(value)
-                if model is None or model.kind != draft.kind:
+                if model is None or model not in models:
                     raise PickerError(N_("This model is no longer available."))
                 draft = await self.store.update_draft(draft.id, model=model.id,
                                                       options=model.defaults())
@@ -140,7 +147,7 @@ class Generations:
             raise PickerError(N_("This model is no longer available."))
         revision = int(promised) if promised.isascii() and promised.isdigit() else -1
         if revision != draft.revision:
-            raise PickerChanged(Picker(draft, model, models_of(draft.kind)))
+            raise PickerChanged(Picker(draft, model, _models_for(draft)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
         limits = None if exempt else StartLimits(self.settings.max_open_generations,
@@ -154,17 +161,25 @@ class Generations:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge
             fresh = await self.owned_draft(draft_id, user_id)
-            raise PickerChanged(Picker(fresh, get_model(fresh.model), models_of(fresh.kind))) from None
+            raise PickerChanged(Picker(fresh, get_model(fresh.model), _models_for(fresh))) from None
         except LimitReached as limit:
             raise PickerError(LIMIT_MESSAGES[limit.which]) from None
         await self.notifier.status(generation, force=True)
         return generation, model
 
     async def submit(self, generation: Generation, model: Model) -> None:
-        """Create the Kie task; a refusal refunds at once and tells the user why."""
+        """Create the Kie task (after handing Kie the input picture, if any); a refusal
+        refunds at once and tells the user why."""
         try:
-            task_id = await self.kie.start(model.api, model.kie_model, generation.input,
+            kie_input = generation.input
+            if generation.picture is not None:
+                kie_input = model.with_picture(kie_input,
+                                               await self.pictures.upload(generation.picture))
+            task_id = await self.kie.start(model.api, model.kie_model, kie_input,
                                            owner=generation.user_id)
+        except PictureError as error:
+            await self._fail(generation, error.reason)
+            return
         except KieError as error:
             await self._refuse(generation, model, error)
             return
@@ -188,6 +203,13 @@ class Generations:
             await self.notifier.alert_admins(
                 f"disabled:{model.id}", N_("Kie.ai says the model {model} is disabled."),
                 model=model.kie_model)
+        await self._fail(generation, reason, detail)
+
+    async def _fail(self, generation: Generation, reason: str, detail: str | None = None) -> None:
         failed = await self.store.fail_generation(generation.id, reason, detail)
         if failed is not None:
             await self.notifier.failed(failed)
+
+
+def _models_for(draft: Draft) -> list[Model]:
+    return models_of(draft.kind, picture=draft.picture is not None)

@@ -104,4 +104,10 @@ MIGRATIONS: list[str] = [
         updated_at  REAL NOT NULL
     );
     """,
+    # 3: a picture as input: the Telegram file id of the photo a request was made from (the
+    # file itself is fetched and handed to Kie only when the generation is paid for).
+    """
+    ALTER TABLE drafts ADD COLUMN picture TEXT;
+    ALTER TABLE generations ADD COLUMN picture TEXT;
+    """,
 ]

@@ -91,6 +91,7 @@ class Draft:
     state: str
     revision: int
     created_at: float
+    picture: str | None = None  # Telegram file id of the input picture
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class Generation:
     submitted_at: float | None
     finished_at: float | None
     delivered_at: float | None
+    picture: str | None = None  # Telegram file id of the input picture
 
 
 def row_to(cls: type[RowT], row: sqlite3.Row) -> RowT:

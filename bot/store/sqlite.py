@@ -206,13 +206,14 @@ class Store:
 
     async def create_draft(self, *, user_id: int, chat_id: int, request_message_id: int | None,
                            kind: str, prompt: str, model: str | None = None,
-                           options: dict[str, str] | None = None) -> Draft:
+                           options: dict[str, str] | None = None,
+                           picture: str | None = None) -> Draft:
         async with self._tx() as db:
             cursor = await db.execute(
                 "INSERT INTO drafts (user_id, chat_id, request_message_id, kind, prompt, model,"
-                " options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " options, picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (user_id, chat_id, request_message_id, kind, prompt, model,
-                 json.dumps(options or {}), time.time()))
+                 json.dumps(options or {}), picture, time.time()))
             return await _draft(db, _new_id(cursor))
 
     async def get_draft(self, draft_id: int) -> Draft | None:
@@ -263,11 +264,12 @@ class Store:
                 raise DraftClosed(draft_id)
             cursor = await db.execute(
                 "INSERT INTO generations (user_id, chat_id, request_message_id, status_message_id,"
-                " draft_id, kind, model, prompt, options, input, price, state, deadline_at,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " draft_id, kind, model, prompt, options, input, picture, price, state,"
+                " deadline_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (draft.user_id, draft.chat_id, draft.request_message_id, draft.picker_message_id,
                  draft.id, draft.kind, draft.model, draft.prompt, json.dumps(draft.options),
-                 json.dumps(input), price, GenerationState.PENDING, deadline_at, now))
+                 json.dumps(input), draft.picture, price, GenerationState.PENDING, deadline_at,
+                 now))
             generation_id = _new_id(cursor)
             await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation_id)
             return await _generation(db, generation_id)

@@ -502,6 +502,7 @@ class FakeKie(LocalServer):
 
         self._create_failures: collections.deque[_Failure] = collections.deque()
         self._read_failures: collections.deque[_Failure] = collections.deque()
+        self._upload_failures: collections.deque[int] = collections.deque()  # HTTP statuses
         self._admitted: collections.deque[float] = collections.deque()  # arrival times within the window
         self._tokens: dict[str, str] = {}  # download-url token -> the file path it opens
         self._counter = 0
@@ -561,6 +562,10 @@ class FakeKie(LocalServer):
         failure = _Failure(code_or_status, msg or DEFAULT_MESSAGES.get(code_or_status, "Error"), status,
                            raw_body)
         self._read_failures.extend([failure] * times)
+
+    def fail_uploads_next(self, http_status: int = 500, times: int = 1) -> None:
+        """The next `times` uploads (any of the three ways) answer this HTTP error, storing nothing."""
+        self._upload_failures.extend([http_status] * times)
 
     def finish(self, task_id: str) -> str:
         """Move a task straight to its outcome (as if enough reads had happened); returns its state.
@@ -950,6 +955,8 @@ class FakeKie(LocalServer):
     # -- the upload host ---------------------------------------------------------------------
 
     def _store(self, upload_path: Any, file_name: Any, data: bytes, mime: str | None) -> web.Response:
+        if self._upload_failures:
+            return self._upload_error(self._upload_failures.popleft(), "Injected upload failure")
         if not isinstance(upload_path, str) or not upload_path:
             return self._upload_error(400, "uploadPath is required")
         if upload_path.startswith("/") or upload_path.endswith("/"):

@@ -665,11 +665,14 @@ class FakeTelegram(LocalServer):
 
     def send_message(self, from_user: dict[str, Any], text: str = "", *, chat: dict[str, Any] | None = None,
                      reply_to: dict[str, Any] | None = None, photo: bool | bytes = False,
-                     caption: str | None = None, sender_chat: dict[str, Any] | None = None) -> dict[str, Any]:
+                     document: bytes | None = None, mime_type: str = "application/octet-stream",
+                     file_name: str = "file.bin", caption: str | None = None,
+                     sender_chat: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue a user's message to the bot; returns the Message dict (it is stored like the bot's).
 
-        photo=True attaches a small PNG (or give the bytes); the bot can getFile/download it. With a
-        photo, `caption` (or `text` when caption is None) becomes the caption.
+        photo=True attaches a small PNG (or give the bytes); `document` attaches a file sent as
+        one, declared as `mime_type`. The bot can getFile/download either. With a file,
+        `caption` (or `text` when caption is None) becomes the caption.
 
         sender_chat: the person posts on behalf of a chat, and Telegram hides them: the group itself
         (an anonymous admin; `from` is GroupAnonymousBot) or a channel (`from` is Channel_Bot).
@@ -692,10 +695,8 @@ class FakeTelegram(LocalServer):
         }
         if sender_chat is not None:
             message["sender_chat"] = sender_chat
-        if photo:
-            data = photo if isinstance(photo, bytes) else tiny_png(640, 480)
-            record = self._register(data=data, kind="photo", file_name="photo.jpg", mime_type="image/jpeg")
-            message["photo"] = self._photo_sizes(record)
+        if photo or document is not None:
+            self._attach(message, photo, document, mime_type, file_name)
             body = caption if caption is not None else text
             if body:
                 message["caption"] = body
@@ -711,6 +712,20 @@ class FakeTelegram(LocalServer):
         self._store(message)
         self.queue_update({"message": copy.deepcopy(message)})
         return copy.deepcopy(message)
+
+    def _attach(self, message: dict[str, Any], photo: bool | bytes, document: bytes | None,
+                mime_type: str, file_name: str) -> None:
+        if document is not None:
+            record = self._register(data=document, kind="document", file_name=file_name,
+                                    mime_type=mime_type)
+            message["document"] = {"file_id": record.file_id, "file_unique_id": record.file_unique_id,
+                                   "file_name": file_name, "mime_type": mime_type,
+                                   "file_size": len(document)}
+        else:
+            data = photo if isinstance(photo, bytes) else tiny_png(640, 480)
+            record = self._register(data=data, kind="photo", file_name="photo.jpg",
+                                    mime_type="image/jpeg")
+            message["photo"] = self._photo_sizes(record)
 
     def anonymous_admin_message(self, group: dict[str, Any], text: str,
                                 reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
