@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +13,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.kie.constants import KIE_API_URL, KIE_UPLOAD_URL
 
 Seconds = Annotated[float, Field(gt=0)]
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPackage:
+    """What /buy offers: `credits` for `stars` Telegram Stars."""
+
+    credits: int
+    stars: int
+
+    @property
+    def key(self) -> str:
+        """The invoice payload: names the package, so a changed offer is recognised."""
+        return f"{self.credits}:{self.stars}"
 
 
 class Settings(BaseSettings):
@@ -47,6 +61,11 @@ class Settings(BaseSettings):
     max_open_generations: Annotated[int, Field(ge=1)] = 3
     max_starts_per_minute: Annotated[int, Field(ge=1)] = 10
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    credit_packages: Annotated[tuple[CreditPackage, ...], NoDecode] = (
+        CreditPackage(100, 50), CreditPackage(500, 200), CreditPackage(2000, 700))
+    support_contact: str | None = None
+    # Admins are alerted once each time the Kie.ai account's credits fall below this; 0 = off.
+    kie_low_credit_alert: Annotated[float, Field(ge=0)] = 0
 
     @field_validator("bot_token")
     @classmethod
@@ -62,6 +81,30 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
+
+    @field_validator("credit_packages", mode="before")
+    @classmethod
+    def _packages(cls, value: object) -> object:
+        """`credits:stars` pairs, comma-separated: "100:50,500:200"."""
+        if not isinstance(value, str):
+            return value
+        packages = []
+        for part in value.replace(" ", "").split(","):
+            if not part:
+                continue
+            credits, sep, stars = part.partition(":")
+            if not (sep and credits.isdigit() and stars.isdigit()
+                    and 0 < int(credits) <= 1_000_000 and 0 < int(stars) <= 100_000):
+                raise ValueError(f"{part!r} is not credits:stars (e.g. 100:50)")
+            packages.append(CreditPackage(int(credits), int(stars)))
+        if len({p.key for p in packages}) != len(packages):
+            raise ValueError("a package is listed twice")
+        return tuple(packages)
+
+    @field_validator("support_contact")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,7 +7,10 @@ from bot.store.models import (
     GenerationState,
     LedgerKind,
     LedgerRow,
+    ModelOverride,
+    Purchase,
     StartLimits,
+    Stats,
     User,
 )
 from bot.store.sqlite import DraftChanged, DraftClosed, InsufficientCredits, LimitReached, Store
@@ -23,7 +26,10 @@ __all__ = [
     "LedgerKind",
     "LedgerRow",
     "LimitReached",
+    "ModelOverride",
+    "Purchase",
     "StartLimits",
+    "Stats",
     "Store",
     "User",
 ]

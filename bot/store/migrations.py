@@ -110,4 +110,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE drafts ADD COLUMN picture TEXT;
     ALTER TABLE generations ADD COLUMN picture TEXT;
     """,
+    # 4: accounts and payments. A Stars purchase is one row per Telegram charge id (its ledger
+    # rows carry the id as their source, so each is credited and refunded at most once);
+    # admins' price overrides and hidden models; named flags (e.g. an alert already sent).
+    """
+    CREATE TABLE purchases (
+        charge_id   TEXT PRIMARY KEY,             -- telegram_payment_charge_id
+        user_id     INTEGER NOT NULL REFERENCES users (id),
+        package     TEXT NOT NULL,                -- the invoice payload
+        credits     INTEGER NOT NULL CHECK (credits > 0),
+        stars       INTEGER NOT NULL CHECK (stars > 0),
+        created_at  REAL NOT NULL,
+        refunded_at REAL,
+        taken_back  INTEGER                       -- credits removed by the refund
+    );
+    CREATE INDEX purchases_user ON purchases (user_id, created_at);
+    CREATE TABLE model_overrides (
+        model      TEXT PRIMARY KEY,              -- the catalog's short id
+        price      INTEGER CHECK (price IS NULL OR price >= 0),
+        hidden_by  TEXT,                          -- NULL: offered; 'admin' or 'kie'
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE flags (
+        name       TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX generations_created ON generations (created_at);
+    """,
 ]

@@ -19,6 +19,8 @@ class LedgerKind(StrEnum):
     TOPUP = "topup"
     CHARGE = "charge"
     REFUND = "refund"
+    PURCHASE = "purchase"                # credits bought with Telegram Stars
+    PURCHASE_REFUND = "purchase_refund"  # taken back when the Stars were refunded
 
 
 class GenerationState(StrEnum):
@@ -35,6 +37,36 @@ class GenerationState(StrEnum):
 OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING, GenerationState.SUCCEEDED)
 # What a failure refunds unless told otherwise: a task with no result yet.
 WITHOUT_RESULT = (GenerationState.PENDING, GenerationState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    charge_id: str
+    user_id: int
+    package: str
+    credits: int
+    stars: int
+    created_at: float
+    refunded_at: float | None
+    taken_back: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOverride:
+    model: str
+    price: int | None       # None: the catalog's price
+    hidden_by: str | None   # None: offered; "admin" or "kie"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    users: int
+    active_day: int                         # users who started a generation in the last 24 h
+    by_state: dict[str, int]
+    by_model: dict[str, int]
+    ledger: dict[str, int]                  # sum of amounts by ledger kind
+    stars: int                              # Stars received, refunds deducted
+    purchases: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,10 @@ from bot.store.models import (
     GenerationState,
     LedgerKind,
     LedgerRow,
+    ModelOverride,
+    Purchase,
     StartLimits,
+    Stats,
     User,
     row_to,
 )
@@ -71,7 +74,8 @@ class Store:
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = sqlite3.Row
         await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a committed purchase (money) survives a power cut, not only a crash.
+        await db.execute("PRAGMA synchronous=FULL")
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
         store = cls(db)
@@ -140,6 +144,18 @@ class Store:
         async with self._tx() as db:
             await db.execute("UPDATE users SET blocked = ? WHERE id = ?", (int(blocked), user_id))
 
+    async def set_banned(self, user_id: int, banned: bool = True) -> bool:
+        """Ban or unban; False when the user was already so (or is unknown)."""
+        async with self._tx() as db:
+            cursor = await db.execute("UPDATE users SET banned = ? WHERE id = ? AND banned != ?",
+                                      (int(banned), user_id, int(banned)))
+            return cursor.rowcount == 1
+
+    async def set_language(self, user_id: int, language: str | None) -> None:
+        """The language the user chose in the bot; None follows Telegram's again."""
+        async with self._tx() as db:
+            await db.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+
     # -- chats and updates -----------------------------------------------------
 
     async def set_chat_unreachable(self, chat_id: int, unreachable: bool = True) -> None:
@@ -201,6 +217,105 @@ class Store:
         rows = await self._rows(
             "SELECT coalesce(sum(amount), 0) FROM ledger WHERE user_id = ?", (user_id,))
         return int(rows[0][0])
+
+    # -- purchases (Telegram Stars) --------------------------------------------
+
+    async def record_purchase(self, user_id: int, *, charge_id: str, package: str, credits: int,
+                              stars: int) -> LedgerRow | None:
+        """Credit a paid package, once per Telegram charge id: None when it was already."""
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO purchases (charge_id, user_id, package, credits, stars,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (charge_id, user_id, package, credits, stars, time.time()))
+            if cursor.rowcount != 1:
+                return None
+            return await _apply(db, user_id, credits, LedgerKind.PURCHASE,
+                                note=f"{stars} stars", source=f"purchase:{charge_id}")
+
+    async def get_purchase(self, charge_id: str) -> Purchase | None:
+        rows = await self._rows("SELECT * FROM purchases WHERE charge_id = ?", (charge_id,))
+        return row_to(Purchase, rows[0]) if rows else None
+
+    async def purchases_of(self, user_id: int, limit: int = 10) -> list[Purchase]:
+        rows = await self._rows("SELECT * FROM purchases WHERE user_id = ?"
+                                " ORDER BY created_at DESC LIMIT ?", (user_id, limit))
+        return [row_to(Purchase, row) for row in rows]
+
+    async def record_purchase_refund(self, charge_id: str, *, admin_id: int) -> LedgerRow | None:
+        """The Stars of a purchase went back: take back its credits, or what is left of them
+        (the balance never goes below 0). Once per purchase: None when it was already."""
+        async with self._tx() as db:
+            row = await (await db.execute(
+                "SELECT * FROM purchases WHERE charge_id = ?", (charge_id,))).fetchone()
+            if row is None:
+                raise LookupError(f"no purchase {charge_id}")
+            purchase = row_to(Purchase, row)
+            if purchase.refunded_at is not None:
+                return None
+            balance = (await _user(db, purchase.user_id)).balance
+            taken = min(balance, purchase.credits)
+            await db.execute(
+                "UPDATE purchases SET refunded_at = ?, taken_back = ? WHERE charge_id = ?",
+                (time.time(), taken, charge_id))
+            return await _apply(db, purchase.user_id, -taken, LedgerKind.PURCHASE_REFUND,
+                                admin_id=admin_id, note=f"{purchase.stars} stars",
+                                source=f"purchase_refund:{charge_id}")
+
+    # -- admins' catalog overrides and flags -----------------------------------
+
+    async def model_overrides(self) -> dict[str, ModelOverride]:
+        rows = await self._rows("SELECT model, price, hidden_by FROM model_overrides")
+        return {row["model"]: row_to(ModelOverride, row) for row in rows}
+
+    async def set_model_price(self, model: str, price: int | None) -> None:
+        """Override a model's base price; None restores the catalog's."""
+        await self._override(model, "price", price)
+
+    async def set_model_hidden(self, model: str, hidden_by: str | None) -> bool:
+        """Hide a model ("admin", or "kie" when Kie said it is disabled) or show it again (None).
+        False when nothing changed."""
+        return await self._override(model, "hidden_by", hidden_by)
+
+    async def _override(self, model: str, column: str, value: object) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                f"INSERT INTO model_overrides (model, {column}, updated_at) VALUES (?, ?, ?)"
+                f" ON CONFLICT (model) DO UPDATE SET {column} = excluded.{column},"
+                f" updated_at = excluded.updated_at WHERE {column} IS NOT excluded.{column}",
+                (model, value, time.time()))
+            return cursor.rowcount == 1
+
+    async def get_flag(self, name: str) -> str | None:
+        rows = await self._rows("SELECT value FROM flags WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        async with self._tx() as db:
+            if value is None:
+                await db.execute("DELETE FROM flags WHERE name = ?", (name,))
+            else:
+                await db.execute(
+                    "INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT"
+                    " (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    (name, value, time.time()))
+
+    # -- reports -----------------------------------------------------------------
+
+    async def stats(self, *, active_since: float) -> Stats:
+        async with self._lock:
+            db = self._db
+            users = (await _scalar(db, "SELECT count(*) FROM users"))
+            active = await _scalar(db, "SELECT count(DISTINCT user_id) FROM generations"
+                                       " WHERE created_at > ?", (active_since,))
+            by_state = await _counts(db, "SELECT state, count(*) FROM generations GROUP BY state")
+            by_model = await _counts(db, "SELECT model, count(*) FROM generations GROUP BY model")
+            ledger = await _counts(db, "SELECT kind, sum(amount) FROM ledger GROUP BY kind")
+            stars = await _scalar(db, "SELECT coalesce(sum(stars), 0) FROM purchases"
+                                      " WHERE refunded_at IS NULL")
+            purchases = await _scalar(db, "SELECT count(*) FROM purchases")
+        return Stats(users=users, active_day=active, by_state=by_state, by_model=by_model,
+                     ledger=ledger, stars=stars, purchases=purchases)
 
     # -- drafts ----------------------------------------------------------------
 
@@ -362,6 +477,16 @@ class Store:
         rows = await self._rows("SELECT * FROM generations WHERE id = ?", (generation_id,))
         return row_to(Generation, rows[0]) if rows else None
 
+    async def generations_of(self, user_id: int, *, limit: int, offset: int = 0) -> list[Generation]:
+        """A user's generations, newest first."""
+        rows = await self._rows("SELECT * FROM generations WHERE user_id = ?"
+                                " ORDER BY id DESC LIMIT ? OFFSET ?", (user_id, limit, offset))
+        return [row_to(Generation, row) for row in rows]
+
+    async def count_generations(self, user_id: int) -> int:
+        rows = await self._rows("SELECT count(*) FROM generations WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
+
     async def generations_in(self, states: Iterable[GenerationState]) -> list[Generation]:
         states = tuple(states)
         rows = await self._rows(
@@ -423,6 +548,14 @@ async def _apply(db: aiosqlite.Connection, user_id: int, amount: int, kind: Ledg
     if row is None:  # RETURNING * of a successful INSERT always yields its row
         raise LookupError("no ledger row returned")
     return row_to(LedgerRow, row)
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    return int(next(iter(await db.execute_fetchall(sql, params)))[0] or 0)
+
+
+async def _counts(db: aiosqlite.Connection, sql: str) -> dict[str, int]:
+    return {str(key): int(value or 0) for key, value in await db.execute_fetchall(sql)}
 
 
 async def _one(db: aiosqlite.Connection, table: str, row_id: int) -> sqlite3.Row:
