@@ -8,12 +8,17 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from bot.store import GenerationState, LedgerKind, Store
+import pytest
+
+from bot.store import Generation, GenerationState, LedgerKind, LedgerRow, Store
 from tests.chat import Person, button
 from tests.conftest import ADMIN_ID, KIE_KEY, TOKEN
-from tests.fakes.kie import TaskPlan
+from tests.fakes.kie import FakeKie, TaskPlan
+from tests.fakes.telegram import Call, FakeTelegram
 from tests.test_e2e_image import charges, generate, refunds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +126,167 @@ async def test_charged_but_never_submitted_is_refunded_on_start(tg, kie, setting
     assert kie.creates == []
     assert [r.kind for r in await store.ledger(42)] == [LedgerKind.REFUND, LedgerKind.CHARGE,
                                                         LedgerKind.GRANT]
+
+
+# -- a video and a Suno song killed mid-flight; a delivery killed while Telegram is down -----------
+
+async def stored_generation(tmp_path: Path, ready: Callable[[Generation], bool],
+                            timeout: float = 15.0) -> Generation:
+    """The bot's one generation, read through a second connection, once `ready` holds for it."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            found = [g for g in await store.generations_in(list(GenerationState)) if ready(g)]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, "the generation never got there"
+            await asyncio.sleep(0.005)
+    finally:
+        await store.close()
+
+
+async def sigkill(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGKILL)
+    output = (await asyncio.wait_for(process.communicate(), 15))[0].decode()
+    assert process.returncode == -signal.SIGKILL
+    return output
+
+
+async def sigterm(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGTERM)
+    output = (await asyncio.wait_for(process.communicate(), 15))[0].decode()
+    assert process.returncode == 0, output
+    return output
+
+
+async def settled(tmp_path: Path,
+                  user_id: int) -> tuple[Generation, list[LedgerRow], list[LedgerRow], int]:
+    """After the run: the user's one generation, their charges, their refunds, their balance."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    try:
+        [generation] = await store.generations_in(list(GenerationState))
+        user = await store.get_user(user_id)
+        assert user is not None and user.balance == await store.ledger_sum(user_id)
+        return generation, await charges(store, user_id), await refunds(store, user_id), user.balance
+    finally:
+        await store.close()
+
+
+def ok_calls(tg: FakeTelegram, method: str) -> list[Call]:
+    return [c for c in tg.calls_of(method) if c.ok]
+
+
+async def test_sigkill_while_a_video_runs_then_restart_delivers_it_once(
+        tg: FakeTelegram, kie: FakeKie, tmp_path: Path) -> None:
+    # Running until the test says otherwise, so nothing can be delivered before the kill.
+    kie.default_plan = TaskPlan(reads_before_done=10_000, content_type="video/mp4")
+    process = await start_process(tmp_path, tg, kie, STARTING_CREDITS="1000")
+    alice = Person(tg, 42, "Alice")
+    request, _ = await generate(alice, "a fox running", "Kling", command="/video")
+    running = await stored_generation(tmp_path, lambda g: g.state == GenerationState.RUNNING
+                                      and g.task_id is not None and kie.tasks[g.task_id].reads >= 1)
+    output = await sigkill(process)
+    assert running.task_id is not None
+    task = kie.tasks[running.task_id]
+    assert ok_calls(tg, "sendVideo") == [] and not task.done
+    reads_before = task.reads
+    task.plan = replace(task.plan, reads_before_done=task.step + 2)  # two more reads, then done
+
+    process = await start_process(tmp_path, tg, kie, STARTING_CREDITS="1000")
+    try:
+        [video] = await tg.wait_for("sendVideo", timeout=15)
+        await asyncio.sleep(0.5)  # time enough for a second, wrong delivery to show
+    finally:
+        output += await sigterm(process)
+    assert len(ok_calls(tg, "sendVideo")) == 1 and tg.calls_of("sendMediaGroup") == []
+    assert video.params["video"] == task.result_urls[0]
+    assert video.params["reply_parameters"]["message_id"] == request["message_id"]
+    assert task.reads >= reads_before + 3  # the new process followed the same Kie task
+    assert len(kie.creates) == 1 and kie.count("/jobs/createTask") == 1
+    generation, charged, refunded, balance = await settled(tmp_path, 42)
+    assert generation.id == running.id and generation.state == GenerationState.DELIVERED
+    assert [c.amount for c in charged] == [-150] and refunded == [] and balance == 850
+    assert TOKEN not in output and KIE_KEY not in output
+
+
+@pytest.mark.parametrize("seen", ["answered by Kie", "recorded by the bot"])
+async def test_sigkill_after_suno_first_success_then_restart_delivers_both_tracks_once(
+        tg: FakeTelegram, kie: FakeKie, tmp_path: Path, seen: str) -> None:
+    # PENDING → TEXT_SUCCESS → FIRST_SUCCESS, which it keeps reporting until the test says otherwise.
+    kie.default_plan = TaskPlan(reads_before_done=10_000)
+    process = await start_process(tmp_path, tg, kie)
+    alice = Person(tg, 42, "Alice")
+    request, _ = await generate(alice, "a calm song about the sea", "Suno v4.5",
+                                ("Instrumental",), command="/music")
+
+    def first_track_ready(g: Generation) -> bool:
+        if g.task_id is None or kie.tasks[g.task_id].state != "FIRST_SUCCESS":
+            return False  # not yet read by the bot while one track of two was ready
+        return seen == "answered by Kie" or g.kie_state == "FIRST_SUCCESS"
+
+    running = await stored_generation(tmp_path, first_track_ready)
+    output = await sigkill(process)
+    assert running.task_id is not None
+    task = kie.tasks[running.task_id]
+    assert task.api == "suno" and task.state == "FIRST_SUCCESS" and task.reads >= 3
+    assert running.state == GenerationState.RUNNING
+    assert tg.calls_of("sendMediaGroup") == [] and tg.calls_of("sendAudio") == []
+    reads_before = task.reads
+    # After the restart: FIRST_SUCCESS once more (one track only: nothing to send yet), then SUCCESS.
+    task.plan = replace(task.plan, reads_before_done=task.step + 1)
+
+    process = await start_process(tmp_path, tg, kie)
+    try:
+        [album] = await tg.wait_for("sendMediaGroup", timeout=15)
+        await asyncio.sleep(0.5)  # time enough for a second, wrong delivery to show
+    finally:
+        output += await sigterm(process)
+    assert len(tg.calls_of("sendMediaGroup")) == 1 and tg.calls_of("sendAudio") == []
+    media = album.params["media"]
+    assert [m["type"] for m in media] == ["audio", "audio"]
+    assert [m["media"] for m in media] == task.result_urls and len(set(task.result_urls)) == 2
+    assert all(m.get("title") for m in media)
+    assert album.params["reply_parameters"]["message_id"] == request["message_id"]
+    assert task.reads >= reads_before + 2
+    assert len(kie.tasks) == 1 and kie.count("/api/v1/generate") == 1
+    assert kie.count("/jobs/createTask") == 0
+    generation, charged, refunded, balance = await settled(tmp_path, 42)
+    assert generation.id == running.id and generation.state == GenerationState.DELIVERED
+    assert [c.amount for c in charged] == [-60] and refunded == [] and balance == 40
+    assert TOKEN not in output and KIE_KEY not in output
+
+
+@pytest.mark.parametrize("when", ["as the send fails", "once the retry is scheduled"])
+async def test_sigkill_while_telegram_refuses_the_video_then_restart_delivers_it_once(
+        tg: FakeTelegram, kie: FakeKie, tmp_path: Path, when: str) -> None:
+    kie.default_plan = TaskPlan(reads_before_done=1, content_type="video/mp4")
+    tg.outage(502, methods="sendVideo")  # the result is in hand; Telegram cannot take it yet
+    process = await start_process(tmp_path, tg, kie, STARTING_CREDITS="1000")
+    alice = Person(tg, 42, "Alice")
+    request, _ = await generate(alice, "a fox running", "Kling", command="/video")
+    finished = await stored_generation(
+        tmp_path, lambda g: g.state == GenerationState.SUCCEEDED and bool(tg.calls_of("sendVideo"))
+        and (when == "as the send fails" or g.deliveries >= 1))
+    output = await sigkill(process)
+    assert ok_calls(tg, "sendVideo") == [] and tg.calls_of("sendVideo")
+    reads_before = kie.count("/jobs/recordInfo")
+    tg.end_outage()
+
+    process = await start_process(tmp_path, tg, kie, STARTING_CREDITS="1000")
+    try:
+        [video] = await tg.wait_for("sendVideo", timeout=15)
+        await asyncio.sleep(0.5)  # time enough for a second, wrong delivery to show
+    finally:
+        output += await sigterm(process)
+    assert len(ok_calls(tg, "sendVideo")) == 1
+    [task] = kie.tasks.values()
+    assert video.params["video"] == task.result_urls[0] == finished.result_urls[0]
+    assert video.params["reply_parameters"]["message_id"] == request["message_id"]
+    # The result was in the database: the new process sent it without asking Kie again.
+    assert kie.count("/jobs/recordInfo") == reads_before
+    assert len(kie.creates) == 1 and kie.count("/jobs/createTask") == 1
+    generation, charged, refunded, balance = await settled(tmp_path, 42)
+    assert generation.id == finished.id and generation.state == GenerationState.DELIVERED
+    assert [c.amount for c in charged] == [-150] and refunded == [] and balance == 850
+    assert TOKEN not in output and KIE_KEY not in output
