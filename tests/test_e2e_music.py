@@ -31,6 +31,20 @@ async def test_suno_delivers_both_tracks_once_when_complete(tg, kie, bot, store)
     assert charge.amount == -60
 
 
+async def test_suno_tracks_keep_their_titles_when_the_album_is_sent_again(tg, kie, bot):
+    kie.default_plan = TaskPlan(reads_before_done=1)
+    tg.fail_next("sendMediaGroup", error_code=502)
+    await generate(Person(tg, 42, "Alice"), "rain on a roof", "Suno v4.5", command="/music")
+    await tg.wait_for("sendMediaGroup")
+    failed, sent = tg.calls_of("sendMediaGroup")
+    assert not failed.ok and sent.ok
+    [task_id] = kie.tasks
+    titles = [track["title"] for track in kie.record(task_id)["response"]["sunoData"]]
+    for call in (failed, sent):  # the retry comes from the database, not from the first read
+        assert [m.get("title") for m in call.params["media"]] == titles
+        assert all(m.get("duration") for m in call.params["media"])
+
+
 async def test_suno_sensitive_words_are_refunded_with_our_own_reason(tg, kie, bot, store):
     kie.default_plan = TaskPlan(outcome="fail", fail_state="SENSITIVE_WORD_ERROR",
                                 fail_msg="contains banned words", reads_before_done=1)

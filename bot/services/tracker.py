@@ -148,10 +148,10 @@ class Tracker:
             now = self._clock()
             finished = await self.store.mark_succeeded(
                 generation.id, status.urls,
-                deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE)
-            if finished is not None:  # what Kie says of each file (a track's title) goes along
-                self._deliver(finished, [FileDetails(title=f.title, duration=f.duration)
-                                         for f in status.files])
+                deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE,
+                files=[{"title": f.title, "duration": f.duration} for f in status.files])
+            if finished is not None:
+                self._deliver(finished)
         elif status.phase == "fail":
             # Kie's words are kept for the log; they only pick which of our reasons is shown.
             # (A Suno status such as SENSITIVE_WORD_ERROR says more than its message.)
@@ -190,14 +190,16 @@ class Tracker:
         """A finished result Telegram did not take (by its deadline, or at all): refunded."""
         await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
 
-    def _deliver(self, generation: Generation, files: Sequence[FileDetails] = ()) -> None:
+    def _deliver(self, generation: Generation) -> None:
         """Send in the background, so one slow upload does not hold up every other task."""
-        task = asyncio.create_task(self._delivery(generation, files),
-                                   name=f"deliver-{generation.id}")
+        task = asyncio.create_task(self._delivery(generation), name=f"deliver-{generation.id}")
         self._deliveries[generation.id] = task
         task.add_done_callback(lambda _: self._deliveries.pop(generation.id, None))
 
-    async def _delivery(self, generation: Generation, files: Sequence[FileDetails]) -> None:
+    async def _delivery(self, generation: Generation) -> None:
+        # What Kie said of each file (a track's title) goes along, on every try.
+        files = [FileDetails(title=f.get("title"), duration=f.get("duration"))
+                 for f in generation.result_files]
         try:
             outcome = await self.delivery.deliver(generation, files)
         except Exception:  # a bug must not strand the result: it is tried again later

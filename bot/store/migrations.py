@@ -137,5 +137,7 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     CREATE INDEX generations_created ON generations (created_at);
+    -- What Kie said of each result file (a track's title and length), for every delivery try.
+    ALTER TABLE generations ADD COLUMN result_files TEXT;
     """,
 ]

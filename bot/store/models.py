@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -155,6 +155,8 @@ class Generation:
     finished_at: float | None
     delivered_at: float | None
     picture: str | None = None  # Telegram file id of the input picture
+    # What Kie said of each result file, by position: {"title": ..., "duration": ...}.
+    result_files: list[dict[str, Any]] = field(default_factory=list)
 
 
 def row_to(cls: type[RowT], row: sqlite3.Row) -> RowT:
@@ -163,8 +165,9 @@ def row_to(cls: type[RowT], row: sqlite3.Row) -> RowT:
     for key in ("options", "input"):
         if key in values:
             values[key] = json.loads(values[key] or "{}")
-    if "result_urls" in values:
-        values["result_urls"] = json.loads(values["result_urls"] or "[]")
+    for key in ("result_urls", "result_files"):
+        if key in values:
+            values[key] = json.loads(values[key] or "[]")
     if "state" in values and cls is Generation:
         values["state"] = GenerationState(values["state"])
     for key in ("banned", "blocked"):

@@ -426,16 +426,18 @@ class Store:
                 (kie_state, next_check_at, generation_id, GenerationState.RUNNING))
 
     async def mark_succeeded(self, generation_id: int, urls: list[str], *, deliver_by: float,
-                             lease_until: float) -> Generation | None:
+                             lease_until: float,
+                             files: Sequence[dict[str, Any]] = ()) -> Generation | None:
         """running → succeeded, once: None if another path already finished it. The result must
         be delivered by `deliver_by` (the new deadline); the caller delivers it now and holds it
-        until `lease_until`."""
+        until `lease_until`. `files`: what Kie said of each file, kept for every try."""
         async with self._tx() as db:
             cursor = await db.execute(
                 "UPDATE generations SET state = ?, kie_state = 'success', result_urls = ?,"
-                " finished_at = ?, deadline_at = ?, next_check_at = ? WHERE id = ? AND state = ?",
-                (GenerationState.SUCCEEDED, json.dumps(urls), time.time(), deliver_by,
-                 lease_until, generation_id, GenerationState.RUNNING))
+                " result_files = ?, finished_at = ?, deadline_at = ?, next_check_at = ?"
+                " WHERE id = ? AND state = ?",
+                (GenerationState.SUCCEEDED, json.dumps(urls), json.dumps(list(files)), time.time(),
+                 deliver_by, lease_until, generation_id, GenerationState.RUNNING))
             return await _generation(db, generation_id) if cursor.rowcount == 1 else None
 
     async def claim_deliveries(self, now: float, lease_until: float,
