@@ -20,6 +20,7 @@ from bot.i18n import N_, UserLocaleMiddleware, create_i18n
 from bot.kie import KieClient, RateLimiter
 from bot.middlewares import AccountMiddleware, RepeatedUpdateMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
+from bot.services.credit_watch import CreditWatch
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
 from bot.services.notifier import Notifier
@@ -35,7 +36,11 @@ COMMANDS = (
     ("music", N_("Create music or speech")),
     ("models", N_("Models and prices")),
     ("balance", N_("Your credits")),
+    ("history", N_("Your last generations")),
+    ("language", N_("Change the language")),
     ("help", N_("What the bot can do")),
+    ("buy", N_("Buy credits with Telegram Stars")),
+    ("paysupport", N_("Help with payments")),
     ("start", N_("Start")),
 )
 
@@ -79,14 +84,21 @@ class Application:
         dp.callback_query.middleware(CallbackAnswerMiddleware())
         dp.include_router(build_router())
 
+        watch = (CreditWatch(store, kie, notifier, settings.kie_low_credit_alert)
+                 if settings.kie_low_credit_alert > 0 else None)
+
         async def on_startup() -> None:
             await self._set_commands(bot)
             await tracker.start()
+            if watch is not None:
+                watch.start()
             self.started.set()
             log.info("bot started")
 
         async def on_shutdown() -> None:
             await tracker.stop()
+            if watch is not None:
+                await watch.stop()
             log.info("bot stopped")
 
         dp.startup.register(on_startup)
@@ -97,7 +109,8 @@ class Application:
             await dp.start_polling(
                 bot, allowed_updates=dp.resolve_used_update_types(),
                 handle_signals=self.handle_signals, close_bot_session=True,
-                store=store, settings=settings, generations=generations, kie=kie)
+                store=store, settings=settings, generations=generations, kie=kie,
+                delivery=delivery)
         finally:
             await kie.aclose()
             await downloads.aclose()

@@ -74,6 +74,13 @@ class Model:
     fixed_input: dict[str, Any] = field(default_factory=dict)
     api: str = API_MARKET      # which of Kie's wire formats runs it (kie/constants.py)
     image: ImageSlot | None = None  # set: the model needs a picture (offered only with one)
+    menu_id: str | None = None  # the entry it belongs to (a picture variant's text model)
+
+    @property
+    def entry(self) -> str:
+        """The menu entry's id: what admins name in /price and /model (a text model and its
+        picture variant are one entry)."""
+        return self.menu_id or self.id
 
     def defaults(self) -> dict[str, Any]:
         return {option.key: option.default for option in self.options}
@@ -120,7 +127,7 @@ class Model:
 def _from_picture(model: Model, kie_model: str, image: ImageSlot, **changes: Any) -> Model:
     """The same menu entry, run by the model's image-to-X id when a picture is given."""
     return dataclasses.replace(model, id=f"{model.id}-i", kie_model=kie_model, image=image,
-                               **changes)
+                               menu_id=model.id, **changes)
 
 
 def _choices(*values: str) -> tuple[Choice, ...]:
@@ -226,6 +233,7 @@ _BY_ID = {model.id: model for model in MODELS}
 
 
 def get_model(model_id: str | None) -> Model | None:
+    """The catalog's model, hidden or not, at the catalog's price (for work already paid)."""
     return _BY_ID.get(model_id or "")
 
 
@@ -233,6 +241,31 @@ def models_of(kind: str, *, picture: bool = False) -> list[Model]:
     """The models of a kind that work from a prompt alone, or (picture) from a picture too."""
     return [model for model in MODELS
             if model.kind == kind and (model.image is not None) == picture]
+
+
+def models_of_entry(entry: str) -> list[Model]:
+    """The models an admin means by a menu entry's id (its picture variant included)."""
+    return [model for model in MODELS if entry in (model.entry, model.id)]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The catalog as offered now: the operator's prices (by model id) replace the catalog's,
+    and hidden models are not offered. Built fresh for each request (services/offers.py)."""
+
+    prices: dict[str, int] = field(default_factory=dict)
+    hidden: frozenset[str] = frozenset()
+
+    def model(self, model_id: str | None) -> Model | None:
+        model = get_model(model_id)
+        if model is None or model.id in self.hidden:
+            return None
+        price = self.prices.get(model.id)
+        return model if price is None else dataclasses.replace(model, price=price)
+
+    def models_of(self, kind: str, *, picture: bool = False) -> list[Model]:
+        return [offered for model in models_of(kind, picture=picture)
+                if (offered := self.model(model.id)) is not None]
 
 
 KINDS = ("image", "video", "audio")

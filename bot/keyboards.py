@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from aiogram.filters.callback_data import CallbackData
@@ -21,8 +22,8 @@ Value = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]*$")]
 
 
 class Pick(CallbackData, prefix="pk"):
-    """A press in a picker: `act` is m (model), o (option), go (`val`: the draft revision the
-    keyboard shows), back or x (cancel)."""
+    """A press in a picker: `act` is m (model), o (option), go (`val`: the draft revision and
+    price the keyboard shows, see `promise`), back or x (cancel)."""
 
     draft: RowId
     act: Literal["m", "o", "go", "back", "x"]
@@ -31,6 +32,26 @@ class Pick(CallbackData, prefix="pk"):
 
 class Again(CallbackData, prefix="ag"):
     generation: RowId
+
+
+class HistoryPage(CallbackData, prefix="hp"):
+    """◀ ▶ under a /history list: `owner` asked for it, and only they may turn its pages."""
+
+    owner: RowId
+    page: Annotated[int, Field(ge=0, lt=10**6)]
+
+
+class Resend(CallbackData, prefix="rs"):
+    """📤 under a /history list: send this delivered result again (its owner only)."""
+
+    generation: RowId
+
+
+class Language(CallbackData, prefix="ln"):
+    """A language button of /language: `owner` asked for the menu; `code` is a locale."""
+
+    owner: RowId
+    code: Value
 
 
 def models_keyboard(draft_id: int, models: list[Model]) -> InlineKeyboardMarkup:
@@ -59,13 +80,19 @@ def options_keyboard(draft_id: int, revision: int, model: Model, chosen: dict[st
                 label = f"✓ {label}"
             buttons.append(_button(label, Pick(draft=draft_id, act="o", val=f"{option.key}.{index}")))
         builder.row(*buttons, width=5)
-    builder.row(_button(texts.generate_button(model.price_for(values)),
-                        Pick(draft=draft_id, act="go", val=str(revision))))
+    price = model.price_for(values)
+    builder.row(_button(texts.generate_button(price),
+                        Pick(draft=draft_id, act="go", val=promise(revision, price))))
     last_row = [_button("✖ " + _("Cancel"), Pick(draft=draft_id, act="x"))]
     if can_go_back:
         last_row.insert(0, _button("← " + _("Models"), Pick(draft=draft_id, act="back")))
     builder.row(*last_row)
     return builder.as_markup()
+
+
+def promise(revision: int, price: int) -> str:
+    """What ✅ carries: the draft revision and the price it shows, both checked at the charge."""
+    return f"{revision}-{price}"
 
 
 def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
@@ -75,4 +102,33 @@ def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
 def again_keyboard(generation_id: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text="🔁 " + _("Again"), callback_data=Again(generation=generation_id))
+    return builder.as_markup()
+
+
+def history_keyboard(owner: int, page: int, pages: int,
+                     resendable: Sequence[tuple[int, int]]) -> InlineKeyboardMarkup | None:
+    """📤 for each delivered result on the page (`resendable`: its number in the list, its
+    generation id), then ◀ ▶ where there is a page to go to."""
+    builder = InlineKeyboardBuilder()
+    for number, generation_id in resendable:
+        builder.row(_button("📤 " + _("Send #{n} again").format(n=number),
+                            Resend(generation=generation_id)))
+    turns = []
+    if page > 0:
+        turns.append(_button("◀", HistoryPage(owner=owner, page=page - 1)))
+    if page < pages - 1:
+        turns.append(_button("▶", HistoryPage(owner=owner, page=page + 1)))
+    if turns:
+        builder.row(*turns)
+    return builder.as_markup() if resendable or turns else None
+
+
+def language_keyboard(owner: int, current: str,
+                      languages: Sequence[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One button per (code, own name), the current one ticked."""
+    builder = InlineKeyboardBuilder()
+    for code, name in languages:
+        builder.button(text=f"✓ {name}" if code == current else name,
+                       callback_data=Language(owner=owner, code=code))
+    builder.adjust(2)
     return builder.as_markup()

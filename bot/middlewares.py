@@ -96,8 +96,10 @@ class RepeatedUpdateMiddleware(BaseMiddleware):
         self.store = store
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        if isinstance(event, Update) and not await self.store.first_sight_of_update(
-                event.update_id):
+        # A payment is not at most once: marked seen, then a crash before it was credited, and
+        # Telegram's repeat would be dropped with the money. Its charge id keeps it once.
+        if isinstance(event, Update) and not is_payment(event) and not await (
+                self.store.first_sight_of_update(event.update_id)):
             log.info("update %s was handled before: dropped", event.update_id)
             return None
         return await handler(event, data)
@@ -130,7 +132,9 @@ class AccountMiddleware(BaseMiddleware):
             starting_credits=self.settings.starting_credits)
         data["account"] = account
         data["is_admin"] = sender.id in self.settings.admin_ids
-        if account.banned and not data["is_admin"]:
+        # A banned user's payment goes on: the checkout must be answered (the handler refuses
+        # it, with the reason), and a payment made is credited.
+        if account.banned and not data["is_admin"] and not is_payment(update):
             if _is_request(update):
                 await _answer(update, self.i18n.gettext(N_("You are banned from using this bot."),
                                                         locale=locale_of(account, self.i18n)))
@@ -144,6 +148,12 @@ def typed_by_a_person(update: Update) -> bool:
     if update.callback_query is not None:
         return True
     return update.message is not None and bool(update.message.text or update.message.caption)
+
+
+def is_payment(update: Update) -> bool:
+    """A Stars checkout, or the message saying it was paid."""
+    return update.pre_checkout_query is not None or (
+        update.message is not None and update.message.successful_payment is not None)
 
 
 def _is_command(message: Message | None) -> bool:

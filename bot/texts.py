@@ -8,7 +8,7 @@ import re
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from bot.catalog import KINDS, Model, Option, models_of
+from bot.catalog import KINDS, Model, Offer, Option
 from bot.i18n import N_
 
 # Failure reasons stored on a generation, and what the user is told about each.
@@ -127,17 +127,20 @@ LEDGER_KINDS = {
     "topup": N_("top-up"),
     "charge": N_("generation"),
     "refund": N_("refund"),
+    "purchase": N_("bought with Stars"),
+    "purchase_refund": N_("Stars refunded"),
 }
 
 
-def price_list() -> str:
+def price_list(offer: Offer) -> str:
+    """Every model offered now, by kind, at its current price."""
     lines = []
     for kind in KINDS:
         lines.append(f"<b>{_(KIND_TITLES[kind])}</b>")
         for picture in (False, True):
             mark = " 📎" if picture else ""
             lines.extend(f"• {html.escape(m.name)}{mark} — {model_price(m)}"
-                         for m in models_of(kind, picture=picture))
+                         for m in offer.models_of(kind, picture=picture))
     lines.append("")
     lines.append("📎 " + _("From a photo: send the command as the photo's caption, "
                           "or as a reply to it."))

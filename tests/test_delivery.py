@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 from aiohttp import web
 
-from bot.services.delivery import UPLOAD_LIMIT, Delivery, FileDetails, Outcome
+from bot.services.delivery import UPLOAD_LIMIT, Delivery, Outcome
 from bot.store import Generation, GenerationState
 from tests import test_tracker
 from tests.fakes.kie import TaskPlan
@@ -178,9 +179,9 @@ async def test_a_download_without_a_declared_length_streams_and_stops_at_the_lim
 
 async def test_two_audio_tracks_are_one_album_of_audios_then_the_balance(rig, kie, tg):
     generation = await result_of(rig, kie, "audio", TaskPlan(content_type="audio/mpeg", urls=2))
-    tracks = [FileDetails(title="Dawn Fox", performer="Suno", duration=121.6),
-              FileDetails(title="Dusk Fox")]
-    assert await delivery_of(rig).deliver(generation, tracks) is Outcome.DELIVERED
+    generation = replace(generation, result_files=[
+        {"title": "Dawn Fox", "performer": "Suno", "duration": 121.6}, {"title": "Dusk Fox"}])
+    assert await delivery_of(rig).deliver(generation) is Outcome.DELIVERED
     [album] = await tg.wait_for("sendMediaGroup")
     media = album.params["media"]
     assert [m["type"] for m in media] == ["audio", "audio"]
@@ -198,8 +199,8 @@ async def test_two_audio_tracks_are_one_album_of_audios_then_the_balance(rig, ki
 async def test_one_uploaded_audio_carries_its_title_and_an_mp3_name(rig, kie, tg):
     tg.refuse_urls = True
     generation = await result_of(rig, kie, "audio", TaskPlan(content_type="audio/mpeg"))
-    assert await delivery_of(rig).deliver(
-        generation, [FileDetails(title="Fox", performer="Suno")]) is Outcome.DELIVERED
+    generation = replace(generation, result_files=[{"title": "Fox", "performer": "Suno"}])
+    assert await delivery_of(rig).deliver(generation) is Outcome.DELIVERED
     [sent] = await tg.wait_for("sendAudio")
     assert isinstance(sent.params["audio"], UploadedFile)
     assert sent.params["audio"].filename == "0.mp3"

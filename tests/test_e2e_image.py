@@ -143,8 +143,7 @@ async def test_kie_task_failure_is_refunded_once_and_told(tg, kie, bot, store):
     (402, "temporarily unavailable", "out of credits"),
     (401, "temporarily unavailable", "refuses the API key"),
     (500, "temporarily unavailable", None),
-    (505, "temporarily unavailable", "is disabled"),
-])
+])  # 505 also hides the model: test_e2e_admin.py
 async def test_create_rejected_is_refunded_and_told(tg, kie, bot, store, code, told_text, alert):
     kie.fail_create_next(code, "prompt violates policy" if code == 422 else None, times=2)
     alice = Person(tg, 42, "Alice")

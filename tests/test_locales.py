@@ -155,3 +155,27 @@ def test_unknown_default_language_is_refused() -> None:
     """create_i18n refuses a default language without a catalog (what stops the bot at start)."""
     with pytest.raises(ValueError, match="DEFAULT_LANGUAGE"):
         create_i18n("de")
+
+
+def shipped_locales() -> list[str]:
+    return sorted(path.parent.parent.name
+                  for path in (ROOT / "locales").glob("*/LC_MESSAGES/messages.po"))
+
+
+@pytest.mark.parametrize("locale", [code for code in shipped_locales() if code != "en"])
+def test_every_locale_has_what_english_has(locale: str) -> None:
+    """Every shipped catalog, not only the ones named in LOCALES, holds each English message,
+    translated, with all of its own plural forms."""
+    english, po = catalog("en"), catalog(locale)
+    for message in english:
+        if not message.id:
+            continue
+        translated = po.get(singular(message.id))
+        assert translated is not None, f"{locale}: missing {message.id!r}"
+        assert not translated.fuzzy, f"{locale}: fuzzy {message.id!r}"
+        assert translated.pluralizable == message.pluralizable, f"{locale}: plural? {message.id!r}"
+        if message.pluralizable:
+            assert len(translated.string) == po.num_plurals, f"{locale}: plural forms {message.id!r}"
+            assert all(translated.string), f"{locale}: empty plural form of {message.id!r}"
+        else:
+            assert translated.string, f"{locale}: empty {message.id!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -17,7 +17,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.kie import KieClient, RateLimiter
-from bot.services.delivery import Delivery, FileDetails, Outcome
+from bot.services.delivery import Delivery, Outcome
 from bot.services.notifier import Notifier
 from bot.services.tracker import DELIVERY_LEASE, Tracker, delivery_retry_delay, next_check_delay
 from bot.store import Generation, GenerationState, LedgerKind, Store
@@ -238,10 +238,10 @@ class HeldDelivery:
         self.release = asyncio.Event()
         self.started = 0
 
-    async def deliver(self, generation: Generation, files: Sequence[FileDetails] = ()) -> Outcome:
+    async def deliver(self, generation: Generation) -> Outcome:
         self.started += 1
         await self.release.wait()
-        return await self.real.deliver(generation, files)
+        return await self.real.deliver(generation)
 
 
 async def test_a_delivery_slower_than_its_lease_is_not_started_twice(rig, kie, tg):

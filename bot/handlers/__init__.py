@@ -2,13 +2,14 @@
 
 from aiogram import Router
 
-from bot.handlers import admin, chats, generate, info, refusals
+from bot.handlers import admin, chats, generate, history, info, language, payments, refusals
 
 
 def build_router() -> Router:
     router = Router(name="root")
     refusals.setup(router)
     router.include_routers(chats.make_router(), info.make_router(), admin.make_router(),
-                           generate.make_router(),
+                           generate.make_router(), history.make_router(), language.make_router(),
+                           payments.make_router(),
                            refusals.make_fallback_router())  # last: it takes what is left
     return router

@@ -11,6 +11,7 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
+from bot.services.offers import current_offer
 from bot.store import Store, User
 
 BALANCE_ROWS = 5
@@ -24,7 +25,7 @@ async def start(message: Message, account: User) -> None:
         + "\n" + _("/help lists everything I can do."))
 
 
-async def help_(message: Message) -> None:
+async def help_(message: Message, store: Store) -> None:
     lines = [
         _("<b>What I can do</b>"),
         _("/image &lt;prompt&gt; — create a picture"),
@@ -32,8 +33,10 @@ async def help_(message: Message) -> None:
         _("/music &lt;prompt&gt; — create music, or speech from a text"),
         _("/models — the models and their prices"),
         _("/balance — your credits and their history"),
+        _("/history — your last generations; send a result again"),
+        _("/language — choose the language"),
         "",
-        texts.price_list(),
+        texts.price_list(await current_offer(store)),
         "",
         _("Each generation is paid from your balance; if it fails, the credits come back. "
           "To get credits, ask an admin of this bot."),
@@ -41,8 +44,8 @@ async def help_(message: Message) -> None:
     await message.answer("\n".join(lines))
 
 
-async def models(message: Message) -> None:
-    await message.answer(texts.price_list())
+async def models(message: Message, store: Store) -> None:
+    await message.answer(texts.price_list(await current_offer(store)))
 
 
 async def balance(message: Message, account: User, store: Store) -> None:

@@ -48,11 +48,13 @@ def parse_amount(token: str) -> int:
 
 
 async def find_target(store: Store, settings: Settings, token: str | None,
-                      replied_to: TelegramUser | None) -> User:
-    """The user named by an id or @username, or the author of the replied-to message."""
+                      replied_to: TelegramUser | None, *, usage: str = TOPUP_USAGE) -> User:
+    """The user named by an id or @username, or the author of the replied-to message.
+    `usage` is the command's usage, shown when the user cannot be found."""
     if token is None:
         if replied_to is None or replied_to.is_bot:
-            raise UsageError(N_("Say whom to top up."), usage=TOPUP_USAGE)
+            raise UsageError(N_("Say which user: a Telegram id or @username, or reply to their "
+                                "message."), usage=usage)
         author, _created = await store.upsert_user(
             replied_to.id, username=replied_to.username, first_name=replied_to.first_name,
             last_name=replied_to.last_name, tg_language=replied_to.language_code,
@@ -67,10 +69,10 @@ async def find_target(store: Store, settings: Settings, token: str | None,
     else:
         raise UsageError(
             N_("Name the user by Telegram id or @username, or reply to their message."),
-            usage=TOPUP_USAGE)
+            usage=usage)
     if user is None:
         raise UsageError(N_("I don't know the user {user}: they have to start the bot first."),
-                         usage=TOPUP_USAGE, user=token)
+                         usage=usage, user=token)
     return user
 
 

@@ -11,6 +11,9 @@ owns the result and tries again later.
 
 A person who blocked the bot keeps the result (Kie made it and was paid): it is recorded as
 undeliverable, not refunded.
+
+`resend` sends a delivered result once more (from /history) by the same path, charging nothing;
+when its files are gone (Kie keeps result URLs about a day) it says so instead of sending links.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ class TooLarge(DownloadError):
     """Past the upload limit: a fresh download link would not make it smaller."""
 
 
+class Expired(Exception):
+    """A result sent again whose files can no longer be fetched, not even through Kie's
+    download-url: Kie's result URLs typically live about 24 hours (kie-api.md, Retention)."""
+
+
 @dataclass(frozen=True)
 class FileDetails:
     """What the caller knows of one result file (a Suno track's title, its length); a sender
@@ -96,6 +104,12 @@ class FileDetails:
 
 
 NO_DETAILS = FileDetails()
+
+
+def file_details(generation: Generation) -> tuple[FileDetails, ...]:
+    """What Kie said of each result file (a track's title and length), stored with the result."""
+    return tuple(FileDetails(title=f.get("title"), performer=f.get("performer"),
+                             duration=f.get("duration")) for f in generation.result_files)
 
 
 @dataclass(frozen=True)
@@ -167,16 +181,14 @@ class Delivery:
         # Its own client: result hosts must never see the Kie API key.
         self.http = http
 
-    async def deliver(self, generation: Generation,
-                      files: Sequence[FileDetails] = ()) -> Outcome:
-        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on.
-        `files` may add what is known of each result file (title, performer, duration)."""
+    async def deliver(self, generation: Generation) -> Outcome:
+        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on."""
         user = await self.store.get_user(generation.user_id)
         balance = user.balance if user else 0
         with self.i18n.use_locale(await self.notifier.locale(generation.user_id)):
             result = Result(texts.result_caption(model_name(generation), generation.prompt),
                             texts.balance_line(balance), again_keyboard(generation.id),
-                            tuple(files))
+                            file_details(generation))
             done = texts.done_line(model_name(generation),
                                    (generation.finished_at or 0) - generation.created_at)
         try:
@@ -196,6 +208,20 @@ class Delivery:
         if sent_to.chat_id == generation.chat_id or sent_to.status_message_id is not None:
             await self.notifier.finished(sent_to, done)
         return Outcome.DELIVERED
+
+    async def resend(self, generation: Generation, *, chat_id: int, reply_to: int | None,
+                     note: str) -> None:
+        """Send a delivered result once more, into `chat_id`, the way `deliver` sends it (same
+        senders, downloads and limits): nothing is charged, no Kie task is made and the
+        generation's record stays as it is. `note` is the line under the caption (in place of
+        the balance). Raises Expired when the files are gone; Telegram's errors reach the caller,
+        who asked just now and can be told."""
+        if not generation.result_urls:
+            raise Expired(f"generation {generation.id} has no result URLs")
+        result = Result(texts.result_caption(model_name(generation), generation.prompt), note,
+                        again_keyboard(generation.id), file_details(generation))
+        await self._send(replace(generation, chat_id=chat_id, request_message_id=reply_to), result,
+                         links_when_gone=False)
 
     async def _send_where_reachable(self, generation: Generation, result: Result) -> Generation:
         """Send into the request's chat, following it to its new id when a group became a
@@ -223,7 +249,11 @@ class Delivery:
                                      request_message_id=None, status_message_id=None)
         raise AssertionError("unreachable")
 
-    async def _send(self, generation: Generation, result: Result) -> None:
+    async def _send(self, generation: Generation, result: Result, *,
+                    links_when_gone: bool = True) -> None:
+        """By URL, else downloaded and uploaded, else the links. Without `links_when_gone`, a
+        file that cannot be fetched (not one too large) raises Expired instead: dead links are
+        worth sending only as a first delivery's last resort."""
         urls = generation.result_urls
         sender = SENDERS[generation.kind]
         too_large = False
@@ -239,6 +269,8 @@ class Delivery:
             except DownloadError as error:
                 log.warning("generation %s: download failed: %s", generation.id, error)
                 too_large = isinstance(error, TooLarge)
+                if not (too_large or links_when_gone):
+                    raise Expired(str(error)) from error
             else:
                 as_document = any(f.size > sender.upload_limit for f in files)
                 try:

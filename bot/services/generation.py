@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.catalog import Model, get_model, models_of
+from bot.catalog import Model, Offer
 from bot.config import Settings
 from bot.errors import Refusal
 from bot.i18n import N_
@@ -20,6 +20,7 @@ from bot.kie.errors import (
     KieValidationError,
 )
 from bot.services.notifier import Notifier
+from bot.services.offers import HIDDEN_BY_KIE, current_offer
 from bot.services.pictures import PictureError, Pictures
 from bot.store import (
     Draft,
@@ -80,9 +81,13 @@ class Generations:
                    kind: str, prompt: str, picture: str | None = None,
                    model: Model | None = None, options: dict[str, str] | None = None) -> Picker:
         """A new picker. `picture` (a Telegram file id) limits it to the models that take one."""
-        models = models_of(kind, picture=picture is not None)
+        offer = await current_offer(self.store)
+        models = offer.models_of(kind, picture=picture is not None)
         if not models:
-            raise Refusal(N_("No model here takes a picture as input. Send the command without one."))
+            raise Refusal(N_("No model here takes a picture as input. Send the command without one.")
+                          if picture else N_("No model is available right now. Try again later."))
+        if model is not None:  # 🔁 Again: as offered now (its price, or gone)
+            model = offer.model(model.id)
         if model is None and len(models) == 1:  # nothing to choose: straight to the options
             model = models[0]
         draft = await self.store.create_draft(
@@ -95,8 +100,9 @@ class Generations:
     async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:
         """Apply a picker press; None when the draft is closed (cancel)."""
         draft = await self.owned_draft(draft_id, user_id)
-        models = _models_for(draft)
-        model = get_model(draft.model)
+        offer = await current_offer(self.store)
+        models = _models_for(offer, draft)
+        model = offer.model(draft.model)
         try:
             if act == "x":
                 await self.store.cancel_draft(draft.id)
@@ -105,7 +111,7 @@ class Generations:
                 draft = await self.store.update_draft(draft.id, model=None, options={})
                 model = None
             elif act == "m":
-                model = get_model(value)
+                model = offer.model(value)
                 if model is None or model not in models:
                     raise PickerError(N_("This model is no longer available."))
                 draft = await self.store.update_draft(draft.id, model=model.id,
@@ -138,16 +144,18 @@ class Generations:
     async def charge(self, draft_id: int, user_id: int, promised: str, *,
                      exempt: bool = False) -> tuple[Generation, Model]:
         """Charge and record the generation in one transaction, and show its status line.
-        `promised` is the draft revision the pressed ✅ was drawn from: the price it showed is
-        the price charged, or nothing is (PickerChanged). `exempt` (admins) skips the per-user
+        `promised` is what the pressed ✅ was drawn from (keyboards.promise: the draft revision
+        and the price): the price it showed is the price charged, or nothing is (PickerChanged,
+        also when an admin changed the price since). `exempt` (admins) skips the per-user
         limits. Raises InsufficientCredits (nothing charged) or PickerError. `submit` comes next."""
         draft = await self.owned_draft(draft_id, user_id)
-        model = get_model(draft.model)
+        offer = await current_offer(self.store)
+        model = offer.model(draft.model)
         if model is None:
             raise PickerError(N_("This model is no longer available."))
-        revision = int(promised) if promised.isascii() and promised.isdigit() else -1
-        if revision != draft.revision:
-            raise PickerChanged(Picker(draft, model, _models_for(draft)))
+        revision, price = _promise(promised)
+        if (revision, price) != (draft.revision, model.price_for(draft.options)):
+            raise PickerChanged(Picker(draft, model, _models_for(offer, draft)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
         limits = None if exempt else StartLimits(self.settings.max_open_generations,
@@ -155,13 +163,14 @@ class Generations:
         try:
             generation = await self.store.start_generation(
                 draft.id, revision=revision, input=model.build_input(draft.prompt, draft.options),
-                price=model.price_for(draft.options),
+                price=price,
                 deadline_at=self._clock() + self.settings.deadline(model.kind), limits=limits)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge
             fresh = await self.owned_draft(draft_id, user_id)
-            raise PickerChanged(Picker(fresh, get_model(fresh.model), _models_for(fresh))) from None
+            raise PickerChanged(Picker(fresh, offer.model(fresh.model),
+                                       _models_for(offer, fresh))) from None
         except LimitReached as limit:
             raise PickerError(LIMIT_MESSAGES[limit.which]) from None
         await self.notifier.status(generation, force=True)
@@ -199,10 +208,12 @@ class Generations:
         elif isinstance(error, KieInsufficientCredits):
             await self.notifier.alert_admins(
                 "credits", N_("The Kie.ai account is out of credits. Generations are refunded."))
-        elif isinstance(error, KieModelDisabled):
+        elif isinstance(error, KieModelDisabled) and await self.store.set_model_hidden(
+                model.id, HIDDEN_BY_KIE):  # hidden until an admin says /model … on: told once
             await self.notifier.alert_admins(
-                f"disabled:{model.id}", N_("Kie.ai says the model {model} is disabled."),
-                model=model.kie_model)
+                f"disabled:{model.id}", N_("Kie.ai says the model {model} is disabled. It is "
+                                           "hidden now; /model {entry} on offers it again."),
+                model=model.kie_model, entry=model.entry)
         await self._fail(generation, reason, detail)
 
     async def _fail(self, generation: Generation, reason: str, detail: str | None = None) -> None:
@@ -211,5 +222,13 @@ class Generations:
             await self.notifier.failed(failed)
 
 
-def _models_for(draft: Draft) -> list[Model]:
-    return models_of(draft.kind, picture=draft.picture is not None)
+def _models_for(offer: Offer, draft: Draft) -> list[Model]:
+    return offer.models_of(draft.kind, picture=draft.picture is not None)
+
+
+def _promise(promised: str) -> tuple[int, int]:
+    """(revision, price) from a ✅ button's data; (-1, -1) for anything else (old or forged)."""
+    revision, _, price = promised.partition("-")
+    if revision.isascii() and revision.isdigit() and price.isascii() and price.isdigit():
+        return int(revision), int(price)
+    return -1, -1

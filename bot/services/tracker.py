@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieError, KieNotFound
-from bot.services.delivery import Delivery, FileDetails, Outcome
+from bot.services.delivery import Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
 from bot.store import WITHOUT_RESULT, Generation, GenerationState, Store
@@ -197,11 +197,8 @@ class Tracker:
         task.add_done_callback(lambda _: self._deliveries.pop(generation.id, None))
 
     async def _delivery(self, generation: Generation) -> None:
-        # What Kie said of each file (a track's title) goes along, on every try.
-        files = [FileDetails(title=f.get("title"), duration=f.get("duration"))
-                 for f in generation.result_files]
         try:
-            outcome = await self.delivery.deliver(generation, files)
+            outcome = await self.delivery.deliver(generation)
         except Exception:  # a bug must not strand the result: it is tried again later
             log.exception("generation %s: delivery failed", generation.id)
             outcome = Outcome.RETRY

@@ -12,9 +12,10 @@ does not trip over them in production:
 - upload limits (photo 10 MiB, anything 50 MiB), unknown file ids, replies to unknown messages.
 
 Tests feed updates (`send_message`, `press`, `anonymous_admin_message`, `channel_message`,
-`redeliver`), stage what happens to chats (`block`, `kick`, `upgrade_group`, `delete_user_message`),
-inject faults (`fail_next`, `outage`, `refuse_urls`) and inspect what the bot did (`calls`,
-`wait_for`, `sent_to`, the per-chat message store).
+`pre_checkout`, `pay`, `redeliver`), stage what happens to chats (`block`, `kick`, `upgrade_group`,
+`delete_user_message`), inject faults (`fail_next`, `outage`, `refuse_urls`) and inspect what the
+bot did (`calls`, `wait_for`, `sent_to`, the per-chat message store; for payments `invoices`,
+`checkout_answers`, `charges`).
 Nothing here reaches the network: the server binds 127.0.0.1 only.
 
     async with FakeTelegram() as tg:
@@ -66,6 +67,13 @@ BLOCKED = "Forbidden: bot was blocked by the user"
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 UPGRADED = "Bad Request: group chat was upgraded to a supergroup chat"  # + parameters.migrate_to_chat_id
 KICKED = "Forbidden: bot was kicked from the {type} chat"  # type: group, supergroup or channel
+# Telegram Stars. CHARGE_ALREADY_REFUNDED, STARS_INVOICE_INVALID and PAYMENT_PROVIDER_INVALID are
+# what api.telegram.org answers; the other descriptions are the fake's (same shape).
+ALREADY_REFUNDED = "Bad Request: CHARGE_ALREADY_REFUNDED"
+CHARGE_NOT_FOUND = "Bad Request: CHARGE_NOT_FOUND"
+STARS_CURRENCY = "XTR"
+CHECKOUT_TIMEOUT = 10.0  # seconds Telegram waits for answerPreCheckoutQuery
+MAX_INVOICE_TITLE, MAX_INVOICE_DESCRIPTION, MAX_INVOICE_PAYLOAD_BYTES = 32, 255, 128
 # What api.telegram.org answers while it is in trouble (aiogram: TelegramServerError).
 SERVER_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
                  504: "Gateway Timeout"}
@@ -178,6 +186,17 @@ class Call:
     @property
     def description(self) -> str | None:
         return None if self.ok else self.response["description"]
+
+
+@dataclass
+class Charge:
+    """A paid invoice (FakeTelegram.pay), which refundStarPayment can refund once."""
+
+    user_id: int
+    currency: str
+    total_amount: int
+    invoice_payload: str
+    refunded: bool = False
 
 
 @dataclass
@@ -565,11 +584,15 @@ class FakeTelegram(LocalServer):
         self.webhook_url: str = ""
         self.allowed_updates: list[str] | None = None
         self.updates: list[dict[str, Any]] = []  # queued, not yet confirmed by an offset
+        self.invoices: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, message id) -> sendInvoice params
+        self.checkout_answers: dict[str, dict[str, Any]] = {}  # pre-checkout query id -> answer params
+        self.charges: dict[str, Charge] = {}  # telegram_payment_charge_id -> the payment (pay)
         self.update_log: list[dict[str, Any]] = []  # every update ever queued, as queued
 
         self._fail_rules: list[_FailRule] = []
         self._file_records: dict[str, _FileRecord] = {}
         self._callback_ids: set[str] = set()
+        self._checkouts: dict[str, float] = {}  # open pre-checkout query id -> time.monotonic() queued
         self._next_update_id = 1
         self._redeliver: set[int] = set()  # update ids getUpdates returns once more whatever the offset
         self._outage: tuple[ApiError, frozenset[str] | None] | None = None
@@ -601,6 +624,9 @@ class FakeTelegram(LocalServer):
             "getchatmenubutton": lambda p: {"type": "commands"},
             "getfile": self._get_file,
             "sendchataction": self._send_chat_action,
+            "sendinvoice": self._send_invoice,
+            "answerprecheckoutquery": self._answer_pre_checkout_query,
+            "refundstarpayment": self._refund_star_payment,
         }
         for method, kind in _MEDIA_METHODS.items():
             self._handlers[method] = lambda p, kind=kind: self._send_media(kind, p)
@@ -762,6 +788,70 @@ class FakeTelegram(LocalServer):
                                                   data=data, file_path=path)
         self.files[path] = data
         return path
+
+    # -- test side: payments (Telegram Stars) ----------------------------------------------------
+
+    @property
+    def next_update_id(self) -> int:
+        """The update_id the next queued update gets."""
+        return self._next_update_id
+
+    def invoice(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The sendInvoice params behind an invoice message the bot sent (payload, prices, ...)."""
+        found = self.invoices.get((message["chat"]["id"], message["message_id"]))
+        if found is None:
+            raise ValueError(f"message {message['message_id']} is not an invoice the bot sent")
+        return copy.deepcopy(found)
+
+    def _invoice_fields(self, invoice: dict[str, Any] | None, currency: str | None,
+                        total_amount: int | None, invoice_payload: str | None) -> dict[str, Any]:
+        """currency, total_amount, invoice_payload: the invoice message's, unless given."""
+        base: dict[str, Any] = {}
+        if invoice is not None:
+            params = self.invoice(invoice)
+            base = {"currency": params["currency"], "invoice_payload": params["payload"],
+                    "total_amount": sum(int(p["amount"]) for p in params["prices"])}
+        given = {"currency": currency, "total_amount": total_amount, "invoice_payload": invoice_payload}
+        fields = {**base, **{k: v for k, v in given.items() if v is not None}}
+        missing = {"currency", "total_amount", "invoice_payload"} - set(fields)
+        if missing:
+            raise ValueError(f"give an invoice message or {', '.join(sorted(missing))}")
+        return fields
+
+    def pre_checkout(self, from_user: dict[str, Any], invoice: dict[str, Any] | None = None, *,
+                     currency: str | None = None, total_amount: int | None = None,
+                     invoice_payload: str | None = None) -> dict[str, Any]:
+        """Queue the `pre_checkout_query` Telegram sends when `from_user` presses Pay on `invoice`
+        (the invoice message the bot sent), with any field overridden; returns the query. The bot
+        must answer it within CHECKOUT_TIMEOUT seconds (see `checkout_answers`)."""
+        self._counter += 1
+        query = {"id": f"{self._counter}{secrets.randbelow(10**9):09d}", "from": from_user,
+                 **self._invoice_fields(invoice, currency, total_amount, invoice_payload)}
+        self._checkouts[query["id"]] = time.monotonic()
+        self.queue_update({"pre_checkout_query": query})
+        return copy.deepcopy(query)
+
+    def pay(self, from_user: dict[str, Any], invoice: dict[str, Any] | None = None, *,
+            currency: str | None = None, total_amount: int | None = None,
+            invoice_payload: str | None = None,
+            chat: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Queue the service message with `successful_payment` that follows a paid invoice (in
+        the private chat unless `chat` is given). Returns (telegram_payment_charge_id, message);
+        redeliver(message) sends the same update again."""
+        fields = self._invoice_fields(invoice, currency, total_amount, invoice_payload)
+        charge_id = f"stx{secrets.token_hex(16)}"
+        self.charges[charge_id] = Charge(from_user["id"], fields["currency"], fields["total_amount"],
+                                         fields["invoice_payload"])
+        chat = chat or self.private_chat(from_user)
+        message: dict[str, Any] = {
+            "message_id": self._new_message_id(chat["id"]), "date": int(time.time()), "chat": chat,
+            "from": from_user,
+            "successful_payment": {**fields, "telegram_payment_charge_id": charge_id,
+                                   "provider_payment_charge_id": ""},  # the fake leaves it empty
+        }
+        self._store(message)
+        self.queue_update({"message": copy.deepcopy(message)})
+        return charge_id, copy.deepcopy(message)
 
     # -- test side: faults -----------------------------------------------------------------------
 
@@ -1593,6 +1683,55 @@ class FakeTelegram(LocalServer):
                 self.deleted.append((chat_id, message_id))
         return True
 
+    # -- payments (Telegram Stars) ---------------------------------------------------------------
+
+    def _send_invoice(self, p: dict[str, Any]) -> dict[str, Any]:
+        for name, limit in (("title", MAX_INVOICE_TITLE), ("description", MAX_INVOICE_DESCRIPTION)):
+            if not 1 <= len(str(p.get(name) or "")) <= limit:
+                raise _bad(f"{name.upper()}_INVALID")
+        if not 1 <= len(str(p.get("payload") or "").encode("utf-8")) <= MAX_INVOICE_PAYLOAD_BYTES:
+            raise _bad("INVOICE_PAYLOAD_INVALID")
+        prices = p.get("prices")
+        if not isinstance(prices, list) or not prices or not all(
+                isinstance(x, dict) and isinstance(x.get("amount"), int) and x.get("label")
+                for x in prices):
+            raise _bad("can't parse prices JSON object")
+        if p.get("currency") == STARS_CURRENCY:
+            # Stars: no payment provider, one price, no tips.
+            if p.get("provider_token"):
+                raise _bad("PAYMENT_PROVIDER_INVALID")
+            if len(prices) != 1 or p.get("max_tip_amount") or p.get("suggested_tip_amounts"):
+                raise _bad("STARS_INVOICE_INVALID")
+        elif not p.get("provider_token"):
+            raise _bad("PAYMENT_PROVIDER_INVALID")
+        if sum(x["amount"] for x in prices) <= 0:
+            raise _bad("CURRENCY_TOTAL_AMOUNT_INVALID")
+        message = self._send_other("sendInvoice", p)
+        self.invoices[message["chat"]["id"], message["message_id"]] = copy.deepcopy(p)
+        return message
+
+    def _answer_pre_checkout_query(self, p: dict[str, Any]) -> bool:
+        query_id = str(p.get("pre_checkout_query_id", ""))
+        queued = self._checkouts.get(query_id)
+        if queued is None or time.monotonic() - queued > CHECKOUT_TIMEOUT:
+            raise ApiError(400, QUERY_TOO_OLD)  # unknown, answered before, or answered too late
+        if not isinstance(p.get("ok"), bool):
+            raise _bad('parameter "ok" is required')
+        if not p["ok"] and not str(p.get("error_message") or "").strip():
+            raise _bad("ERROR_MESSAGE_EMPTY")
+        del self._checkouts[query_id]
+        self.checkout_answers[query_id] = p
+        return True
+
+    def _refund_star_payment(self, p: dict[str, Any]) -> bool:
+        charge = self.charges.get(str(p.get("telegram_payment_charge_id", "")))
+        if charge is None or charge.user_id != p.get("user_id"):
+            raise ApiError(400, CHARGE_NOT_FOUND)
+        if charge.refunded:
+            raise ApiError(400, ALREADY_REFUNDED)
+        charge.refunded = True
+        return True
+
     # -- callbacks and commands ------------------------------------------------------------------
 
     def _answer_callback_query(self, p: dict[str, Any]) -> bool:
@@ -1631,5 +1770,6 @@ class FakeTelegram(LocalServer):
         return self.commands.get(self._commands_key(p), [])
 
 
-__all__ = ["CHANNEL_BOT", "GROUP_ANONYMOUS_BOT", "GROUP_OWNER", "ApiError", "Call", "FakeTelegram",
-           "HtmlParseError", "UploadedFile", "image_size", "parse_html", "tiny_png", "utf16_len"]
+__all__ = ["CHANNEL_BOT", "GROUP_ANONYMOUS_BOT", "GROUP_OWNER", "ApiError", "Call", "Charge",
+           "FakeTelegram", "HtmlParseError", "UploadedFile", "image_size", "parse_html", "tiny_png",
+           "utf16_len"]

@@ -1,0 +1,165 @@
+"""Telegram Stars: which package an invoice names, whether a checkout may go on, crediting a
+paid package once per charge, and refunding one (Telegram first, then the ledger)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+
+from bot import texts
+from bot.config import CreditPackage
+from bot.errors import Refusal
+from bot.i18n import N_
+from bot.services.accounts import UsageError, ascii_number
+from bot.services.telegram import with_retry
+from bot.store import LedgerRow, Purchase, Store, User
+
+log = logging.getLogger(__name__)
+
+CURRENCY = "XTR"  # Telegram Stars: no payment provider, no provider token
+# Telegram's answer to a second refund of one charge: the Stars are back with the buyer.
+ALREADY_REFUNDED = "CHARGE_ALREADY_REFUNDED"
+# A flood-control wait is sat out once; a 5xx is not retried here (see `refund`).
+REFUND_ATTEMPTS = 2
+
+PACKAGE_GONE = N_("This package is no longer offered. Send /buy to see the current ones.")
+CHECKOUT_BANNED = N_("You are banned from using this bot, so you cannot buy credits.")
+CHECKOUT_MISMATCH = N_("This invoice does not match the package it names. Send /buy for a new one.")
+REFUND_USAGE = N_("Usage: <code>/refund &lt;charge id&gt;</code>, or "
+                  "<code>/refund &lt;charge id&gt; force</code> when the buyer has already spent "
+                  "some of the credits.\nExample: <code>/refund stxAbC123 force</code>")
+SPENT = N_("The buyer has already spent some of these credits: their balance is {left}, the "
+           "purchase was {credits}. Nothing was refunded. To refund the {stars} ⭐ anyway and "
+           "take back only what is left, send <code>/refund {charge_id} force</code>.")
+FORCE = "force"
+# Telegram's charge ids are short ASCII tokens; anything longer is not one.
+MAX_CHARGE_ID = 256
+
+
+def parse_key(payload: str) -> tuple[int, int] | None:
+    """(credits, stars) from an invoice payload `credits:stars` (CreditPackage.key)."""
+    first, _, second = payload.partition(":")
+    credits, stars = ascii_number(first), ascii_number(second)
+    if not credits or not stars:  # None (not a number) or 0
+        return None
+    return credits, stars
+
+
+def find_package(packages: Iterable[CreditPackage], key: str) -> CreditPackage | None:
+    return next((package for package in packages if package.key == key), None)
+
+
+def checkout_refusal(packages: Iterable[CreditPackage], *, payload: str, currency: str,
+                     total_amount: int, banned: bool) -> str | None:
+    """Why a pre-checkout is refused (a message id), or None: let the payment go on. Only
+    what is on offer now may be bought, at exactly its price."""
+    if banned:
+        return CHECKOUT_BANNED
+    package = find_package(packages, payload)
+    if package is None:
+        return PACKAGE_GONE
+    if currency != CURRENCY or total_amount != package.stars:
+        return CHECKOUT_MISMATCH
+    return None
+
+
+class UnknownPayload(Exception):
+    """A paid invoice whose payload names no package: nothing to credit automatically."""
+
+
+async def credit_payment(store: Store, user_id: int, *, charge_id: str, payload: str,
+                         total_amount: int) -> LedgerRow | None:
+    """Credit a paid invoice once per charge id; None when it was credited before. The credits
+    are the ones the payload names (the package as it was bought, even if the offer changed
+    since) and the Stars what was paid."""
+    parsed = parse_key(payload)
+    if parsed is None:
+        raise UnknownPayload(payload)
+    return await store.record_purchase(user_id, charge_id=charge_id, package=payload,
+                                       credits=parsed[0], stars=total_amount)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    charge_id: str
+    force: bool
+
+
+def parse_refund(args: str | None) -> RefundRequest:
+    """`<charge id>` or `<charge id> force`."""
+    tokens = (args or "").split()
+    if not tokens:
+        raise UsageError(N_("Say which payment to refund."), usage=REFUND_USAGE)
+    if len(tokens) > 2 or (len(tokens) == 2 and tokens[1].lower() != FORCE):
+        raise UsageError(N_("Only the word force may follow the charge id."), usage=REFUND_USAGE)
+    if len(tokens[0]) > MAX_CHARGE_ID or not tokens[0].isascii():
+        raise UsageError(N_("That is not a Telegram charge id."), usage=REFUND_USAGE)
+    return RefundRequest(tokens[0], force=len(tokens) == 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Refunded:
+    purchase: Purchase
+    buyer: User
+    taken: int     # credits taken back (all of the purchase, or what was left of them)
+    balance: int   # the buyer's balance after it
+
+
+async def refund(bot: Bot, store: Store, request: RefundRequest, *, admin_id: int) -> Refunded:
+    """Refund a purchase's Stars, then take its credits back: at most once per charge.
+
+    Telegram goes first, so the ledger never says "refunded" for Stars that were not. When
+    Telegram says the charge was already refunded (an earlier call whose answer was lost, or a
+    refund made elsewhere), the ledger catches up. A 5xx or a timeout may or may not have
+    refunded: nothing is recorded and the admin repeats the command, which then takes one of
+    the two paths above."""
+    purchase = await store.get_purchase(request.charge_id)
+    if purchase is None:
+        raise Refusal(N_("I know no purchase with the charge id {charge_id}."),
+                      charge_id=request.charge_id)
+    if purchase.refunded_at is not None:
+        raise Refusal(N_("This purchase was already refunded. Taken back then: {taken} "
+                         "(bought: {credits})."),
+                      taken=texts.credits(purchase.taken_back or 0),
+                      credits=texts.credits(purchase.credits))
+    buyer = await _buyer(store, purchase)
+    if buyer.balance < purchase.credits and not request.force:
+        raise Refusal(SPENT, left=texts.credits(buyer.balance), credits=texts.credits(
+            purchase.credits), stars=purchase.stars, charge_id=purchase.charge_id)
+    await _refund_at_telegram(bot, purchase)
+    row = await store.record_purchase_refund(purchase.charge_id, admin_id=admin_id)
+    if row is None:  # another /refund of this charge recorded it meanwhile
+        raise Refusal(N_("This purchase was refunded meanwhile by another command."))
+    log.info("purchase %s of user %s refunded by %s: %s stars, %s credits taken back",
+             purchase.charge_id, purchase.user_id, admin_id, purchase.stars, -row.amount)
+    return Refunded(purchase=purchase, buyer=buyer, taken=-row.amount, balance=row.balance_after)
+
+
+async def _buyer(store: Store, purchase: Purchase) -> User:
+    buyer = await store.get_user(purchase.user_id)
+    if buyer is None:  # the purchases table refers to users; a missing one is a broken store
+        raise LookupError(f"purchase {purchase.charge_id}: no user {purchase.user_id}")
+    return buyer
+
+
+async def _refund_at_telegram(bot: Bot, purchase: Purchase) -> None:
+    """refundStarPayment; returns when the Stars are back with the buyer (now or before)."""
+    try:
+        await with_retry(lambda: bot.refund_star_payment(purchase.user_id, purchase.charge_id),
+                         REFUND_ATTEMPTS, retry_server_errors=False)
+    except (TelegramServerError, TelegramNetworkError) as error:
+        log.warning("refund of %s: Telegram did not answer (%s)", purchase.charge_id, error)
+        raise Refusal(N_("Telegram did not confirm the refund ({reason}). Nothing was recorded; "
+                         "send the same command again in a minute: if the Stars did go back, "
+                         "the repeat records it."), reason=type(error).__name__) from error
+    except TelegramAPIError as error:
+        if ALREADY_REFUNDED in error.message:
+            log.info("refund of %s: Telegram had refunded it already", purchase.charge_id)
+            return
+        log.warning("refund of %s refused by Telegram: %s", purchase.charge_id, error.message)
+        raise Refusal(N_("Telegram refused the refund: {reason}. Nothing was changed."),
+                      reason=error.message) from error
