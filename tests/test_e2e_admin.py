@@ -204,6 +204,8 @@ async def test_stats_and_user_agree_with_the_ledger_after_a_scripted_run(tg, kie
     assert f"Balance: {bob_user.balance} credits" in card
     assert re.search(r"\+500 · bought with Stars", card) and "-500 · Stars refunded" in card
     assert "Seedream · failed · 20 credits" in card
+    assert "<code>ch-1</code> · 50 ⭐ · 100 credits" in card
+    assert "<code>ch-2</code> · 200 ⭐ · 500 credits · refunded" in card
 
 
 async def test_kie_reports_the_account_credits_or_why_not(tg, kie, bot):

@@ -82,6 +82,12 @@ async def user(message: Message, *, command: CommandObject, store: Store,
     lines += [f"{_date(row.created_at)} · {row.amount:+d} · {html.escape(texts.ledger_kind(row.kind))}"
               + (f" #{row.generation_id}" if row.generation_id else "")
               for row in await store.ledger(target.id, USER_ROWS)] or ["—"]
+    purchases = await store.purchases_of(target.id, USER_ROWS)
+    if purchases:  # the charge ids /refund takes
+        lines += ["", "<b>" + _("Purchases") + "</b>"]
+        lines += [f"{_date(p.created_at)} · <code>{html.escape(p.charge_id)}</code> · {p.stars} ⭐"
+                  f" · {texts.credits(p.credits)}" + (" · " + _("refunded") if p.refunded_at else "")
+                  for p in purchases]
     lines += ["", "<b>" + _("Generations") + "</b>"]
     lines += [f"#{g.id} {_date(g.created_at)} · {html.escape(_model_name(g.model))} · {g.state} · "
               f"{texts.credits(g.price)}"

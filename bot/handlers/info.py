@@ -35,11 +35,12 @@ async def help_(message: Message, store: Store) -> None:
         _("/balance — your credits and their history"),
         _("/history — your last generations; send a result again"),
         _("/language — choose the language"),
+        _("/buy — buy credits with Telegram Stars; /paysupport — help with a payment"),
         "",
         texts.price_list(await current_offer(store)),
         "",
         _("Each generation is paid from your balance; if it fails, the credits come back. "
-          "To get credits, ask an admin of this bot."),
+          "To get credits, /buy them or ask an admin of this bot."),
     ]
     await message.answer("\n".join(lines))
 
