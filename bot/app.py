@@ -1,9 +1,14 @@
-"""Wiring: the Bot, the Dispatcher, the store, the Kie client and the tracker; start and stop."""
+"""Wiring: `build` makes every part of the bot once; `Application` runs them, with long polling
+or Telegram's webhook, and with the web server (Kie callbacks, the webhook, /healthz) when
+WEB_PORT is set."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import httpx
 from aiogram import Bot, Dispatcher
@@ -13,6 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
+from aiogram.utils.i18n import I18n
 
 from bot.config import Settings
 from bot.handlers import build_router
@@ -20,6 +26,7 @@ from bot.i18n import N_, UserLocaleMiddleware, create_i18n
 from bot.kie import KieClient, RateLimiter
 from bot.middlewares import AccountMiddleware, RepeatedUpdateMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
+from bot.services.callbacks import KieCallbacks
 from bot.services.credit_watch import CreditWatch
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
@@ -27,6 +34,7 @@ from bot.services.notifier import Notifier
 from bot.services.pictures import Pictures
 from bot.services.tracker import Tracker
 from bot.store import Store
+from bot.web import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,65 @@ COMMANDS = (
 )
 
 
+@dataclass
+class Parts:
+    """Everything the bot is made of, built once by `build`."""
+
+    settings: Settings
+    i18n: I18n
+    dispatcher: Dispatcher
+    bot: Bot
+    store: Store
+    kie: KieClient
+    tracker: Tracker
+    watch: CreditWatch | None
+    callbacks: KieCallbacks | None
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self._closers):
+            await close()
+
+
+async def build(settings: Settings, i18n: I18n) -> Parts:
+    store = await Store.open(settings.database_path)
+    limiter = RateLimiter(settings.kie_rate_limit, settings.kie_rate_window)
+    kie = KieClient(settings.kie_api_key, base_url=str(settings.kie_api_url),
+                    upload_url=str(settings.kie_upload_url), limiter=limiter)
+    # Redirects are followed by Delivery itself: a few, to http(s) only.
+    downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+    bot = Bot(settings.bot_token.get_secret_value(),
+              session=AiohttpSession(api=TelegramAPIServer.from_base(
+                  str(settings.telegram_api_url).rstrip("/"))),
+              default=DefaultBotProperties(parse_mode=ParseMode.HTML,
+                                           link_preview_is_disabled=True))
+    # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
+    bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
+    notifier = Notifier(bot, store, i18n, settings.admin_ids)
+    delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
+    tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
+    generations = Generations(store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
+                              settings=settings, wake_tracker=tracker.wake)
+
+    # What handlers receive by name, in either mode (polling or webhook).
+    dp = Dispatcher(store=store, settings=settings, generations=generations, kie=kie,
+                    delivery=delivery)
+    dp.update.outer_middleware(ThrottleMiddleware(i18n))  # before any database write
+    dp.update.outer_middleware(RepeatedUpdateMiddleware(store))
+    dp.update.outer_middleware(AccountMiddleware(store, settings, i18n))
+    UserLocaleMiddleware(i18n).setup(dp)
+    dp.callback_query.middleware(CallbackAnswerMiddleware())
+    dp.include_router(build_router())
+
+    return Parts(
+        settings=settings, i18n=i18n, dispatcher=dp, bot=bot, store=store, kie=kie,
+        tracker=tracker,
+        watch=(CreditWatch(store, kie, notifier, settings.kie_low_credit_alert)
+               if settings.kie_low_credit_alert > 0 else None),
+        callbacks=KieCallbacks(store, tracker, settings) if settings.kie_callback_url else None,
+        _closers=[store.close, downloads.aclose, kie.aclose, bot.session.close])
+
+
 class Application:
     """One running bot. `run()` until stopped; `stop()` ends it gracefully."""
 
@@ -52,72 +119,76 @@ class Application:
         self.settings = settings
         self.handle_signals = handle_signals
         self.i18n = create_i18n(settings.default_language)
-        self.dispatcher = Dispatcher()
         self.started = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._parts: Parts | None = None
 
     async def run(self) -> None:
         settings = self.settings
-        store = await Store.open(settings.database_path)
-        limiter = RateLimiter(settings.kie_rate_limit, settings.kie_rate_window)
-        kie = KieClient(settings.kie_api_key, base_url=str(settings.kie_api_url),
-                        upload_url=str(settings.kie_upload_url), limiter=limiter)
-        # Redirects are followed by Delivery itself: a few, to http(s) only.
-        downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
-        bot = Bot(settings.bot_token.get_secret_value(),
-                  session=AiohttpSession(api=TelegramAPIServer.from_base(
-                      str(settings.telegram_api_url).rstrip("/"))),
-                  default=DefaultBotProperties(parse_mode=ParseMode.HTML,
-                                               link_preview_is_disabled=True))
-        # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
-        bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
-        notifier = Notifier(bot, store, self.i18n, settings.admin_ids)
-        delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=self.i18n, http=downloads)
-        tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
-        generations = Generations(store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
-                                  settings=settings, wake_tracker=tracker.wake)
-
-        dp = self.dispatcher
-        dp.update.outer_middleware(ThrottleMiddleware(self.i18n))  # before any database write
-        dp.update.outer_middleware(RepeatedUpdateMiddleware(store))
-        dp.update.outer_middleware(AccountMiddleware(store, settings, self.i18n))
-        UserLocaleMiddleware(self.i18n).setup(dp)
-        dp.callback_query.middleware(CallbackAnswerMiddleware())
-        dp.include_router(build_router())
-
-        watch = (CreditWatch(store, kie, notifier, settings.kie_low_credit_alert)
-                 if settings.kie_low_credit_alert > 0 else None)
-
-        async def on_startup() -> None:
-            await self._set_commands(bot)
-            await tracker.start()
-            if watch is not None:
-                watch.start()
-            self.started.set()
-            log.info("bot started")
-
-        async def on_shutdown() -> None:
-            await tracker.stop()
-            if watch is not None:
-                await watch.stop()
-            log.info("bot stopped")
-
-        dp.startup.register(on_startup)
-        dp.shutdown.register(on_shutdown)
+        parts = self._parts = await build(settings, self.i18n)
+        dp = parts.dispatcher
+        dp.startup.register(self._on_startup)
+        dp.shutdown.register(self._on_shutdown)
         # Services and tracker reach the current I18n through its context variable.
         self.i18n.set_current(self.i18n)
+        web = (WebServer(settings, dp, parts.bot, store=parts.store, tracker=parts.tracker,
+                         kie=parts.kie, callbacks=parts.callbacks)
+               if settings.web_port is not None else None)
         try:
-            await dp.start_polling(
-                bot, allowed_updates=dp.resolve_used_update_types(),
-                handle_signals=self.handle_signals, close_bot_session=True,
-                store=store, settings=settings, generations=generations, kie=kie,
-                delivery=delivery)
+            if settings.webhook_url is None:
+                if web is not None:
+                    await web.start()
+                await dp.start_polling(parts.bot, allowed_updates=dp.resolve_used_update_types(),
+                                       handle_signals=self.handle_signals,
+                                       close_bot_session=False)
+            else:
+                assert web is not None  # Settings: WEBHOOK_URL needs WEB_PORT
+                await web.start()  # the dispatcher starts with it (aiogram's setup_application)
+                await self._until_stopped()
         finally:
-            await kie.aclose()
-            await downloads.aclose()
-            await store.close()
+            if web is not None:
+                await web.stop()
+            await parts.close()
 
     async def stop(self) -> None:
-        await self.dispatcher.stop_polling()
+        if self.settings.webhook_url is None and self._parts is not None:
+            await self._parts.dispatcher.stop_polling()
+        self._stopping.set()
+
+    async def _until_stopped(self) -> None:
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+
+    async def _on_startup(self, bot: Bot) -> None:
+        parts = self._parts
+        assert parts is not None
+        await self._set_commands(bot)
+        settings = self.settings
+        if settings.webhook_url is None:
+            # A webhook left from an earlier run would make every getUpdates fail (409).
+            await bot.delete_webhook(drop_pending_updates=False)
+        else:
+            await bot.set_webhook(
+                str(settings.webhook_url),
+                secret_token=settings.webhook_secret.get_secret_value()
+                if settings.webhook_secret else None,
+                allowed_updates=parts.dispatcher.resolve_used_update_types())
+        await parts.tracker.start()
+        if parts.watch is not None:
+            parts.watch.start()
+        self.started.set()
+        log.info("bot started (%s)", "webhook" if settings.webhook_url else "long polling")
+
+    async def _on_shutdown(self) -> None:
+        parts = self._parts
+        assert parts is not None
+        await parts.tracker.stop()
+        if parts.watch is not None:
+            await parts.watch.stop()
+        log.info("bot stopped")
 
     async def _set_commands(self, bot: Bot) -> None:
         """The command menu in every shipped language; the default one for everyone else."""

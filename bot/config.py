@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.kie.constants import KIE_API_URL, KIE_UPLOAD_URL
@@ -148,6 +148,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a language code such as en or ru")
         return value
 
+    @model_validator(mode="after")
+    def _web_needs_a_port(self) -> Settings:
+        """Callbacks and the webhook come in through the bot's own web server."""
+        for name in ("webhook_url", "kie_callback_url"):
+            if getattr(self, name) is not None and self.web_port is None:
+                raise ValueError(f"{name.upper()} needs WEB_PORT: the bot serves it itself")
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: without it anyone could post "
+                             "updates to the bot")
+        return self
+
     def deadline(self, kind: str) -> float:
         return {"image": self.kie_deadline_image, "video": self.kie_deadline_video,
                 "audio": self.kie_deadline_audio}[kind]
@@ -161,7 +172,9 @@ class Settings(BaseSettings):
 def describe_error(error: ValidationError) -> str:
     """One line naming the first bad setting, never echoing its value (it may be a secret)."""
     first = error.errors()[0]
-    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    if not first["loc"]:  # a rule across settings: its message names them
+        return f"Configuration error: {first['msg'].removeprefix('Value error, ')}"
+    name = str(first["loc"][0]).upper()
     if first["type"] == "missing":
         return f"Configuration error: {name} is required (set it in the environment or in .env)"
     return f"Configuration error: {name} is invalid: {first['msg']}"

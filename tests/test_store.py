@@ -442,3 +442,31 @@ async def test_a_migrated_group_takes_its_open_work_along(store: Store) -> None:
     assert (await store.get_generation(running.id)).chat_id == new
     assert (await store.get_generation(finished.id)).chat_id == old  # history stays as it was
     assert (await store.get_draft(drafts[2])).chat_id == new
+
+
+async def test_a_recovered_generation_is_delivered_free_and_never_refunded_twice(store: Store) -> None:
+    await add_user(store, credits=PRICE * 3)
+    generation = await start(store, await open_draft(store))
+    failed = await store.fail_generation(generation.id, "interrupted")  # the restart's refund
+    assert failed is not None and await refunds(store, generation.id) == 1
+    now = time.time()
+    recover = dict(deliver_by=now + 3600, lease_until=now + 600)
+    assert await store.recover(generation.id, "task_r", ["https://x/1.png"], **recover) is not None
+    assert await store.recover(generation.id, "task_r", ["https://x/1.png"], **recover) is None
+    # Its delivery given up later: closed again, but the one refund stands alone.
+    assert await store.fail_generation(generation.id, "undelivered",
+                                       states=(GenerationState.SUCCEEDED,)) is not None
+    assert await refunds(store, generation.id) == 1
+    assert await store.ledger_sum(USER) == (await store.get_user(USER)).balance
+
+
+async def test_only_an_interrupted_generation_without_a_task_can_be_recovered(store: Store) -> None:
+    await add_user(store, credits=PRICE * 3)
+    timed_out = await start(store, await open_draft(store))
+    await store.fail_generation(timed_out.id, "timeout")
+    running = await start(store, await open_draft(store))
+    await store.mark_submitted(running.id, "task_1", time.time() + 60)
+    now = time.time()
+    for generation in (timed_out, running):
+        assert await store.recover(generation.id, "task_x", ["https://x/1.png"],
+                                   deliver_by=now + 60, lease_until=now + 60) is None

@@ -19,7 +19,8 @@ from bot.i18n import create_i18n
 from bot.kie import KieClient, RateLimiter
 from bot.services.delivery import Delivery, Outcome
 from bot.services.notifier import Notifier
-from bot.services.tracker import DELIVERY_LEASE, Tracker, delivery_retry_delay, next_check_delay
+from bot.services.schedule import next_check_delay
+from bot.services.tracker import DELIVERY_LEASE, Tracker, delivery_retry_delay
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.conftest import KIE_KEY, TOKEN, make_settings
 from tests.fakes.kie import TaskPlan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class KieClient:
         self._read_attempts = read_attempts
         self._backoff = backoff
         self._upload_url = upload_url.rstrip("/")
+        self.last_success_at: float | None = None  # the last call Kie answered (for /healthz)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
@@ -178,6 +180,7 @@ class KieClient:
         # The envelope's code first; the HTTP status where it has none (or says 200 wrongly).
         code = envelope.code if envelope and envelope.code != 200 else response.status_code
         if code == 200 and envelope is not None:
+            self.last_success_at = time.time()
             return envelope.data
         message = envelope.text if envelope else response.reason_phrase
         if code == 429 or response.status_code == 429:

@@ -40,3 +40,10 @@ NO_RESULT = "no result"
 # Every state either API documents: any other is logged by the caller and polled again.
 KNOWN_STATES = (STATES_RUNNING | {STATE_SUCCESS, STATE_FAIL} | SUNO_STATES_RUNNING
                 | {SUNO_STATE_SUCCESS} | SUNO_STATES_FAIL)
+
+# Callbacks (kie-api.md, Callbacks): signed only when the account owner made an HMAC key;
+# the signature covers the task id and the time, not the body.
+CALLBACK_TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+CALLBACK_SIGNATURE_HEADER = "X-Webhook-Signature"
+# Older signatures are refused: a replayed callback cannot be made fresh.
+CALLBACK_MAX_AGE = 300.0

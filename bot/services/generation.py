@@ -19,9 +19,11 @@ from bot.kie.errors import (
     KieModelDisabled,
     KieValidationError,
 )
+from bot.services.callbacks import callback_url
 from bot.services.notifier import Notifier
 from bot.services.offers import HIDDEN_BY_KIE, current_offer
 from bot.services.pictures import PictureError, Pictures
+from bot.services.schedule import first_check_delay
 from bot.store import (
     Draft,
     DraftChanged,
@@ -185,14 +187,15 @@ class Generations:
                 kie_input = model.with_picture(kie_input,
                                                await self.pictures.upload(generation.picture))
             task_id = await self.kie.start(model.api, model.kie_model, kie_input,
-                                           owner=generation.user_id)
+                                           owner=generation.user_id,
+                                           callback_url=callback_url(self.settings, generation.id))
         except PictureError as error:
             await self._fail(generation, error.reason)
             return
         except KieError as error:
             await self._refuse(generation, model, error)
             return
-        first_check = self._clock() + (self.settings.kie_poll_interval or model.poll_interval)
+        first_check = self._clock() + first_check_delay(model, self.settings)
         await self.store.mark_submitted(generation.id, task_id, first_check)
         self.wake_tracker()
 

@@ -23,12 +23,11 @@ from bot.kie.errors import KieError, KieNotFound
 from bot.services.delivery import Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
+from bot.services.schedule import later_check_delay
 from bot.store import WITHOUT_RESULT, Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
 
-# Kie's advice: check often while a task is young, then back off.
-BACKOFF_DIVISOR = 4.0
 IDLE_WAKEUP = 60.0
 FAILURE_PAUSE = 1.0
 # A delivery in progress holds its row this long; a restart releases it at once.
@@ -39,13 +38,6 @@ DELIVERY_RETRY_MAX = 60.0
 HOUSEKEEPING_GAP = 600.0
 # Telegram keeps an update for 24 hours; a repeat can come no later than that.
 UPDATE_MEMORY = 2 * 86400.0
-
-
-def next_check_delay(elapsed: float, expected: float, smallest: float, largest: float) -> float:
-    """Seconds until the next status read of a task `elapsed` seconds old."""
-    if elapsed < expected:
-        return smallest
-    return min(largest, smallest + (elapsed - expected) / BACKOFF_DIVISOR)
 
 
 def delivery_retry_delay(failures: int) -> float:
@@ -65,17 +57,24 @@ class Tracker:
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._deliveries: dict[int, asyncio.Task[None]] = {}
+        self._recoveries: set[asyncio.Task[None]] = set()
+        self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
 
     async def start(self) -> None:
         await self.resume()
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._deliveries.values()) if t is not None]
+        tasks = [t for t in (self._loop_task, *self._deliveries.values(), *self._recoveries)
+                 if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -94,6 +93,7 @@ class Tracker:
             except Exception:  # the loop must outlive any one bad row or outage
                 log.exception("tracker tick failed")
                 healthy = False
+            self.last_run_at = self._clock()
             if not healthy:  # what failed is still due: pause rather than spin on it
                 await asyncio.sleep(FAILURE_PAUSE)
                 continue
@@ -164,17 +164,43 @@ class Tracker:
                             generation.id, status.state)
             await self._after_read(generation, status.state)
 
+    def recover(self, generation: Generation, task_id: str) -> None:
+        """A callback names the task of a generation refunded as interrupted (the bot died
+        between Kie's answer and storing it): if Kie confirms a result, deliver it, free."""
+        task = asyncio.create_task(self._recover(generation, task_id),
+                                   name=f"recover-{generation.id}")
+        self._recoveries.add(task)
+        task.add_done_callback(self._recoveries.discard)
+
+    async def _recover(self, generation: Generation, task_id: str) -> None:
+        model = get_model(generation.model)
+        try:
+            status = await self.kie.status(model.api if model else API_MARKET, task_id,
+                                           owner=generation.user_id)
+        except KieError as error:
+            log.warning("generation %s: task %s not read for recovery: %s",
+                        generation.id, task_id, error)
+            return
+        if status.phase != "success":
+            return
+        now = self._clock()
+        recovered = await self.store.recover(
+            generation.id, task_id, status.urls, deliver_by=now + self.settings.delivery_deadline,
+            lease_until=now + DELIVERY_LEASE,
+            files=[{"title": f.title, "duration": f.duration} for f in status.files])
+        if recovered is not None:
+            log.info("generation %s: recovered task %s, delivered free", generation.id, task_id)
+            self._deliver(recovered)
+
     async def _after_read(self, generation: Generation, kie_state: str | None) -> None:
         now = self._clock()
         if now >= generation.deadline_at:
             await self._fail(generation, "timeout")
             return
         model = get_model(generation.model)
-        delay = next_check_delay(
-            now - (generation.submitted_at or generation.created_at),
-            expected=model.expected_seconds if model else 60,
-            smallest=self.settings.kie_poll_interval or (model.poll_interval if model else 5.0),
-            largest=self.settings.kie_poll_max_interval)
+        elapsed = now - (generation.submitted_at or generation.created_at)
+        delay = (later_check_delay(model, elapsed, self.settings) if model
+                 else self.settings.kie_poll_max_interval)
         await self.store.record_check(generation.id, kie_state,
                                       min(now + delay, generation.deadline_at))
         await self.notifier.status(replace(generation, kie_state=kie_state))

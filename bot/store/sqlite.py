@@ -392,10 +392,10 @@ class Store:
     async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float) -> None:
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?, next_check_at = ?"
-                " WHERE id = ? AND state = ?",
-                (GenerationState.RUNNING, task_id, time.time(), next_check_at, generation_id,
-                 GenerationState.PENDING))
+                "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?,"
+                " next_check_at = min(coalesce(next_check_at, ?), ?) WHERE id = ? AND state = ?",
+                (GenerationState.RUNNING, task_id, time.time(), next_check_at, next_check_at,
+                 generation_id, GenerationState.PENDING))
 
     async def fail_generation(
             self, generation_id: int, failure: str, detail: str | None = None,
@@ -412,10 +412,48 @@ class Store:
             if cursor.rowcount != 1:
                 return None
             generation = await _generation(db, generation_id)
-            if generation.price:
+            # A generation recovered after its refund (see recover) is not refunded again.
+            refunded = await (await db.execute(
+                "SELECT 1 FROM ledger WHERE generation_id = ? AND kind = ?",
+                (generation_id, LedgerKind.REFUND))).fetchone()
+            if generation.price and refunded is None:
                 await _apply(db, generation.user_id, generation.price, LedgerKind.REFUND,
                              generation_id=generation_id, note=failure)
             return generation
+
+    async def check_now(self, generation_id: int, task_id: str) -> bool:
+        """A callback says this task ended: read it at once. False when the generation is not
+        running that task (finished already, unknown, or another task). A generation still
+        being submitted (the callback outran the commit of Kie's answer) is read at once too,
+        as soon as its task id is stored (mark_submitted keeps the earlier time)."""
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE generations SET next_check_at = ? WHERE id = ? AND (state = ?"
+                " OR (state = ? AND task_id = ?))",
+                (time.time(), generation_id, GenerationState.PENDING, GenerationState.RUNNING,
+                 task_id))
+            return cursor.rowcount == 1
+
+    async def recover(self, generation_id: int, task_id: str, urls: list[str], *,
+                      deliver_by: float, lease_until: float,
+                      files: Sequence[dict[str, Any]] = ()) -> Generation | None:
+        """A generation refunded as interrupted (the bot died between Kie's answer and storing
+        the task id) whose task Kie confirms finished: its result is delivered after all, free
+        (the refund stands), recorded as recovered. None unless it is in exactly that state."""
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
+                " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
+                " deadline_at = ?, next_check_at = ? WHERE id = ? AND state = ?"
+                " AND failure = 'interrupted' AND task_id IS NULL",
+                (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
+                 deliver_by, lease_until, generation_id, GenerationState.FAILED))
+            return await _generation(db, generation_id) if cursor.rowcount == 1 else None
+
+    async def count_open(self) -> int:
+        rows = await self._rows(f"SELECT count(*) FROM generations WHERE state IN {_IN_OPEN}",
+                                OPEN_STATES)
+        return int(rows[0][0])
 
     async def record_check(self, generation_id: int, kie_state: str | None,
                            next_check_at: float) -> None:

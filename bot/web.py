@@ -1,0 +1,79 @@
+"""The bot's own web server (WEB_HOST/WEB_PORT): GET /healthz, Kie.ai's callbacks, and in
+webhook mode Telegram's webhook, mounted with aiogram's own handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+from bot.config import Settings
+from bot.kie import KieClient
+from bot.services.callbacks import KieCallbacks
+from bot.services.callbacks import route as callback_route
+from bot.services.tracker import Tracker
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class WebServer:
+    def __init__(self, settings: Settings, dispatcher: Dispatcher, bot: Bot, *, store: Store,
+                 tracker: Tracker, kie: KieClient, callbacks: KieCallbacks | None) -> None:
+        self.settings = settings
+        self.store = store
+        self.tracker = tracker
+        self.kie = kie
+        self.callbacks = callbacks
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self.healthz)
+        if callbacks is not None:
+            self.app.router.add_post(callback_route(settings), self.kie_callback)
+        if settings.webhook_url is not None:
+            # First the dispatcher's startup and shutdown (tracker included), tied to the
+            # server's; then the webhook route, which closes the bot's session at shutdown.
+            setup_application(self.app, dispatcher, bot=bot)
+            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(
+                self.app, path=urlsplit(str(settings.webhook_url)).path or "/")
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.web_host, self.settings.web_port)
+        await site.start()
+        log.info("web server listening on %s:%s", self.settings.web_host or "*",
+                 self.settings.web_port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Alive or not, without touching Kie (no wait for its rate budget)."""
+        body: dict[str, Any] = {
+            "database": True,
+            "tracker": {"alive": self.tracker.alive, "last_run": self.tracker.last_run_at},
+            "open_generations": None,
+            "kie": {"last_success": self.kie.last_success_at},
+        }
+        try:
+            body["open_generations"] = await self.store.count_open()
+        except Exception as error:  # whatever the database says, the answer is "not healthy"
+            log.error("/healthz: the database does not answer: %s", error)
+            body["database"] = False
+        body["ok"] = body["database"] and self.tracker.alive
+        return web.json_response(body, status=200 if body["ok"] else 503)
+
+    async def kie_callback(self, request: web.Request) -> web.Response:
+        assert self.callbacks is not None
+        status = await self.callbacks.receive(request.match_info["secret"],
+                                              request.match_info["generation"],
+                                              await request.read(), request.headers)
+        return web.Response(status=status)
