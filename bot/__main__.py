@@ -1,4 +1,5 @@
-"""`python -m bot`: read the settings, run until SIGINT/SIGTERM."""
+"""`python -m bot`: read the settings, run until SIGINT/SIGTERM.
+`python -m bot backup <file>`: copy the database, safely while the bot runs."""
 
 from __future__ import annotations
 
@@ -9,13 +10,31 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.config import Settings, describe_error
 from bot.logs import setup_logging
+from bot.store.backup import BackupError, copy_database
 from bot.store.lock import DatabaseInUse, DatabaseLock
 
+USAGE = ("usage: python -m bot (runs the bot) | python -m bot backup FILE "
+         "(copies the database at DATABASE_PATH into FILE)")
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        return run()
+    if args[0] in {"-h", "--help", "help"} and len(args) == 1:
+        print(USAGE)
+        return 0
+    if args[0] == "backup" and len(args) == 2:
+        return backup(Path(args[1]))
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+def run() -> int:
     try:
         settings = Settings()
     except ValidationError as error:
@@ -71,6 +90,33 @@ def _check_database(path: Path) -> None:
         db.rollback()
     finally:
         db.close()
+
+
+# -- backup --------------------------------------------------------------------------------
+
+
+class DatabaseSettings(BaseSettings):
+    """What a backup needs of the runtime contract, read as Settings reads it (environment,
+    then `.env`): only DATABASE_PATH, so it runs without the bot's token or Kie.ai key."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_ignore_empty=True)
+
+    database_path: Path = Path("data/bot.sqlite3")  # Settings' default
+
+
+def backup(target: Path) -> int:
+    try:
+        source = DatabaseSettings().database_path
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        return 2
+    try:
+        print(copy_database(source, target))
+    except BackupError as error:
+        print(f"Backup error: {error}", file=sys.stderr)
+        return error.code
+    return 0
 
 
 if __name__ == "__main__":

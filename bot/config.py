@@ -29,7 +29,9 @@ class CreditPackage:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # An empty value (`WEB_PORT=` in a copied .env.example, or passed on by Compose) is unset.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_ignore_empty=True)
 
     bot_token: SecretStr
     kie_api_key: SecretStr

@@ -77,6 +77,18 @@ def test_settings_from_dotenv_file(no_env: Path) -> None:
     assert settings.starting_credits == 25
 
 
+def test_a_copied_env_example_with_the_two_secrets_filled_in_is_enough(no_env: Path) -> None:
+    """Every empty line of .env.example (WEB_PORT=, KIE_POLL_INTERVAL=...) means "unset"."""
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    filled = example.replace("BOT_TOKEN=\n", f"BOT_TOKEN={TOKEN}\n").replace(
+        "KIE_API_KEY=\n", f"KIE_API_KEY={KEY}\n")
+    (no_env / ".env").write_text(filled)
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.web_port is None and settings.kie_poll_interval is None
+    assert settings.kie_callback_url is None and settings.webhook_url is None
+    assert settings.support_contact is None and len(settings.credit_packages) == 3
+
+
 def test_defaults_match_design(no_env: Path) -> None:
     """Every default is the one DESIGN.md's runtime contract lists."""
     settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY)  # type: ignore[call-arg]

@@ -194,17 +194,18 @@ class Delivery:
         try:
             sent_to = await self._send_where_reachable(generation, result)
         except TelegramForbiddenError:
-            log.info("generation %s: user %s cannot be reached", generation.id, generation.user_id)
+            log.info("%s: the user cannot be reached", generation)
             await self.store.set_blocked(generation.user_id)
             await self.store.mark_delivered(generation.id, GenerationState.UNDELIVERABLE)
             return Outcome.UNREACHABLE
         except PASSING as error:
-            log.warning("generation %s: Telegram trouble while delivering: %s", generation.id, error)
+            log.warning("%s: Telegram trouble while delivering: %s", generation, error)
             return Outcome.RETRY
         except TelegramAPIError:
-            log.exception("generation %s: Telegram refuses the result", generation.id)
+            log.exception("%s: Telegram refuses the result", generation)
             return Outcome.GIVE_UP
         await self.store.mark_delivered(generation.id, GenerationState.DELIVERED)
+        log.info("%s: delivered", generation)
         if sent_to.chat_id == generation.chat_id or sent_to.status_message_id is not None:
             await self.notifier.finished(sent_to, done)
         return Outcome.DELIVERED
@@ -235,15 +236,14 @@ class Delivery:
                 if hop == MAX_HOPS:
                     raise
                 new_id = error.migrate_to_chat_id
-                log.info("generation %s: chat %s moved to %s", generation.id, generation.chat_id,
+                log.info("%s: chat %s moved to %s", generation, generation.chat_id,
                          new_id)
                 await self.store.migrate_chat(generation.chat_id, new_id)
                 generation = replace(generation, chat_id=new_id)
             except TelegramForbiddenError:
                 if generation.chat_id == generation.user_id or hop == MAX_HOPS:
                     raise
-                log.info("generation %s: chat %s removed the bot; sending privately",
-                         generation.id, generation.chat_id)
+                log.info("%s: chat %s removed the bot; sending privately", generation, generation.chat_id)
                 await self.store.set_chat_unreachable(generation.chat_id)
                 generation = replace(generation, chat_id=generation.user_id,
                                      request_message_id=None, status_message_id=None)
@@ -261,13 +261,13 @@ class Delivery:
             await self._send_media(generation, list(urls), result, sender)
             return
         except (TelegramBadRequest, TelegramEntityTooLarge) as error:
-            log.info("generation %s: Telegram refused the URL (%s); uploading", generation.id, error)
+            log.info("%s: Telegram refused the URL (%s); uploading", generation, error)
         with tempfile.TemporaryDirectory(prefix="delivery-") as folder:
             try:
                 files = [await self._download(url, Path(folder) / str(n), sender.content_type)
                          for n, url in enumerate(urls)]
             except DownloadError as error:
-                log.warning("generation %s: download failed: %s", generation.id, error)
+                log.warning("%s: download failed: %s", generation, error)
                 too_large = isinstance(error, TooLarge)
                 if not (too_large or links_when_gone):
                     raise Expired(str(error)) from error
@@ -279,7 +279,7 @@ class Delivery:
                                            result, DOCUMENT if as_document else sender)
                     return
                 except (TelegramBadRequest, TelegramEntityTooLarge) as error:
-                    log.warning("generation %s: upload refused: %s", generation.id, error)
+                    log.warning("%s: upload refused: %s", generation, error)
         links = "\n".join(f'<a href="{html.escape(url)}">{n}</a>' for n, url in enumerate(urls, 1))
         note = f"\n{texts.too_large_line()}" if too_large else ""
         await with_retry(lambda: self.bot.send_message(

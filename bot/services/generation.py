@@ -197,10 +197,11 @@ class Generations:
             return
         first_check = self._clock() + first_check_delay(model, self.settings)
         await self.store.mark_submitted(generation.id, task_id, first_check)
+        log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()
 
     async def _refuse(self, generation: Generation, model: Model, error: KieError) -> None:
-        log.warning("generation %s: Kie.ai refused the task: %s", generation.id, error)
+        log.warning("%s: Kie.ai refused the task: %s", generation, error)
         if isinstance(error, KieValidationError):
             reason, detail = "rejected", error.message
         else:

@@ -141,7 +141,7 @@ class Tracker:
             await self._fail(generation, "lost")
             return
         except KieError as error:
-            log.warning("generation %s: status read failed: %s", generation.id, error)
+            log.warning("%s: status read failed: %s", generation, error)
             await self._after_read(generation, generation.kie_state)
             return
         if status.phase == "success":
@@ -151,6 +151,7 @@ class Tracker:
                 deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE,
                 files=[{"title": f.title, "duration": f.duration} for f in status.files])
             if finished is not None:
+                log.info("%s: Kie finished it (%d files)", finished, len(status.urls))
                 self._deliver(finished)
         elif status.phase == "fail":
             # Kie's words are kept for the log; they only pick which of our reasons is shown.
@@ -160,8 +161,7 @@ class Tracker:
             await self._fail(generation, "kie_failed", detail or None)
         else:
             if not status.known_state:
-                log.warning("generation %s: unknown Kie state %r, polling again",
-                            generation.id, status.state)
+                log.warning("%s: unknown Kie state %r, polling again", generation, status.state)
             await self._after_read(generation, status.state)
 
     def recover(self, generation: Generation, task_id: str) -> None:
@@ -178,8 +178,7 @@ class Tracker:
             status = await self.kie.status(model.api if model else API_MARKET, task_id,
                                            owner=generation.user_id)
         except KieError as error:
-            log.warning("generation %s: task %s not read for recovery: %s",
-                        generation.id, task_id, error)
+            log.warning("%s: task %s not read for recovery: %s", generation, task_id, error)
             return
         if status.phase != "success":
             return
@@ -189,7 +188,7 @@ class Tracker:
             lease_until=now + DELIVERY_LEASE,
             files=[{"title": f.title, "duration": f.duration} for f in status.files])
         if recovered is not None:
-            log.info("generation %s: recovered task %s, delivered free", generation.id, task_id)
+            log.info("%s: recovered task %s, delivered free", generation, task_id)
             self._deliver(recovered)
 
     async def _after_read(self, generation: Generation, kie_state: str | None) -> None:
@@ -209,7 +208,7 @@ class Tracker:
                     states: Sequence[GenerationState] = WITHOUT_RESULT) -> None:
         failed = await self.store.fail_generation(generation.id, reason, detail, states)
         if failed is not None:
-            log.info("generation %s refunded: %s %s", generation.id, reason, detail or "")
+            log.info("%s refunded: %s %s", generation, reason, detail or "")
             await self.notifier.failed(failed)
 
     async def _give_up_delivery(self, generation: Generation) -> None:
@@ -226,12 +225,12 @@ class Tracker:
         try:
             outcome = await self.delivery.deliver(generation)
         except Exception:  # a bug must not strand the result: it is tried again later
-            log.exception("generation %s: delivery failed", generation.id)
+            log.exception("%s: delivery failed", generation)
             outcome = Outcome.RETRY
         if outcome is Outcome.RETRY:
             delay = delivery_retry_delay(generation.deliveries)
-            log.warning("generation %s: not delivered (attempt %d); again in %.0fs",
-                        generation.id, generation.deliveries + 1, delay)
+            log.warning("%s: not delivered (attempt %d); again in %.0fs", generation,
+                        generation.deliveries + 1, delay)
             await self.store.retry_delivery(generation.id, self._clock() + delay)
             self.wake()
         elif outcome is Outcome.GIVE_UP:

@@ -158,6 +158,10 @@ class Generation:
     # What Kie said of each result file, by position: {"title": ..., "duration": ...}.
     result_files: list[dict[str, Any]] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        """How log lines name it: every id an operator greps for, in one place."""
+        return f"generation {self.id} [user {self.user_id}, {self.model}, task {self.task_id or '-'}]"
+
 
 def row_to(cls: type[RowT], row: sqlite3.Row) -> RowT:
     """Build a row dataclass from an sqlite3.Row, decoding JSON and flag columns."""
