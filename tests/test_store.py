@@ -470,3 +470,22 @@ async def test_only_an_interrupted_generation_without_a_task_can_be_recovered(st
     for generation in (timed_out, running):
         assert await store.recover(generation.id, "task_x", ["https://x/1.png"],
                                    deliver_by=now + 60, lease_until=now + 60) is None
+
+
+async def test_money_from_outside_is_committed_fully_synced_and_the_rest_normally(store: Store) -> None:
+    """A purchase, its refund and a top-up survive a power cut (synchronous=FULL for their
+    commit); everything else commits with NORMAL, which WAL keeps safe from a crash."""
+    statements: list[str] = []
+    await store._db.set_trace_callback(statements.append)
+    await add_user(store, credits=100)
+    await store.record_purchase(USER, charge_id="c1", package="100:50", credits=100, stars=50)
+    await store.record_purchase_refund("c1", admin_id=1)
+    await store.topup(USER, 5, admin_id=1)
+    await start(store, await open_draft(store))
+    await store._db.set_trace_callback(None)
+    syncs = [s for s in statements if s.startswith(("PRAGMA synchronous", "COMMIT"))]
+    durable = ["PRAGMA synchronous=FULL", "COMMIT", "PRAGMA synchronous=NORMAL"]
+    # add_user; 3 durable writes; the draft and the charge: plain commits.
+    assert syncs == ["COMMIT", *durable * 3, "COMMIT", "COMMIT"]
+    rows = await store._rows("PRAGMA synchronous")
+    assert rows[0][0] == 1  # NORMAL again afterwards

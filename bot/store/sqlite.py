@@ -74,8 +74,9 @@ class Store:
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = sqlite3.Row
         await db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed purchase (money) survives a power cut, not only a crash.
-        await db.execute("PRAGMA synchronous=FULL")
+        # NORMAL (with WAL): a commit survives the process dying; the money a person paid
+        # or an admin added is committed FULL, to survive a power cut too (_tx(durable=True)).
+        await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
         store = cls(db)
@@ -95,15 +96,23 @@ class Store:
                 await db.execute(f"PRAGMA user_version = {number}")
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction under the lock. `durable`: its commit is synced to disk at once
+        (synchronous=FULL), for money from outside (purchases, their refunds, top-ups)."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            if durable:  # set outside the transaction: inside one it would not apply
+                await self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+                await self._db.execute("COMMIT")
+            finally:
+                if durable:
+                    await self._db.execute("PRAGMA synchronous=NORMAL")
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         async with self._lock:
@@ -201,7 +210,7 @@ class Store:
                     source: str | None = None) -> LedgerRow | None:
         """An admin's credit (or debit). `source` names what asked for it (the command message):
         asked twice, it is applied once, and the second time returns None."""
-        async with self._tx() as db:
+        async with self._tx(durable=True) as db:
             if source is not None and await (await db.execute(
                     "SELECT 1 FROM ledger WHERE source = ?", (source,))).fetchone():
                 return None
@@ -223,7 +232,7 @@ class Store:
     async def record_purchase(self, user_id: int, *, charge_id: str, package: str, credits: int,
                               stars: int) -> LedgerRow | None:
         """Credit a paid package, once per Telegram charge id: None when it was already."""
-        async with self._tx() as db:
+        async with self._tx(durable=True) as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO purchases (charge_id, user_id, package, credits, stars,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -245,7 +254,7 @@ class Store:
     async def record_purchase_refund(self, charge_id: str, *, admin_id: int) -> LedgerRow | None:
         """The Stars of a purchase went back: take back its credits, or what is left of them
         (the balance never goes below 0). Once per purchase: None when it was already."""
-        async with self._tx() as db:
+        async with self._tx(durable=True) as db:
             row = await (await db.execute(
                 "SELECT * FROM purchases WHERE charge_id = ?", (charge_id,))).fetchone()
             if row is None:
