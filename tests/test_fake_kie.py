@@ -488,3 +488,240 @@ async def test_suno_callback_shape(http: httpx.AsyncClient, kie: FakeKie) -> Non
     data = received[0]["data"]
     assert data["callbackType"] == "complete" and data["task_id"] == task_id
     assert [t["audio_url"] for t in data["data"]] == kie.tasks[task_id].result_urls
+
+
+# -- automatic callbacks -----------------------------------------------------------------------
+
+class Hook:
+    """A callback receiver: records (headers, body, time.monotonic()) and answers `status`."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, str], Any, float]] = []
+        self.status = 200
+        app = web.Application()
+        app.router.add_post("/kie/cb/{secret}", self.handle)
+        self.server = AppServer(app)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.got.append((dict(request.headers), await request.json(), time.monotonic()))
+        return web.Response(status=self.status, text="ok")
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/kie/cb/s3cret"
+
+    def bodies(self) -> list[Any]:
+        return [body for _, body, _ in self.got]
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    h = Hook()
+    async with h.server:
+        yield h
+
+
+async def create_with_callback(http: httpx.AsyncClient, hook: Hook, prompt: str = "A cat") -> str:
+    body = {"model": "google/imagen4", "input": {"prompt": prompt}, "callBackUrl": hook.url}
+    return (await http.post(CREATE, json=body)).json()["data"]["taskId"]
+
+
+async def test_auto_callback_on_success_and_on_failure(http: httpx.AsyncClient, kie: FakeKie,
+                                                       hook: Hook) -> None:
+    kie.auto_callbacks = True
+    kie.plan_by_prompt["bad"] = TaskPlan(outcome="fail", reads_before_done=1, fail_code="400",
+                                         fail_msg="content policy")
+    ok = await create_with_callback(http, hook)
+    bad = await create_with_callback(http, hook, "a bad one")
+    for _ in range(3):  # running states: no callback yet
+        await read(http, ok)
+    await asyncio.sleep(0.05)
+    assert hook.got == []
+    assert (await read(http, ok))["data"]["state"] == "success"
+    await read(http, bad)
+    assert (await read(http, bad))["data"]["state"] == "fail"
+    await kie.wait_callbacks(2)
+    for _ in range(3):  # reads after the end send nothing more
+        await read(http, ok)
+    await asyncio.sleep(0.05)
+
+    by_task = {body["data"]["taskId"]: body for body in hook.bodies()}
+    assert len(hook.got) == 2 and set(by_task) == {ok, bad}
+    assert by_task[ok]["code"] == 200 and by_task[ok]["data"]["state"] == "success"
+    assert json.loads(by_task[ok]["data"]["resultJson"])["resultUrls"] == kie.tasks[ok].result_urls
+    assert by_task[bad]["code"] == 501 and by_task[bad]["msg"] == "content policy"
+    assert (by_task[bad]["data"]["state"], by_task[bad]["data"]["failMsg"]) == ("fail", "content policy")
+    assert all("X-Webhook-Signature" not in headers for headers, _, _ in hook.got)
+    assert sorted(kie.callbacks_sent) == sorted([(ok, 200), (bad, 200)])
+    assert {(r.task_id, r.stage, r.status, r.auto, r.signed) for r in kie.callback_log} == {
+        (ok, "success", 200, True, False), (bad, "fail", 200, True, False)}
+
+
+async def test_callbacks_off_by_default(http: httpx.AsyncClient, kie: FakeKie, hook: Hook) -> None:
+    task_id = await create_with_callback(http, hook)
+    kie.finish(task_id)
+    await asyncio.sleep(0.05)
+    assert hook.got == [] and kie.callback_log == [] and kie.callbacks_sent == []
+
+
+async def test_auto_callback_signed_with_hmac_key(http: httpx.AsyncClient, kie: FakeKie, hook: Hook) -> None:
+    kie.auto_callbacks = True
+    kie.hmac_key = "webhook-hmac"
+    kie.callback_shape = "flat"
+    task_id = await create_with_callback(http, hook)
+    assert kie.finish(task_id) == "success"
+    [record] = await kie.wait_callbacks()
+    headers, body, _ = hook.got[0]
+    ts = headers["X-Webhook-Timestamp"]
+    assert abs(int(ts) - time.time()) < 5
+    digest = hmac.new(b"webhook-hmac", f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
+    expected = base64.b64encode(digest)
+    assert headers["X-Webhook-Signature"] == expected.decode()
+    assert body["taskId"] == task_id and body["state"] == "success"  # flat
+    assert record.signed and record.payload == body
+    # send_callback signs with the fake's key too, unless told not to
+    assert await kie.send_callback(task_id) == 200
+    assert await kie.send_callback(task_id, hmac_key=None) == 200
+    assert ["X-Webhook-Signature" in headers for headers, _, _ in hook.got] == [True, True, False]
+    assert [r.auto for r in kie.callback_log] == [True, False, False]
+
+
+async def test_finish_after_ends_a_task_without_reads(http: httpx.AsyncClient, kie: FakeKie,
+                                                      hook: Hook) -> None:
+    kie.auto_callbacks = True
+    kie.default_plan = TaskPlan(finish_after=0.6)
+    created = time.monotonic()
+    task_id = await create_with_callback(http, hook)
+    await asyncio.sleep(0.3)
+    assert kie.tasks[task_id].state == "queuing" and hook.got == []  # the clock passes the running states
+    [record] = await kie.wait_callbacks(timeout=3)
+    assert 0.6 <= hook.got[0][2] - created < 1.2
+    assert record.stage == "success" and kie.tasks[task_id].reads == 0
+    assert kie.record(task_id)["state"] == "success"
+    assert (await read(http, task_id))["data"]["state"] == "success"
+
+    kie.default_plan = TaskPlan(outcome="fail", finish_after=0.1, fail_msg="boom", reads_before_done=0)
+    failing = await create_with_callback(http, hook)
+    assert (await read(http, failing))["data"]["state"] == "waiting"  # reads do not move it
+    await kie.wait_callbacks(2, timeout=3)
+    assert hook.bodies()[-1]["data"]["state"] == "fail" and hook.bodies()[-1]["data"]["failMsg"] == "boom"
+    with pytest.raises(ValueError):
+        TaskPlan(outcome="never", finish_after=1)
+
+
+async def test_finish_after_without_auto_callbacks_is_read_only(http: httpx.AsyncClient,
+                                                                kie: FakeKie) -> None:
+    kie.default_plan = TaskPlan(finish_after=0.1)
+    task_id = (await create(http))["data"]["taskId"]
+    await asyncio.sleep(0.2)
+    assert (await read(http, task_id))["data"]["state"] == "success" and kie.callback_log == []
+
+
+async def test_suno_stage_callbacks(http: httpx.AsyncClient, kie: FakeKie, hook: Hook) -> None:
+    kie.auto_callbacks = True
+    kie.default_plan = TaskPlan(finish_after=0.3)
+    body = {**CUSTOM, "callBackUrl": hook.url}
+    task_id = (await http.post(GENERATE, json=body)).json()["data"]["taskId"]
+    await kie.wait_callbacks(3, timeout=3)
+    stages = [b["data"]["callbackType"] for b in hook.bodies()]
+    assert stages == ["text", "first", "complete"] and kie.tasks[task_id].reads == 0
+    first, complete = hook.bodies()[1]["data"], hook.bodies()[2]["data"]
+    assert first["task_id"] == task_id and [bool(t["audio_url"]) for t in first["data"]] == [True, False]
+    assert [t["audio_url"] for t in complete["data"]] == kie.tasks[task_id].result_urls
+    assert [r.stage for r in kie.callback_log] == ["text", "first", "complete"]
+
+    # read-driven, stages off: only "complete"
+    kie.suno_stage_callbacks = False
+    kie.default_plan = TaskPlan(reads_before_done=3)
+    other = (await http.post(GENERATE, json=body)).json()["data"]["taskId"]
+    assert [(await suno_read(http, other))["data"]["status"] for _ in range(4)][-1] == "SUCCESS"
+    await kie.wait_callbacks(4)
+    assert [r.stage for r in kie.callback_log if r.task_id == other] == ["complete"]
+
+
+async def test_lost_duplicated_and_delayed_callbacks(http: httpx.AsyncClient, kie: FakeKie,
+                                                     hook: Hook) -> None:
+    kie.auto_callbacks = True
+    kie.lose_callbacks(1)
+    lost = await create_with_callback(http, hook)
+    kie.finish(lost)
+    twice = await create_with_callback(http, hook)
+    kie.duplicate_callbacks()
+    kie.finish(twice)
+    await kie.wait_callbacks(2)
+    assert [body["data"]["taskId"] for body in hook.bodies()] == [twice, twice]
+    [gone] = [r for r in kie.callback_log if r.task_id == lost]
+    assert (gone.lost, gone.status, gone.error) == (True, None, "lost")
+    assert [r.duplicate for r in kie.callback_log if r.task_id == twice] == [False, True]
+    assert kie.callbacks_sent == [(twice, 200), (twice, 200)]
+
+    kie.delay_callbacks(0.2)
+    late = await create_with_callback(http, hook)
+    finished = time.monotonic()
+    kie.finish(late)
+    [record] = await kie.wait_callbacks(predicate=lambda r: r.task_id == late)
+    assert record.delay == 0.2 and record.time - finished >= 0.2
+
+    kie.callback_loss = 1.0  # every one lost
+    never = await create_with_callback(http, hook)
+    kie.finish(never)
+    assert [r.lost for r in kie.callback_log if r.task_id == never] == [True]
+    kie.callback_loss, kie.callback_duplicate = 0.0, 1.0  # every one twice
+    double = await create_with_callback(http, hook)
+    kie.finish(double)
+    assert len(await kie.wait_callbacks(2, predicate=lambda r: r.task_id == double)) == 2
+
+
+async def test_callback_answers_and_failures_are_recorded(http: httpx.AsyncClient, kie: FakeKie,
+                                                          hook: Hook) -> None:
+    kie.auto_callbacks = True
+    hook.status = 401
+    task_id = await create_with_callback(http, hook)
+    kie.finish(task_id)
+    [record] = await kie.wait_callbacks()
+    assert (record.status, kie.callbacks_sent) == (401, [(task_id, 401)])
+
+    # nobody listening: recorded with no status, not raised
+    closed = AppServer(web.Application())
+    await closed.start()
+    url = f"{closed.url}/kie/cb/x"
+    await closed.stop()
+    body = {"model": "google/imagen4", "input": {"prompt": "x"}, "callBackUrl": url}
+    down = (await http.post(CREATE, json=body)).json()["data"]["taskId"]
+    kie.finish(down)
+    for _ in range(200):
+        if any(r.task_id == down for r in kie.callback_log):
+            break
+        await asyncio.sleep(0.01)
+    [failed] = [r for r in kie.callback_log if r.task_id == down]
+    assert (failed.status, failed.error) == (None, "connection refused")
+
+    # a public callBackUrl is never called; deliver_callbacks_to routes it to a local receiver
+    body = {"model": "google/imagen4", "input": {"prompt": "x"}, "callBackUrl": "https://bot.example/kie/cb/s3cret"}
+    public = (await http.post(CREATE, json=body)).json()["data"]["taskId"]
+    kie.finish(public)
+    [refused] = [r for r in kie.callback_log if r.task_id == public]
+    assert refused.status is None and "non-local" in (refused.error or "")
+    with pytest.raises(ValueError, match="non-local"):
+        await kie.send_callback(public)
+    kie.deliver_callbacks_to = hook.server.url
+    assert await kie.send_callback(public) == 401
+    assert kie.callback_log[-1].url == hook.url
+
+
+async def test_stop_cancels_clocks_and_pending_callbacks(hook: Hook) -> None:
+    kie = FakeKie()
+    await kie.start()
+    kie.auto_callbacks = True
+    kie.default_plan = TaskPlan(finish_after=30)
+    async with httpx.AsyncClient(base_url=kie.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        await create_with_callback(http, hook)
+        kie.default_plan = TaskPlan()
+        held = await create_with_callback(http, hook)
+        kie.delay_callbacks(30)
+        kie.finish(held)
+    background = list(kie._background)
+    assert len(background) == 2
+    started = time.monotonic()
+    await kie.stop()
+    assert time.monotonic() - started < 2 and all(t.done() for t in background) and hook.got == []

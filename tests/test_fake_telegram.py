@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiogram import Bot
@@ -12,6 +14,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramBadRequest,
+    TelegramConflictError,
     TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramMigrateToChat,
@@ -26,13 +29,16 @@ from aiogram.types import (
     InputMediaPhoto,
     ReplyParameters,
 )
+from aiohttp import web
 
 import tests.fakes.telegram as fake_module
 from tests.chat import Person
+from tests.fakes.server import AppServer
 from tests.fakes.telegram import (
     CHANNEL_BOT,
     GROUP_ANONYMOUS_BOT,
     GROUP_OWNER,
+    SECRET_HEADER,
     Call,
     FakeTelegram,
     UploadedFile,
@@ -412,3 +418,315 @@ async def test_kicked_from_a_group_is_not_blocked(tg: FakeTelegram, bot: Bot) ->
 def test_docstring_names_no_machine_path() -> None:
     assert fake_module.__doc__ is not None and "telegram-limits.md" in fake_module.__doc__
     assert "/work/" not in fake_module.__doc__
+
+
+# -- webhook mode ----------------------------------------------------------------------------------
+
+HOOK_SECRET = "hook-Secret_42"
+
+
+class Receiver:
+    """A tiny webhook endpoint: records what arrives, answers what `answer` says (200 by default),
+    checks the secret like the bot must (wrong or missing -> 401)."""
+
+    def __init__(self, secret: str | None = HOOK_SECRET) -> None:
+        self.secret = secret
+        self.got: list[tuple[int, str | None]] = []  # (update_id, secret header) of accepted posts
+        self.seen: list[dict[str, Any]] = []  # every body that came with the right secret
+        self.active = 0
+        self.most_active = 0
+        self.answer: Callable[[dict[str, Any]], Awaitable[web.StreamResponse]] | None = None
+        app = web.Application()
+        app.router.add_post("/tg/hook", self.handle)
+        self.server = AppServer(app)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        header = request.headers.get(SECRET_HEADER)
+        if self.secret is not None and header != self.secret:
+            return web.Response(status=401)
+        update = await request.json()
+        self.seen.append(update)
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            response = await self.answer(update) if self.answer else web.Response()
+        finally:
+            self.active -= 1
+        if 200 <= response.status < 300:
+            self.got.append((update["update_id"], header))
+        return response
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/tg/hook"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    async with r.server:
+        yield r
+
+
+async def test_webhook_pushes_in_order_with_the_secret(tg: FakeTelegram, bot: Bot,
+                                                       receiver: Receiver) -> None:
+    async def slow(update: dict[str, Any]) -> web.Response:
+        await asyncio.sleep(0.03)
+        return web.Response()
+
+    receiver.answer = slow
+    alice = tg.users[ALICE]
+    first = tg.send_message(alice, "queued before the webhook")
+    assert await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET, allowed_updates=["message"])
+    for n in range(3):
+        tg.send_message(alice, f"message {n}")
+    tg.press(alice, first, "not allowed")  # a callback query: allowed_updates leaves it out
+    await tg.wait_webhook_idle(timeout=5)
+
+    ids = [update_id for update_id, _ in receiver.got]
+    assert ids == [1, 2, 3, 4] and {secret for _, secret in receiver.got} == {HOOK_SECRET}
+    assert [u["message"]["text"] for u in receiver.seen][1:] == ["message 0", "message 1", "message 2"]
+    assert receiver.most_active == 1  # one at a time by default
+    assert tg.webhook_delivered == ids and all(post.ok for post in tg.webhook_posts)
+    assert all(post.elapsed >= 0.03 and post.url == receiver.url for post in tg.webhook_posts)
+    assert [p.update_id for p in tg.webhook_posts_of(first)] == [1]
+
+    info = await bot.get_webhook_info()
+    assert (info.url, info.pending_update_count, info.max_connections) == (receiver.url, 0, 40)
+    assert info.allowed_updates == ["message"] and info.last_error_message is None
+    with pytest.raises(TelegramConflictError, match="can't use getUpdates method while webhook is active"):
+        await bot.get_updates(timeout=1)
+
+
+async def test_webhook_retries_a_failed_update_until_2xx(tg: FakeTelegram, bot: Bot,
+                                                         receiver: Receiver) -> None:
+    answers = [500, 500, 200]
+
+    async def flaky(update: dict[str, Any]) -> web.Response:
+        return web.Response(status=answers.pop(0) if update["message"]["text"] == "one" else 200)
+
+    receiver.answer = flaky
+    tg.webhook_retry_delay = 0.2  # slow enough to look at getWebhookInfo in between
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET)
+    one = tg.send_message(tg.users[ALICE], "one")
+    tg.send_message(tg.users[ALICE], "two")  # same chat: waits for "one"
+    for _ in range(100):
+        if tg.webhook_posts:
+            break
+        await asyncio.sleep(0.01)
+    info = await bot.get_webhook_info()
+    assert info.pending_update_count == 2
+    assert info.last_error_message == "Wrong response from the webhook: 500 Internal Server Error"
+    assert info.last_error_date is not None and abs(info.last_error_date.timestamp() - time.time()) < 5
+
+    await tg.wait_webhook_idle(timeout=5)
+    assert [(p.update_id, p.status) for p in tg.webhook_posts] == [(1, 500), (1, 500), (1, 200), (2, 200)]
+    assert [p.error for p in tg.webhook_posts_of(one)][:2] == [
+        "Wrong response from the webhook: 500 Internal Server Error"] * 2
+    gap1 = tg.webhook_posts[1].time - tg.webhook_posts[0].time
+    gap2 = tg.webhook_posts[2].time - tg.webhook_posts[1].time
+    assert 0.2 <= gap1 < gap2  # backoff doubles
+    assert [update_id for update_id, _ in receiver.got] == [1, 2]
+    assert (await bot.get_webhook_info()).pending_update_count == 0
+
+
+async def test_no_push_after_delete_webhook(tg: FakeTelegram, bot: Bot, receiver: Receiver) -> None:
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET)
+    tg.send_message(tg.users[ALICE], "pushed")
+    await tg.wait_webhook_idle()
+    assert await bot.delete_webhook()
+    tg.send_message(tg.users[ALICE], "polled")
+    await asyncio.sleep(0.2)
+    assert [u["message"]["text"] for u in receiver.seen] == ["pushed"] and len(tg.webhook_posts) == 1
+    assert (await bot.get_webhook_info()).url == "" and tg.webhook_secret == ""
+    [update] = await bot.get_updates(timeout=1)  # long polling works again
+    assert update.message is not None and update.message.text == "polled"
+
+    tg.send_message(tg.users[ALICE], "dropped")
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET, drop_pending_updates=True)
+    tg.send_message(tg.users[ALICE], "after the drop")
+    await tg.wait_webhook_idle()
+    assert [u["message"]["text"] for u in receiver.seen] == ["pushed", "after the drop"]
+
+
+async def test_set_webhook_validates_like_telegram(tg: FakeTelegram, bot: Bot) -> None:
+    bad = {
+        "http://bot.example/hook": "bad webhook: An HTTPS URL must be provided for webhook",
+        "https://bot.example:8080/hook":
+            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+        "https://10.1.2.3/hook": "bad webhook: IP address 10.1.2.3 is reserved",
+        "ftp://bot.example/hook": "invalid webhook URL specified",
+        "https://bot.example:99999/hook": "invalid webhook URL specified",
+    }
+    for url, description in bad.items():
+        with pytest.raises(TelegramBadRequest, match=f"^Telegram server says - Bad Request: {description}$"):
+            await bot.set_webhook(url)
+    with pytest.raises(TelegramBadRequest, match="secret token contains unallowed characters"):
+        await bot.set_webhook("https://bot.example/hook", secret_token="no spaces")
+    with pytest.raises(TelegramBadRequest, match="secret token is too long"):
+        await bot.set_webhook("https://bot.example/hook", secret_token="x" * 257)
+    assert tg.webhook_url == ""
+
+    # a public https URL is accepted but never called: the update stays pending
+    assert await bot.set_webhook("https://bot.example:8443/hook", secret_token="x" * 256, max_connections=500)
+    tg.send_message(tg.users[ALICE], "stays")
+    await asyncio.sleep(0.1)
+    info = await bot.get_webhook_info()
+    assert (info.pending_update_count, info.max_connections, tg.webhook_posts) == (1, 100, [])
+    with pytest.raises(ValueError, match="no loopback webhook"):
+        await tg.post_to_webhook({"update_id": 1})
+    # a refused change leaves no webhook, as on Telegram (the old one is closed first)
+    with pytest.raises(TelegramBadRequest):
+        await bot.set_webhook("http://bot.example/other")
+    assert (await bot.get_webhook_info()).url == ""
+    # loopback over http on any port, for tests; an empty secret means none
+    assert await bot.set_webhook("http://127.0.0.1:9/hook", secret_token="")
+    assert tg.webhook_url == "http://127.0.0.1:9/hook" and tg.webhook_secret == ""
+
+
+async def test_deliver_webhook_to_redirects_a_public_url(tg: FakeTelegram, bot: Bot,
+                                                          receiver: Receiver) -> None:
+    tg.deliver_webhook_to = receiver.server.url
+    await bot.set_webhook("https://bot.example/tg/hook", secret_token=HOOK_SECRET)
+    tg.send_message(tg.users[ALICE], "hi")
+    await tg.wait_webhook_idle()
+    assert receiver.got == [(1, HOOK_SECRET)] and tg.webhook_posts[0].url == receiver.url
+    assert (await bot.get_webhook_info()).url == "https://bot.example/tg/hook"
+
+
+async def test_post_to_webhook_with_a_chosen_secret(tg: FakeTelegram, bot: Bot, receiver: Receiver) -> None:
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET)
+    forged = {"update_id": 999, "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"},
+                                            "text": "/start"}}
+    assert await tg.post_to_webhook(forged, secret="wrong") == 401
+    assert await tg.post_to_webhook(forged, secret=None) == 401
+    assert await tg.post_to_webhook(b"{not json", secret="wrong") == 401
+    assert await tg.post_to_webhook(forged) == 200  # the secret the bot set
+    assert receiver.got == [(999, HOOK_SECRET)]
+    assert tg.webhook_posts == [] and tg.update_log == []  # not a Telegram delivery
+    other = Receiver(secret=None)
+    async with other.server:
+        assert await tg.post_to_webhook(forged, url=other.url, secret=None) == 200
+
+
+async def test_slow_answer_and_refused_connection_are_retried(tg: FakeTelegram, bot: Bot,
+                                                               receiver: Receiver) -> None:
+    calls = 0
+
+    async def slow_once(update: dict[str, Any]) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)
+        return web.Response()
+
+    receiver.answer = slow_once
+    tg.webhook_timeout = 0.1
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET)
+    tg.send_message(tg.users[ALICE], "slow")
+    await tg.wait_webhook_idle()
+    first, second = tg.webhook_posts
+    assert (first.status, first.error, second.status) == (None, "Read timeout expired", 200)
+    assert 0.1 <= first.elapsed < 0.3  # not the 0.3 s the answer took
+    await asyncio.sleep(0.3)
+    assert [u for u, _ in receiver.got] == [1, 1]  # the bot handled it twice: Telegram gave up waiting
+    assert tg.webhook_delivered == [1]
+
+    # nobody listens: "Connection refused", pending until the bot is back
+    closed = AppServer(web.Application())
+    await closed.start()
+    url = f"{closed.url}/tg/hook"
+    await closed.stop()
+    await bot.set_webhook(url, secret_token=HOOK_SECRET)
+    tg.send_message(tg.users[ALICE], "nobody home")
+    for _ in range(100):
+        if len(tg.webhook_posts) > 2:
+            break
+        await asyncio.sleep(0.01)
+    info = await bot.get_webhook_info()
+    assert info.last_error_message == "Connection refused" and info.pending_update_count == 1
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET)
+    await tg.wait_webhook_idle()
+    assert receiver.got[-1] == (2, HOOK_SECRET)
+
+
+async def test_webhook_redeliver_and_an_answer_carrying_a_method(tg: FakeTelegram, bot: Bot,
+                                                                 receiver: Receiver) -> None:
+    async def reply(update: dict[str, Any]) -> web.Response:
+        chat = update["message"]["chat"]["id"]
+        return web.json_response({"method": "sendMessage", "chat_id": chat, "text": "<b>hi</b>",
+                                  "parse_mode": "HTML"})
+
+    receiver.answer = reply
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET)
+    message = tg.send_message(tg.users[ALICE], "/start")
+    await tg.wait_webhook_idle()
+    [call] = await tg.wait_for("sendMessage")
+    assert call.via_webhook and call.params["text"] == "<b>hi</b>" and call.response["text"] == "hi"
+
+    tg.redeliver(message)
+    await tg.wait_webhook_idle()
+    assert tg.webhook_delivered == [1, 1] and len(tg.webhook_posts_of(message)) == 2
+    assert len(await tg.wait_for("sendMessage", count=2)) == 2
+
+
+async def test_set_webhook_ends_a_pending_long_poll(tg: FakeTelegram, bot: Bot) -> None:
+    tg.max_poll_wait = 5
+    poll = asyncio.create_task(bot.get_updates(timeout=5))
+    await asyncio.sleep(0.1)
+    other = make_bot(tg)
+    try:
+        await other.set_webhook("http://127.0.0.1:9/hook")
+    finally:
+        await close(other)
+    with pytest.raises(TelegramConflictError, match="terminated by setWebhook request"):
+        await poll
+
+
+async def test_max_connections_keeps_each_chat_in_order(tg: FakeTelegram, bot: Bot,
+                                                         receiver: Receiver) -> None:
+    async def slow(update: dict[str, Any]) -> web.Response:
+        await asyncio.sleep(0.05)
+        return web.Response()
+
+    receiver.answer = slow
+    tg.webhook_connections = None  # as many as max_connections, like Telegram
+    await bot.set_webhook(receiver.url, secret_token=HOOK_SECRET, max_connections=10)
+    bob = tg.user(43, "Bob")
+    for n in range(3):
+        tg.send_message(tg.users[ALICE], f"alice {n}")
+        tg.send_message(bob, f"bob {n}")
+    await tg.wait_webhook_idle()
+    assert receiver.most_active == 2  # one per chat
+    by_chat: dict[int, list[str]] = {}
+    for update in receiver.seen:
+        by_chat.setdefault(update["message"]["chat"]["id"], []).append(update["message"]["text"])
+    assert by_chat == {ALICE: ["alice 0", "alice 1", "alice 2"], 43: ["bob 0", "bob 1", "bob 2"]}
+
+
+async def test_stop_cancels_the_pusher_and_its_posts() -> None:
+    hung = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        hung.set()
+        await asyncio.sleep(30)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hang)
+    async with AppServer(app) as server:
+        tg = FakeTelegram()
+        await tg.start()
+        tg.user(ALICE, "Alice")
+        bot = make_bot(tg)
+        await bot.set_webhook(f"{server.url}/hook")
+        await close(bot)
+        tg.send_message(tg.users[ALICE], "never answered")
+        await asyncio.wait_for(hung.wait(), 5)
+        pusher, flights = tg._pusher, list(tg._in_flight.values())
+        assert pusher is not None and len(flights) == 1
+        started = time.monotonic()
+        await tg.stop()
+        assert time.monotonic() - started < 2
+        assert pusher.done() and all(flight.done() for flight in flights) and tg._pusher is None
+        assert len(tg.updates) == 1  # never confirmed

@@ -8,6 +8,13 @@ for `chat/credit`, a bare string for `download-url`, real HTTP statuses plus `su
 upload host, and a sliding-window rate limit over every /api/* call. Suno's tasks walk PENDING →
 TEXT_SUCCESS → FIRST_SUCCESS → SUCCESS and end with two tracks in `data.response.sunoData`.
 
+A task moves one step per status read (`TaskPlan.reads_before_done`), or with
+`TaskPlan(finish_after=seconds)` by the clock alone. Callbacks (kie-api.md "Callbacks"):
+`send_callback` POSTs one when a test says so; with `auto_callbacks` the fake POSTs them itself when
+a task ends (Suno: also at its "text" and "first" stages), signed when `hmac_key` is set, and can
+lose, repeat or delay them (`lose_callbacks`, `duplicate_callbacks`, `delay_callbacks`, ...).
+`callback_log` records each one.
+
 Nothing here reaches the network: the server binds 127.0.0.1 and only ever calls 127.0.0.1.
 
     async with FakeKie() as kie:
@@ -34,7 +41,7 @@ import time
 import urllib.parse
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -69,6 +76,17 @@ KIND_CONTENT_TYPES = {"image": "image/png", "video": "video/mp4", "audio": "audi
 
 # A Telegram file URL (or a bare bot token) carries the bot token: it must never reach Kie.
 TELEGRAM_SECRET = re.compile(r"api\.telegram\.org|/file/bot|\b\d{5,}:[A-Za-z0-9_-]{30,}")
+# The only hosts a callback may go to: the fake never reaches the network.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Suno's states that have a callback of their own before the end (callbackType "text", "first").
+SUNO_STAGES = {"TEXT_SUCCESS": "text", "FIRST_SUCCESS": "first", "SUCCESS": "complete"}
+
+
+class _Unset:
+    """The default of an argument whose None means something (e.g. "do not sign")."""
+
+
+UNSET = _Unset()
 
 
 @dataclass
@@ -103,10 +121,16 @@ class TaskPlan:
     file_status: int = 200  # what a result URL answers when fetched directly (403: see download-url)
     file_size: int | None = None  # bytes of each result file; None = a small real file
     content_type: str | None = None  # None = by the model's kind: image/png, video/mp4, audio/mpeg
+    # Seconds from creation until the task ends (success or fail, as `outcome` says), with or without
+    # reads: the running states pass by the clock (thirds of the time; Suno's TEXT_SUCCESS and
+    # FIRST_SUCCESS too) and reads do not move it (reads_before_done is not used). None = reads move it.
+    finish_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in ("success", "fail", "never"):
             raise ValueError(f"unknown outcome {self.outcome!r}")
+        if self.finish_after is not None and (self.finish_after < 0 or self.outcome == "never"):
+            raise ValueError("finish_after is a time >= 0, for a task that ends (success or fail)")
 
 
 API_MARKET, API_SUNO = "market", "suno"
@@ -133,6 +157,9 @@ class Task:
     api: str = API_MARKET
     content_type: str = "image/png"  # what its result files are served as
     cover_urls: list[str] = field(default_factory=list)  # Suno: one cover picture per track
+    started: float = field(default_factory=time.monotonic)  # time.monotonic() at creation
+    progress: float = 0.0  # finish_after plans: the share of finish_after gone by (1 = done)
+    finished: bool = False  # ended by finish() or by its finish_after clock
 
     @property
     def input(self) -> dict[str, Any]:
@@ -143,11 +170,32 @@ class Task:
 
     @property
     def done(self) -> bool:
-        return self.step > self.plan.reads_before_done and self.plan.outcome != "never"
+        if self.plan.outcome == "never":
+            return False
+        return self.finished or (self.plan.finish_after is None and self.step > self.plan.reads_before_done)
 
     @property
     def callback_url(self) -> str | None:
         return self.body.get("callBackUrl")
+
+
+@dataclass
+class CallbackRecord:
+    """One callback the fake POSTed (or lost on purpose, or could not deliver)."""
+
+    task_id: str
+    status: int | None  # HTTP status the receiver answered; None: lost, refused, or no answer
+    time: float  # time.monotonic() when it was POSTed (lost: when it would have been)
+    stage: str  # market: the task's state ("success", "fail"); Suno: callbackType ("text", "first", ...)
+    url: str  # where it went (or was meant to go)
+    auto: bool = True  # sent by auto_callbacks; False = send_callback
+    lost: bool = False  # dropped on purpose (lose_callbacks, callback_loss)
+    duplicate: bool = False  # the second copy of a callback sent twice
+    delay: float = 0.0  # seconds it was held back before the POST
+    elapsed: float = 0.0  # seconds the receiver took to answer
+    signed: bool = False  # carried X-Webhook-Timestamp and X-Webhook-Signature
+    error: str | None = None  # why there is no status: "lost", "connection refused", "timed out", ...
+    payload: Any = field(default=None, repr=False)  # the JSON body
 
 
 @dataclass
@@ -501,7 +549,9 @@ class FakeKie(LocalServer):
         self.upload_types: dict[str, str] = {}  # "uploadPath/fileName" -> mime type
         self.url_uploads: list[str] = []  # fileUrl values of file-url-upload, in order
         self.token_leaks: list[str] = []  # requests refused for carrying a Telegram file URL or token
-        self.callbacks_sent: list[tuple[str, int]] = []  # (task id, HTTP status the bot answered)
+        # (task id, HTTP status the bot answered) of every callback that got an answer, in order
+        self.callbacks_sent: list[tuple[str, int]] = []
+        self._init_callbacks()
 
         self._create_failures: collections.deque[_Failure] = collections.deque()
         self._read_failures: collections.deque[_Failure] = collections.deque()
@@ -510,7 +560,41 @@ class FakeKie(LocalServer):
         self._tokens: dict[str, str] = {}  # download-url token -> the file path it opens
         self._counter = 0
 
+    def _init_callbacks(self) -> None:
+        # knobs tests turn (kie-api.md "Callbacks")
+        self.auto_callbacks: bool = False  # POST the callback when a task ends (Suno: at its stages too)
+        # Sign callbacks like Kie: X-Webhook-Timestamp, X-Webhook-Signature = base64(HMAC-SHA256(key,
+        # taskId + "." + timestamp)). Used by auto callbacks and by send_callback unless it says otherwise.
+        self.hmac_key: str | None = None
+        self.callback_shape: Literal["wrapped", "flat"] = "wrapped"  # auto callbacks' body
+        self.suno_stage_callbacks: bool = True  # auto: Suno's "text" and "first" callbacks before "complete"
+        self.callback_delay: float | tuple[float, float] = 0.0  # auto: seconds each is held (or a range)
+        self.callback_loss: float = 0.0  # auto: probability that a callback is lost
+        self.callback_duplicate: float = 0.0  # auto: probability that a callback is sent twice
+        self.callback_timeout: float = 10.0  # seconds to wait for the receiver's answer
+        # A loopback base URL ("http://127.0.0.1:8080") to send callbacks to instead of the callBackUrl's
+        # scheme, host and port (path and query kept): lets the bot give Kie a public https URL.
+        self.deliver_callbacks_to: str | None = None
+
+        # what happened: every callback, sent, lost or failed, in the order they were answered
+        self.callback_log: list[CallbackRecord] = []
+
+        self._lose_next = 0
+        self._duplicate_next = 0
+        self._delay_next: collections.deque[float] = collections.deque()
+        self._background: set[asyncio.Task[None]] = set()  # finish_after clocks and auto callbacks
+        self._callback_locks: dict[str, asyncio.Lock] = {}  # one task's callbacks go one at a time
+
     # -- lifecycle ---------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stops the clocks and the callbacks still waiting or in flight, then the server."""
+        pending = list(self._background)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._background.clear()
+        await super().stop()
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=200 * 1024 * 1024)
@@ -572,9 +656,11 @@ class FakeKie(LocalServer):
 
     def finish(self, task_id: str) -> str:
         """Move a task straight to its outcome (as if enough reads had happened); returns its state.
-        For callback tests: finish(), then send_callback()."""
+        For callback tests: finish(), then send_callback() (with auto_callbacks, the fake sends it)."""
         task = self.tasks[task_id]
         task.step = max(task.step, task.plan.reads_before_done + 1)
+        task.finished = True
+        task.progress = 1.0
         self._set_state(task)
         return task.state
 
@@ -606,30 +692,166 @@ class FakeKie(LocalServer):
         return data
 
     async def send_callback(self, task_id: str, *, shape: Literal["wrapped", "flat"] = "wrapped",
-                            hmac_key: str | None = None, timestamp: int | None = None,
+                            hmac_key: str | _Unset | None = UNSET, timestamp: int | None = None,
                             url: str | None = None) -> int:
-        """POST the task's record to its callBackUrl (or `url`) like Kie does; returns the HTTP status.
-        wrapped = {"code", "msg", "data": record} (seen in working receivers), flat = the record.
-        With hmac_key, signs like Kie: X-Webhook-Signature = base64(HMAC-SHA256(key, taskId.timestamp))."""
-        target = url or self.tasks[task_id].callback_url
+        """POST the task's callback to its callBackUrl (or `url`) like Kie does, now, as the task
+        stands; returns the HTTP status (a connection error is raised). wrapped = {"code", "msg",
+        "data": record} (seen in working receivers; code 501 and the failMsg for a failed task), flat =
+        the record. Suno's `data` is its callback: callbackType, task_id, the tracks. Signed like Kie
+        (X-Webhook-Signature = base64(HMAC-SHA256(key, taskId.timestamp))) with `hmac_key`, by default
+        the fake's `hmac_key`; None = unsigned. Lost/duplicate/delay faults apply to auto callbacks only."""
+        task = self.tasks[task_id]
+        target = url or task.callback_url
         if not target:
             raise ValueError(f"task {task_id} has no callBackUrl")
-        if urllib.parse.urlsplit(target).hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError(f"refusing to call a non-local callback URL: {target}")
-        data = self.record(task_id)
-        if self.tasks[task_id].api == API_SUNO:
-            data = self._suno_callback(self.tasks[task_id])
-        payload = {"code": 200, "msg": "success", "data": data} if shape == "wrapped" else data
+        target = self._callback_target(target, redirect=url is None)
+        payload, stage = self._callback_payload(task, shape)
+        key = self.hmac_key if isinstance(hmac_key, _Unset) else hmac_key
+        record = CallbackRecord(task_id, None, time.monotonic(), stage, target, auto=False, payload=payload)
+        await self._post_callback(record, key, timestamp, raise_errors=True)
+        assert record.status is not None
+        return record.status
+
+    def lose_callbacks(self, n: int = 1) -> None:
+        """The next `n` auto callbacks are never sent (recorded in callback_log with lost=True)."""
+        self._lose_next += n
+
+    def duplicate_callbacks(self, n: int = 1) -> None:
+        """The next `n` auto callbacks are each sent twice, one after the other."""
+        self._duplicate_next += n
+
+    def delay_callbacks(self, seconds: float, n: int = 1) -> None:
+        """The next `n` auto callbacks are held `seconds` before they are sent (later ones may pass them)."""
+        self._delay_next.extend([seconds] * n)
+
+    async def wait_callbacks(self, count: int = 1, predicate: Callable[[CallbackRecord], bool] | None = None,
+                             timeout: float = 5.0) -> list[CallbackRecord]:
+        """Wait until `count` callbacks that got an HTTP answer (any status) match `predicate`;
+        returns all that match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.callback_log
+                     if r.status is not None and (predicate is None or predicate(r))]
+            if len(found) >= count:
+                return found
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {count} answered callback(s); "
+                                     f"{len(found)} matched. Callbacks: {self.callback_log}")
+            await asyncio.sleep(0.01)
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _callback_target(self, url: str, *, redirect: bool = True) -> str:
+        if redirect and self.deliver_callbacks_to:
+            base, parts = urllib.parse.urlsplit(self.deliver_callbacks_to), urllib.parse.urlsplit(url)
+            url = urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path or "/", parts.query, ""))
+        if urllib.parse.urlsplit(url).hostname not in LOCAL_HOSTS:
+            raise ValueError(f"refusing to call a non-local callback URL: {url}")
+        return url
+
+    def _callback_payload(self, task: Task, shape: Literal["wrapped", "flat"]) -> tuple[Any, str]:
+        """The body of the task's callback as it stands, and its stage (see CallbackRecord.stage)."""
+        if task.api == API_SUNO:
+            data = self._suno_callback(task)
+            stage = data["callbackType"]
+        else:
+            data = self.record(task.task_id)
+            stage = data["state"]
+        if shape == "flat":
+            return data, stage
+        failed = task.done and task.plan.outcome == "fail"
+        # A failed task's envelope carries 501 "generation failed" (assumed: the docs show no schema).
+        code, msg = (501, task.plan.fail_msg) if failed else (200, "success")
+        return {"code": code, "msg": msg, "data": data}, stage
+
+    async def _post_callback(self, record: CallbackRecord, key: str | None, timestamp: int | None, *,
+                             raise_errors: bool) -> None:
         headers: dict[str, str] = {}
-        if hmac_key is not None:
+        if key is not None:
             ts = str(int(time.time()) if timestamp is None else timestamp)
-            digest = hmac.new(hmac_key.encode(), f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
+            digest = hmac.new(key.encode(), f"{record.task_id}.{ts}".encode(), hashlib.sha256).digest()
             headers = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": base64.b64encode(digest).decode()}
-        async with aiohttp.ClientSession() as session, \
-                session.post(target, json=payload, headers=headers) as response:
-            await response.read()
-            self.callbacks_sent.append((task_id, response.status))
-            return response.status
+            record.signed = True
+        record.time = time.monotonic()
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.callback_timeout)
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.post(record.url, json=record.payload, headers=headers,
+                                 allow_redirects=False) as response:
+                await response.read()
+                record.status = response.status
+        except (aiohttp.ClientError, TimeoutError) as e:
+            record.error = "timed out" if isinstance(e, TimeoutError) else \
+                "connection refused" if isinstance(e, aiohttp.ClientConnectorError) else type(e).__name__
+            if raise_errors:
+                raise
+        finally:
+            record.elapsed = time.monotonic() - record.time
+            self.callback_log.append(record)
+        if record.status is not None:
+            self.callbacks_sent.append((record.task_id, record.status))
+
+    def _state_changed(self, task: Task) -> None:
+        """A task reached a new state: with auto_callbacks, its end (and Suno's stages) is called back."""
+        if not self.auto_callbacks or not task.callback_url:
+            return
+        stage = task.api == API_SUNO and self.suno_stage_callbacks and task.state in SUNO_STAGES
+        if task.done or stage:
+            self._schedule_callback(task)
+
+    def _schedule_callback(self, task: Task) -> None:
+        payload, stage = self._callback_payload(task, self.callback_shape)  # the state of this moment
+        url = task.callback_url or ""
+        try:
+            target = self._callback_target(url)
+        except ValueError as e:
+            self.callback_log.append(CallbackRecord(task.task_id, None, time.monotonic(), stage, url,
+                                                    error=str(e), payload=payload))
+            return
+        lost = self._lose_next > 0 or (self.callback_loss > 0 and random.random() < self.callback_loss)
+        if lost:
+            self._lose_next = max(self._lose_next - 1, 0)
+            self.callback_log.append(CallbackRecord(task.task_id, None, time.monotonic(), stage, target,
+                                                    lost=True, error="lost", payload=payload))
+            return
+        copies = 1
+        if self._duplicate_next > 0:
+            self._duplicate_next -= 1
+            copies = 2
+        elif self.callback_duplicate > 0 and random.random() < self.callback_duplicate:
+            copies = 2
+        if self._delay_next:
+            delay = self._delay_next.popleft()
+        else:
+            low, high = self.callback_delay if isinstance(self.callback_delay, tuple) \
+                else (self.callback_delay, self.callback_delay)
+            delay = random.uniform(low, high) if high > 0 else 0.0
+        self._spawn(self._send_auto_callback(task.task_id, target, payload, stage, delay, copies))
+
+    async def _send_auto_callback(self, task_id: str, target: str, payload: Any, stage: str, delay: float,
+                                  copies: int) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with self._callback_locks.setdefault(task_id, asyncio.Lock()):
+            for n in range(copies):
+                record = CallbackRecord(task_id, None, time.monotonic(), stage, target, duplicate=n > 0,
+                                        delay=delay, payload=payload)
+                await self._post_callback(record, self.hmac_key, None, raise_errors=False)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run_clock(self, task: Task) -> None:
+        """A finish_after task's clock: it passes each running state, then ends the task, on time."""
+        assert task.plan.finish_after is not None
+        stages = len(LIFECYCLE[task.api][0])
+        for k in range(1, stages + 1):
+            await asyncio.sleep(max(task.started + task.plan.finish_after * k / stages - time.monotonic(), 0))
+            if task.finished:
+                return
+            self._refresh(task, floor=k / stages)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -804,27 +1026,40 @@ class FakeKie(LocalServer):
         if api == API_SUNO:
             task.cover_urls = [f"{self.url}/files/{task_id}/cover{n}.jpg" for n in range(count)]
         self.tasks[task_id] = task
+        if plan.finish_after is not None:
+            self._spawn(self._run_clock(task))
         if self.create_delay:
             # The task exists already: a create whose answer is lost still runs on Kie's side.
             await asyncio.sleep(self.create_delay)
         return self._kie(200, "success", {"taskId": task_id})
 
+    def _refresh(self, task: Task, floor: float = 0.0) -> None:
+        """Bring a task up to date: a finish_after task by the clock (at least `floor` of its time)."""
+        plan = task.plan
+        if plan.finish_after is not None and not task.finished:
+            elapsed = time.monotonic() - task.started
+            share = elapsed / plan.finish_after if plan.finish_after > 0 else 1.0
+            task.progress = max(task.progress, share, floor)
+            task.finished = task.progress >= 1.0
+        self._set_state(task)
+
     def _set_state(self, task: Task) -> None:
         plan = task.plan
         running, success, failure = LIFECYCLE[task.api]
-        if task.step <= plan.reads_before_done:
+        if task.done:
+            state = success if plan.outcome == "success" else plan.fail_state or failure
+        elif plan.finish_after is not None:
+            state = plan.state_override or running[min(int(task.progress * len(running)), len(running) - 1)]
+        elif task.step <= plan.reads_before_done:
             state = plan.state_override or running[min(task.step, len(running)) - 1]
-        elif plan.outcome == "never":
+        else:  # outcome "never"
             state = plan.state_override or running[-1]
-        elif plan.outcome == "success":
-            state = success
-        else:
-            state = plan.fail_state or failure
         if state != task.state:
             task.state = state
             task.update_time = _now_ms()
             if task.done:
                 task.complete_time = task.update_time
+            self._state_changed(task)
 
     def _read_task(self, request: web.Request, api: str) -> Task | web.Response:
         """The task a status read asks for, advanced one step; or the error to answer."""
@@ -838,7 +1073,7 @@ class FakeKie(LocalServer):
             return self._kie(404, DEFAULT_MESSAGES[404])
         task.reads += 1
         task.step += 1
-        self._set_state(task)
+        self._refresh(task)
         return task
 
     async def _record_info(self, request: web.Request) -> web.Response:
@@ -911,8 +1146,7 @@ class FakeKie(LocalServer):
 
     def _suno_callback(self, task: Task) -> dict[str, Any]:
         """Suno's callback `data` (3rd): a stage and the tracks, not the record-info shape."""
-        stage = {"TEXT_SUCCESS": "text", "FIRST_SUCCESS": "first", "SUCCESS": "complete"}
-        return {"callbackType": stage.get(task.state, "error"), "task_id": task.task_id,
+        return {"callbackType": SUNO_STAGES.get(task.state, "error"), "task_id": task.task_id,
                 "data": self._suno_tracks(task, snake=True)}
 
     async def _credit(self, request: web.Request) -> web.Response:

@@ -16,7 +16,15 @@ Tests feed updates (`send_message`, `press`, `anonymous_admin_message`, `channel
 `delete_user_message`), inject faults (`fail_next`, `outage`, `refuse_urls`) and inspect what the
 bot did (`calls`, `wait_for`, `sent_to`, the per-chat message store; for payments `invoices`,
 `checkout_answers`, `charges`).
-Nothing here reaches the network: the server binds 127.0.0.1 only.
+
+Updates reach the bot by long polling (`getUpdates`) or, once the bot has called `setWebhook`, by
+webhook: the fake POSTs each queued update to the webhook URL as Telegram does (the
+`X-Telegram-Bot-Api-Secret-Token` header, retries with backoff until a 2xx, `getWebhookInfo`'s
+pending count and last error, 409 for `getUpdates`). `webhook_posts` records every push;
+`post_to_webhook` sends a hand-made request (a wrong secret, say); `wait_webhook_idle` waits until
+everything queued has been delivered.
+Nothing here reaches the network: the server binds 127.0.0.1 only, and webhook pushes go only to
+loopback hosts (or to `deliver_webhook_to`).
 
     async with FakeTelegram() as tg:
         bot = Bot(tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)))
@@ -31,19 +39,22 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import ipaddress
 import json
 import mimetypes
 import re
 import secrets
 import struct
 import time
+import urllib.parse
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+import aiohttp
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from tests.fakes.server import LocalServer
 
@@ -77,6 +88,20 @@ MAX_INVOICE_TITLE, MAX_INVOICE_DESCRIPTION, MAX_INVOICE_PAYLOAD_BYTES = 32, 255,
 # What api.telegram.org answers while it is in trouble (aiogram: TelegramServerError).
 SERVER_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
                  504: "Gateway Timeout"}
+
+# Webhooks (telegram-bot-api's Client.cpp / WebhookActor.cpp).
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_PORTS = (443, 80, 88, 8443)  # the only ports api.telegram.org pushes to
+DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS = 40, 100  # setWebhook's max_connections: default, cap
+MAX_SECRET_TOKEN = 256
+TERMINATED_BY_WEBHOOK = "Conflict: terminated by setWebhook request"
+WEBHOOK_ACTIVE = ("Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to "
+                  "delete the webhook first")
+# Methods Telegram does not run when a webhook answer carries them.
+_NOT_FROM_WEBHOOK = frozenset({"deletewebhook", "setwebhook", "close", "logout"})
+# Update kinds that carry a message: one webhook queue per chat, as Telegram keeps them.
+_MESSAGE_KINDS = frozenset({"message", "edited_message", "channel_post", "edited_channel_post",
+                            "business_message", "edited_business_message"})
 
 # The senders Telegram puts in `from` when a message is posted on behalf of a chat (`sender_chat`):
 # an anonymous group admin (sender_chat = the group itself) or a channel (sender_chat = the channel).
@@ -178,6 +203,7 @@ class Call:
     response: Any = None  # the result, or the error body {"ok": False, "error_code", ...}
     ok: bool = True
     injected: bool = False  # failed by fail_next / block (a deliberate fault, not a validation error)
+    via_webhook: bool = False  # carried by the bot's answer to a webhook POST (Telegram runs it, no reply)
 
     @property
     def error_code(self) -> int | None:
@@ -186,6 +212,46 @@ class Call:
     @property
     def description(self) -> str | None:
         return None if self.ok else self.response["description"]
+
+
+@dataclass
+class WebhookPost:
+    """One POST of an update to the bot's webhook (a push by the fake, retries included)."""
+
+    update_id: int
+    status: int | None  # HTTP status the bot answered; None: no answer (refused, timed out, cut off)
+    time: float  # time.monotonic() when the POST was sent
+    elapsed: float  # seconds until the answer (or the error)
+    error: str | None = None  # what getWebhookInfo's last_error_message says of it; None when 2xx
+    url: str = ""  # where it was POSTed
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class _Unset:
+    """The default of an argument whose None means something (e.g. "no secret header")."""
+
+
+UNSET = _Unset()
+
+
+def is_loopback(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: the only hosts the fakes ever call."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_webhook_url(url: str) -> urllib.parse.SplitResult:
+    """Telegram reads a URL without a scheme as https."""
+    return urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
 
 
 @dataclass
@@ -581,7 +647,6 @@ class FakeTelegram(LocalServer):
         self.files: dict[str, bytes] = {}  # file_path -> bytes, served at /file/bot<token>/<file_path>
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (scope json, language) -> commands
         self.callback_answers: dict[str, dict[str, Any]] = {}  # callback query id -> answer params
-        self.webhook_url: str = ""
         self.allowed_updates: list[str] | None = None
         self.updates: list[dict[str, Any]] = []  # queued, not yet confirmed by an offset
         self.invoices: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, message id) -> sendInvoice params
@@ -601,6 +666,7 @@ class FakeTelegram(LocalServer):
         self._poll_generation = 0
         self._wake = asyncio.Event()  # replaced after each set(): waiters hold the one they saw
         self._closing = False
+        self._init_webhook()
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getme": lambda p: self.bot_user,
             "getupdates": self._get_updates,
@@ -631,6 +697,33 @@ class FakeTelegram(LocalServer):
         for method, kind in _MEDIA_METHODS.items():
             self._handlers[method] = lambda p, kind=kind: self._send_media(kind, p)
 
+    def _init_webhook(self) -> None:
+        # knobs tests turn. Telegram waits about 60 s for an answer and retries a failed update at
+        # once, then after 2, 4, 8... s (at most 60-120 s); the fake is quicker.
+        self.webhook_timeout: float = 10.0  # seconds to wait for the bot's answer: "Read timeout expired"
+        self.webhook_retry_delay: float = 0.05  # first retry after this; doubles per failure of an update
+        self.webhook_retry_max: float = 1.0  # cap on that delay (a Retry-After the bot answers wins)
+        # POSTs in flight at once: None = setWebhook's max_connections (Telegram: default 40, one chat's
+        # updates still one at a time and in order); 1 = one at a time, in update_id order.
+        self.webhook_connections: int | None = 1
+        # A loopback base URL ("http://127.0.0.1:8080") to push to instead of the webhook URL's scheme,
+        # host and port (its path and query are kept): lets the bot set a real https URL. Without it,
+        # updates are pushed only to loopback webhook URLs; others stay pending.
+        self.deliver_webhook_to: str | None = None
+
+        # state tests can inspect
+        self.webhook_url: str = ""  # as the bot set it; "" = no webhook (long polling)
+        self.webhook_secret: str = ""  # setWebhook's secret_token, sent in SECRET_HEADER when not empty
+        self.webhook_max_connections: int = 0  # setWebhook's max_connections (1..100, default 40); 0 = none
+        self.webhook_last_error: tuple[int, str] | None = None  # (unix time, message) of the last failure
+        self.webhook_posts: list[WebhookPost] = []  # every push, in the order they were answered
+
+        self._pusher: asyncio.Task[None] | None = None
+        self._in_flight: dict[int, asyncio.Task[None]] = {}  # update id -> its POST
+        self._in_flight_keys: dict[int, tuple[str, int]] = {}  # update id -> its webhook queue
+        self._retry_at: dict[int, float] = {}  # update id -> time.monotonic() of its next attempt
+        self._failures: dict[int, int] = {}  # update id -> failed attempts in a row
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
@@ -644,10 +737,16 @@ class FakeTelegram(LocalServer):
     async def start(self) -> None:
         self._closing = False
         await super().start()
+        self._pusher = asyncio.create_task(self._push_webhook_updates(), name="fake-telegram-webhook")
 
     async def stop(self) -> None:
         self._closing = True
         self._notify()  # long polls return [] at once
+        if self._pusher is not None:
+            self._pusher.cancel()  # cancels the POSTs in flight too; their updates stay pending
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
+            self._pusher = None
         await super().stop()
 
     # -- test side: users, chats, updates --------------------------------------------------------
@@ -679,7 +778,8 @@ class FakeTelegram(LocalServer):
         return chat
 
     def queue_update(self, update: dict[str, Any]) -> dict[str, Any]:
-        """Queue any update (e.g. {"pre_checkout_query": {...}}); update_id is assigned here."""
+        """Queue any update (e.g. {"pre_checkout_query": {...}}); update_id is assigned here. With a
+        webhook set it is POSTed to the bot; otherwise getUpdates returns it."""
         update = {**update, "update_id": self._next_update_id}
         self._next_update_id += 1
         if "callback_query" in update:  # the bot may answer it
@@ -959,7 +1059,8 @@ class FakeTelegram(LocalServer):
 
     def redeliver(self, update: dict[str, Any] | int) -> dict[str, Any]:
         """Queue an already delivered update again with the SAME update_id; getUpdates returns it once
-        more even though the offset has passed it (a poller died before confirming its offset).
+        more even though the offset has passed it (a poller died before confirming its offset), or,
+        with a webhook, it is POSTed once more (as after an answer Telegram did not get).
 
         `update`: an update_id, an update, or the message / callback query that send_message / press
         returned. Returns the update as it will be delivered (as first queued)."""
@@ -1019,7 +1120,12 @@ class FakeTelegram(LocalServer):
             if c.method == "getUpdates":
                 continue
             status = "ok" if c.ok else f"{c.error_code} {c.description}"
-            lines.append(f"  {c.method} [{status}] {_short(c.params)}")
+            via = " (in a webhook answer)" if c.via_webhook else ""
+            lines.append(f"  {c.method}{via} [{status}] {_short(c.params)}")
+        if self.webhook_url or self.webhook_posts:
+            lines.append(f"webhook {self.webhook_url!r}: {len(self.webhook_posts)} post(s), "
+                         f"{len(self.webhook_delivered)} answered 2xx, {len(self._pending())} pending, "
+                         f"last error {self.webhook_last_error}")
         return "\n".join(lines)
 
     def sent_to(self, chat_id: int) -> list[Call]:
@@ -1045,17 +1151,30 @@ class FakeTelegram(LocalServer):
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
-        arrived = time.monotonic()
         raw_method = request.match_info["method"]
-        method = _CANONICAL.get(raw_method.lower(), raw_method)
-        call = Call(method=method, params={}, time=arrived)
+        call = Call(method=_CANONICAL.get(raw_method.lower(), raw_method), params={}, time=time.monotonic())
         try:
             raw, files = await self._read_request(request)
+        except ApiError as error:
+            call.ok = False
+            call.response = error.body()
+        else:
+            await self._run_call(call, raw, files, request.match_info["token"])
+        self.calls.append(call)
+        if call.ok:
+            return web.json_response({"ok": True, "result": call.response})
+        return web.json_response(call.response, status=call.response["error_code"])
+
+    async def _run_call(self, call: Call, raw: dict[str, Any], files: dict[str, UploadedFile],
+                        token: str) -> None:
+        """Decode, check and answer one call: its params, response and ok are filled in."""
+        method = call.method
+        try:
             call.params = self._decode(raw, files)
             # api.telegram.org refuses an oversized upload before looking at anything else.
             if any(f.size > MAX_UPLOAD for f in files.values()):
                 raise ApiError(413, "Request Entity Too Large")
-            if request.match_info["token"] != self.token:
+            if token != self.token:
                 raise ApiError(401, "Unauthorized")
             self._inject_outage(method, call)
             self._inject_fault(method, call)
@@ -1064,14 +1183,9 @@ class FakeTelegram(LocalServer):
             if asyncio.iscoroutine(result):
                 result = await result
             call.response = copy.deepcopy(result)
-            body: dict[str, Any] = {"ok": True, "result": result}
-            status = 200
         except ApiError as error:
             call.ok = False
             call.response = error.body()
-            body, status = error.body(), error.error_code
-        self.calls.append(call)
-        return web.json_response(body, status=status)
 
     async def _download(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
@@ -1164,8 +1278,7 @@ class FakeTelegram(LocalServer):
 
     async def _get_updates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         if self.webhook_url:
-            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
-                                "use deleteWebhook to delete the webhook first")
+            raise ApiError(409, WEBHOOK_ACTIVE)
         offset = p.get("offset")
         limit = min(max(int(p.get("limit", 100)), 1), 100)
         timeout = min(float(p.get("timeout", 0)), self.max_poll_wait)
@@ -1184,6 +1297,8 @@ class FakeTelegram(LocalServer):
         deadline = time.monotonic() + timeout
         while True:
             wake = self._wake
+            if self.webhook_url:
+                raise ApiError(409, TERMINATED_BY_WEBHOOK)
             ready = [u for u in self.updates if self._allowed(u)][:limit]
             if ready:
                 self._redeliver.difference_update(u["update_id"] for u in ready)
@@ -1203,20 +1318,304 @@ class FakeTelegram(LocalServer):
         return any(kind in update for kind in self.allowed_updates)
 
     def _set_webhook(self, p: dict[str, Any]) -> bool:
-        self.webhook_url = p.get("url", "")
-        if p.get("drop_pending_updates"):
+        """setWebhook, and deleteWebhook (an empty url), in the order telegram-bot-api does things:
+        an unchanged webhook only takes new allowed_updates; otherwise pending updates are dropped if
+        asked, the old webhook is closed (so a refused new one leaves none), then the new one is
+        checked. Telegram refuses loopback and private addresses ("IP address 127.0.0.1 is
+        reserved"); the fake accepts loopback hosts on any port, over http too, for tests."""
+        url = str(p.get("url") or "")
+        secret = str(p.get("secret_token") or "") if url else ""
+        max_connections = 0
+        if url:
+            try:
+                max_connections = int(p.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+            except (TypeError, ValueError):
+                max_connections = DEFAULT_MAX_CONNECTIONS
+            max_connections = min(max(max_connections, 1), MAX_CONNECTIONS)
+        drop = bool(p.get("drop_pending_updates"))
+        if (url, secret, max_connections) == (self.webhook_url, self.webhook_secret,
+                                               self.webhook_max_connections) and not drop:
+            self._take_allowed_updates(p)  # "Webhook is already set" / "Webhook is already deleted"
+            return True
+        if drop:
             self.updates.clear()
+            self._redeliver.clear()
+        self._close_webhook()
+        if not url:
+            return True  # "Webhook was deleted"
+        self._check_webhook(url, secret)
+        self.webhook_url, self.webhook_secret, self.webhook_max_connections = url, secret, max_connections
+        self._take_allowed_updates(p)
+        self._notify()  # a pending getUpdates ends with 409; the pusher starts
         return True
 
     def _delete_webhook(self, p: dict[str, Any]) -> bool:
-        self.webhook_url = ""
-        if p.get("drop_pending_updates"):
-            self.updates.clear()
-        return True
+        return self._set_webhook({**p, "url": ""})  # Telegram's deleteWebhook is setWebhook without url
+
+    def _close_webhook(self) -> None:
+        self.webhook_url, self.webhook_secret, self.webhook_max_connections = "", "", 0
+        self.webhook_last_error = None
+        self._retry_at.clear()
+        self._failures.clear()
+
+    def _take_allowed_updates(self, p: dict[str, Any]) -> None:
+        if isinstance(p.get("allowed_updates"), list):  # absent: the previous setting stays
+            self.allowed_updates = p["allowed_updates"] or None
+
+    @staticmethod
+    def _check_webhook(url: str, secret: str) -> None:
+        try:
+            parts = _split_webhook_url(url)
+            port = parts.port
+        except ValueError as e:
+            raise _bad("invalid webhook URL specified") from e
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _bad("invalid webhook URL specified")
+        if len(secret) > MAX_SECRET_TOKEN:
+            raise _bad("secret token is too long")
+        if not re.fullmatch(r"[A-Za-z0-9_-]*", secret):
+            raise _bad("secret token contains unallowed characters")
+        if is_loopback(parts.hostname):
+            return  # the fake's exception, for tests
+        if parts.scheme == "http":
+            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+        if (port or 443) not in WEBHOOK_PORTS:
+            raise _bad("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
+        try:
+            ip = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            return  # a host name: Telegram would resolve it; the fake never does
+        if ip.version == 6:
+            raise _bad("bad webhook: IPv6-only addresses are not allowed")
+        if not ip.is_global:
+            raise _bad(f"bad webhook: IP address {ip} is reserved")
+
+    def _pending(self) -> list[dict[str, Any]]:
+        return [u for u in self.updates if self._allowed(u)]
 
     def _get_webhook_info(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"url": self.webhook_url, "has_custom_certificate": False,
-                "pending_update_count": len(self.updates)}
+        info: dict[str, Any] = {"url": self.webhook_url, "has_custom_certificate": False,
+                                "pending_update_count": len(self._pending())}
+        if self.webhook_last_error is not None:
+            info["last_error_date"], info["last_error_message"] = self.webhook_last_error
+        if self.webhook_max_connections:
+            info["max_connections"] = self.webhook_max_connections
+        if self.webhook_url:
+            host = _split_webhook_url(self.webhook_url).hostname or ""
+            info["ip_address"] = "127.0.0.1" if host == "localhost" else host if is_loopback(host) \
+                else "<unknown>"
+        if self.allowed_updates:
+            info["allowed_updates"] = list(self.allowed_updates)
+        return info
+
+    # -- webhook pushing -------------------------------------------------------------------------
+
+    def _webhook_target(self, url: str | None = None) -> str | None:
+        """Where to POST for the webhook `url` (default: the one set): the URL itself if loopback,
+        deliver_webhook_to + its path; None = nowhere the fake may reach."""
+        url = url or self.webhook_url
+        if not url:
+            return None
+        parts = _split_webhook_url(url)
+        if self.deliver_webhook_to:
+            base = urllib.parse.urlsplit(self.deliver_webhook_to)
+            if not is_loopback(base.hostname):
+                return None
+            return urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path or "/", parts.query, ""))
+        return urllib.parse.urlunsplit(parts) if is_loopback(parts.hostname) else None
+
+    def _webhook_limit(self) -> int:
+        limit = self.webhook_max_connections or DEFAULT_MAX_CONNECTIONS
+        return limit if self.webhook_connections is None else max(min(self.webhook_connections, limit), 1)
+
+    @staticmethod
+    def _queue_key(update: dict[str, Any]) -> tuple[str, int]:
+        """Telegram's webhook queue of an update: a chat's messages, a user's callback queries, a
+        user's payment queries... are each delivered one at a time, in order."""
+        kind = next((k for k in update if k != "update_id"), "")
+        payload = update.get(kind)
+        ident = None
+        if isinstance(payload, dict):
+            source = payload.get("chat") or payload.get("from") or {}
+            ident = source.get("id") if isinstance(source, dict) else None
+        if not isinstance(ident, int):
+            return f"update:{kind}", int(update["update_id"])
+        return ("message" if kind in _MESSAGE_KINDS else kind), ident
+
+    async def _push_webhook_updates(self) -> None:
+        """The pusher: runs from start() to stop(), POSTing pending updates while a webhook is set."""
+        async with aiohttp.ClientSession() as session:
+            try:
+                while not self._closing:
+                    wake = self._wake
+                    next_at = self._dispatch_webhook(session)
+                    timeout = None if next_at is None else max(next_at - time.monotonic(), 0.0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout)
+            finally:
+                flights = list(self._in_flight.values())
+                for flight in flights:
+                    flight.cancel()
+                await asyncio.gather(*flights, return_exceptions=True)
+
+    def _dispatch_webhook(self, session: aiohttp.ClientSession) -> float | None:
+        """Start the POSTs that may go now; return when a waiting retry is due (None: nothing waits)."""
+        target = self._webhook_target()
+        if target is None:
+            return None
+        now = time.monotonic()
+        next_at: float | None = None
+        limit = self._webhook_limit()
+        busy = set(self._in_flight_keys.values())
+        seen: set[tuple[str, int]] = set()
+        for update in list(self.updates):
+            if not self._allowed(update):
+                self.updates.remove(update)  # Telegram never delivers an update the bot did not ask for
+                continue
+            update_id = update["update_id"]
+            key = self._queue_key(update)
+            if key in seen or key in busy or update_id in self._in_flight:
+                seen.add(key)
+                continue  # an earlier update of this queue goes first
+            seen.add(key)
+            due = self._retry_at.get(update_id, 0.0)
+            if due > now:
+                next_at = due if next_at is None else min(next_at, due)
+                continue
+            if len(self._in_flight) >= limit:
+                break
+            self._redeliver.discard(update_id)  # this push is the redelivery
+            self._in_flight_keys[update_id] = key
+            self._in_flight[update_id] = asyncio.create_task(
+                self._post_update(session, target, copy.deepcopy(update)))
+        return next_at
+
+    async def _post_update(self, session: aiohttp.ClientSession, target: str, update: dict[str, Any]) -> None:
+        update_id = update["update_id"]
+        headers = {"Content-Type": "application/json"}
+        if self.webhook_secret:
+            headers[SECRET_HEADER] = self.webhook_secret
+        sent = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        retry_after = 0.0
+        try:
+            async with session.post(target, data=json.dumps(update), headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+                                    allow_redirects=False) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    await self._run_webhook_answer(response)
+                else:
+                    await response.read()
+                    error = f"Wrong response from the webhook: {status} {response.reason or ''}".rstrip()
+                    with contextlib.suppress(ValueError):
+                        retry_after = min(max(float(response.headers.get("Retry-After", 0)), 0.0), 3600.0)
+        except TimeoutError:
+            status, error = None, "Read timeout expired"
+        except aiohttp.ClientConnectorError:
+            status, error = None, "Connection refused"
+        except aiohttp.ClientError:
+            status, error = None, "Webhook connection closed"
+        finally:
+            self._in_flight.pop(update_id, None)
+            self._in_flight_keys.pop(update_id, None)
+        elapsed = time.monotonic() - sent
+        self.webhook_posts.append(WebhookPost(update_id, status, sent, elapsed, error, target))
+        if error is None:
+            self._retry_at.pop(update_id, None)
+            self._failures.pop(update_id, None)
+            if update_id not in self._redeliver:  # redeliver() during the POST: it goes once more
+                self.updates = [u for u in self.updates if u["update_id"] != update_id]
+        elif self.webhook_url:  # (a POST that fails after deleteWebhook leaves the update to getUpdates)
+            failures = self._failures.get(update_id, 0) + 1
+            self._failures[update_id] = failures
+            delay = retry_after or min(self.webhook_retry_delay * 2 ** (failures - 1), self.webhook_retry_max)
+            self._retry_at[update_id] = time.monotonic() + delay
+            self.webhook_last_error = (int(time.time()), error)
+        self._notify()
+
+    async def _run_webhook_answer(self, response: aiohttp.ClientResponse) -> None:
+        """A 2xx answer may carry a method call (aiogram: a handler returning a method); Telegram runs
+        it and tells the bot nothing. get* methods and webhook/logOut/close ones are ignored."""
+        raw: dict[str, Any] = {}
+        files: dict[str, UploadedFile] = {}
+        content_type = response.content_type
+        if content_type.startswith("multipart/"):
+            reader = MultipartReader(response.headers, response.content)
+            async for part in reader:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                if part.filename is not None:
+                    data = bytes(await part.read(decode=False))
+                    files[part.name] = UploadedFile(part.filename, len(data), data,
+                                                    part.headers.get("Content-Type"))
+                else:
+                    raw[part.name] = await part.text()
+        else:
+            body = await response.read()
+            if content_type == "application/json" and body:
+                with contextlib.suppress(ValueError):
+                    decoded = json.loads(body)
+                    raw = decoded if isinstance(decoded, dict) else {}
+            elif content_type == "application/x-www-form-urlencoded":
+                raw = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+        method = str(raw.pop("method", "") or "")
+        if not method or method.lower() in _NOT_FROM_WEBHOOK or method.lower().startswith("get"):
+            return
+        call = Call(method=_CANONICAL.get(method.lower(), method), params={}, time=time.monotonic(),
+                    via_webhook=True)
+        await self._run_call(call, raw, files, self.token)
+        self.calls.append(call)
+
+    # -- test side: webhook ----------------------------------------------------------------------
+
+    async def post_to_webhook(self, body: dict[str, Any] | str | bytes, *,
+                              secret: str | _Unset | None = UNSET, url: str | None = None,
+                              headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> int:
+        """POST `body` (an update dict as JSON, or raw text/bytes sent as application/json) to the
+        webhook (or `url`, a loopback URL) as a test chooses, and return the HTTP status the bot
+        answered. `secret`: the header's value; by default the secret_token the bot set; None = no
+        header. Not a Telegram delivery: not in webhook_posts, nothing is queued or confirmed."""
+        target = self._webhook_target(url)
+        if target is None:
+            raise ValueError(f"no loopback webhook to post to (webhook_url={self.webhook_url!r}, "
+                             f"url={url!r})")
+        if isinstance(body, dict) and isinstance(body.get("callback_query"), dict):
+            self._callback_ids.add(str(body["callback_query"].get("id")))  # the bot may answer it
+        data = json.dumps(body) if isinstance(body, dict) else body
+        sent_headers = {"Content-Type": "application/json", **(headers or {})}
+        token = self.webhook_secret if isinstance(secret, _Unset) else secret
+        if token:
+            sent_headers[SECRET_HEADER] = token
+        async with aiohttp.ClientSession() as session, session.post(
+                target, data=data, headers=sent_headers, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            await response.read()
+            return response.status
+
+    @property
+    def webhook_delivered(self) -> list[int]:
+        """Update ids the bot answered with a 2xx, in the order of the answers (a repeat means the
+        update was delivered twice: a redeliver(), or an answer that came too late)."""
+        return [post.update_id for post in self.webhook_posts if post.ok]
+
+    def webhook_posts_of(self, update: dict[str, Any] | int) -> list[WebhookPost]:
+        """The pushes of one update (an update id, an update, or what send_message/press returned)."""
+        update_id = self._find_update_id(update)
+        return [post for post in self.webhook_posts if post.update_id == update_id]
+
+    async def wait_webhook_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every queued update has been delivered to the webhook (answered 2xx) and no
+        POST is in flight."""
+        deadline = time.monotonic() + timeout
+        while self._pending() or self._in_flight:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s: {len(self._pending())} update(s) pending, "
+                    f"{len(self._in_flight)} in flight, webhook {self.webhook_url!r}, last error "
+                    f"{self.webhook_last_error}, {len(self.webhook_posts)} post(s)\n{self.summary()}")
+            await asyncio.sleep(0.01)
 
     # -- messages: shared pieces -----------------------------------------------------------------
 
@@ -1770,6 +2169,6 @@ class FakeTelegram(LocalServer):
         return self.commands.get(self._commands_key(p), [])
 
 
-__all__ = ["CHANNEL_BOT", "GROUP_ANONYMOUS_BOT", "GROUP_OWNER", "ApiError", "Call", "Charge",
-           "FakeTelegram", "HtmlParseError", "UploadedFile", "image_size", "parse_html", "tiny_png",
-           "utf16_len"]
+__all__ = ["CHANNEL_BOT", "GROUP_ANONYMOUS_BOT", "GROUP_OWNER", "SECRET_HEADER", "UNSET", "ApiError", "Call",
+           "Charge", "FakeTelegram", "HtmlParseError", "UploadedFile", "WebhookPost", "image_size",
+           "is_loopback", "parse_html", "tiny_png", "utf16_len"]
