@@ -144,6 +144,13 @@ class Application:
             else:
                 assert web is not None  # Settings: WEBHOOK_URL needs WEB_PORT
                 await web.start()  # the dispatcher starts with it (aiogram's setup_application)
+                # Only once the server listens: Telegram starts posting at once.
+                await parts.bot.set_webhook(
+                    str(settings.webhook_url),
+                    secret_token=settings.webhook_secret.get_secret_value()
+                    if settings.webhook_secret else None,
+                    allowed_updates=dp.resolve_used_update_types())
+                self.started.set()
                 await self._until_stopped()
         finally:
             if web is not None:
@@ -170,16 +177,11 @@ class Application:
         if settings.webhook_url is None:
             # A webhook left from an earlier run would make every getUpdates fail (409).
             await bot.delete_webhook(drop_pending_updates=False)
-        else:
-            await bot.set_webhook(
-                str(settings.webhook_url),
-                secret_token=settings.webhook_secret.get_secret_value()
-                if settings.webhook_secret else None,
-                allowed_updates=parts.dispatcher.resolve_used_update_types())
         await parts.tracker.start()
         if parts.watch is not None:
             parts.watch.start()
-        self.started.set()
+        if settings.webhook_url is None:  # (in webhook mode: once the webhook is set)
+            self.started.set()
         log.info("bot started (%s)", "webhook" if settings.webhook_url else "long polling")
 
     async def _on_shutdown(self) -> None:

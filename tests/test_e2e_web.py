@@ -15,7 +15,7 @@ import pytest
 from bot.services.callbacks import path_secret
 from bot.store import GenerationState
 from tests.chat import Person
-from tests.conftest import make_settings
+from tests.conftest import ADMIN_ID, make_settings
 from tests.fakes.kie import TaskPlan
 from tests.test_e2e_image import charges, generate, refunds
 
@@ -220,3 +220,56 @@ async def test_a_task_whose_id_was_never_stored_is_delivered_free_when_it_calls_
     assert await kie.send_callback(task_id) == 200  # again: nothing more
     await asyncio.sleep(0.3)
     assert len(tg.calls_of("sendPhoto")) == 1
+
+
+def webhook_settings(tmp_path, tg, kie, **overrides: Any):
+    port = free_port()
+    return make_settings(tmp_path, tg, kie, web_host="127.0.0.1", web_port=port,
+                         webhook_url=f"http://127.0.0.1:{port}/telegram",
+                         webhook_secret=WEBHOOK_SECRET, **overrides)
+
+
+WEBHOOK_SECRET = "webhook-secret-0123"
+
+
+async def test_webhook_mode_takes_updates_by_post_and_never_polls(tg, kie, tmp_path, start_bot, store):
+    await start_bot(webhook_settings(tmp_path, tg, kie))
+    [hook] = tg.calls_of("setWebhook")
+    assert hook.params["secret_token"] == WEBHOOK_SECRET
+    assert {"message", "callback_query", "pre_checkout_query"} <= set(hook.params["allowed_updates"])
+    alice = Person(tg, 42, "Alice")
+    alice.say("/start")
+    await alice.told("Hi, Alice!")
+    await generate(alice, "by webhook")
+    await tg.wait_for("sendPhoto")
+    await tg.wait_webhook_idle()
+    assert tg.calls_of("getUpdates") == []
+    delivered = tg.webhook_delivered
+    assert len(delivered) == len(set(delivered)) >= 4  # /start, /image, two presses, ✅
+    assert len(await charges(store, 42)) == 1
+
+
+@pytest.mark.parametrize("secret", [None, "not-the-secret"])
+async def test_webhook_refuses_a_request_without_the_right_secret(tg, kie, tmp_path, start_bot,
+                                                                  store, secret):
+    await start_bot(webhook_settings(tmp_path, tg, kie))
+    forged = {"update_id": 900001, "message": {
+        "message_id": 1, "date": 0, "chat": {"id": 66, "type": "private"},
+        "from": {"id": 66, "is_bot": False, "first_name": "Mallory"}, "text": "/start"}}
+    assert await tg.post_to_webhook(forged, secret=secret) == 401
+    await asyncio.sleep(0.3)
+    assert await store.get_user(66) is None and tg.sent_to(66) == []
+
+
+async def test_a_repeated_webhook_update_is_harmless(tg, kie, tmp_path, start_bot, store):
+    await start_bot(webhook_settings(tmp_path, tg, kie))
+    alice, admin = Person(tg, 42, "Alice"), Person(tg, ADMIN_ID, "Admin")
+    alice.say("/start")
+    await alice.told("Hi")
+    command = admin.say("/topup 42 50")
+    await admin.told("Added 50 credits")
+    tg.redeliver(command)
+    await tg.wait_webhook_idle()
+    await asyncio.sleep(0.3)
+    assert (await store.get_user(42)).balance == 150 == await store.ledger_sum(42)
+    assert len([c for c in tg.calls_of("sendMessage") if "Added 50" in c.params["text"]]) == 1
