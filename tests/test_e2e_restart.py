@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Generation, GenerationState, LedgerKind, LedgerRow, Store
+from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.chat import Person, button
 from tests.conftest import ADMIN_ID, KIE_KEY, TOKEN
 from tests.fakes.kie import FakeKie, TaskPlan
@@ -160,17 +160,21 @@ async def sigterm(process: asyncio.subprocess.Process) -> str:
     return output
 
 
-async def settled(tmp_path: Path,
-                  user_id: int) -> tuple[Generation, list[LedgerRow], list[LedgerRow], int]:
-    """After the run: the user's one generation, their charges, their refunds, their balance."""
+async def assert_delivered_once(tmp_path: Path, generation_id: int, *, price: int,
+                                balance: int, output: str, user_id: int = 42) -> None:
+    """After the run: that one generation delivered, charged `price` once, never refunded, the
+    balance as the ledger says; and no secret in the process's output."""
     store = await Store.open(tmp_path / "bot.sqlite3")
     try:
         [generation] = await store.generations_in(list(GenerationState))
         user = await store.get_user(user_id)
-        assert user is not None and user.balance == await store.ledger_sum(user_id)
-        return generation, await charges(store, user_id), await refunds(store, user_id), user.balance
+        assert user is not None and user.balance == await store.ledger_sum(user_id) == balance
+        assert generation.id == generation_id and generation.state == GenerationState.DELIVERED
+        assert [c.amount for c in await charges(store, user_id)] == [-price]
+        assert await refunds(store, user_id) == []
     finally:
         await store.close()
+    assert TOKEN not in output and KIE_KEY not in output
 
 
 def ok_calls(tg: FakeTelegram, method: str) -> list[Call]:
@@ -204,10 +208,8 @@ async def test_sigkill_while_a_video_runs_then_restart_delivers_it_once(
     assert video.params["reply_parameters"]["message_id"] == request["message_id"]
     assert task.reads >= reads_before + 3  # the new process followed the same Kie task
     assert len(kie.creates) == 1 and kie.count("/jobs/createTask") == 1
-    generation, charged, refunded, balance = await settled(tmp_path, 42)
-    assert generation.id == running.id and generation.state == GenerationState.DELIVERED
-    assert [c.amount for c in charged] == [-150] and refunded == [] and balance == 850
-    assert TOKEN not in output and KIE_KEY not in output
+    await assert_delivered_once(tmp_path, running.id, price=150, balance=850,
+                                output=output)
 
 
 @pytest.mark.parametrize("seen", ["answered by Kie", "recorded by the bot"])
@@ -251,10 +253,8 @@ async def test_sigkill_after_suno_first_success_then_restart_delivers_both_track
     assert task.reads >= reads_before + 2
     assert len(kie.tasks) == 1 and kie.count("/api/v1/generate") == 1
     assert kie.count("/jobs/createTask") == 0
-    generation, charged, refunded, balance = await settled(tmp_path, 42)
-    assert generation.id == running.id and generation.state == GenerationState.DELIVERED
-    assert [c.amount for c in charged] == [-60] and refunded == [] and balance == 40
-    assert TOKEN not in output and KIE_KEY not in output
+    await assert_delivered_once(tmp_path, running.id, price=60, balance=40,
+                                output=output)
 
 
 @pytest.mark.parametrize("when", ["as the send fails", "once the retry is scheduled"])
@@ -286,7 +286,5 @@ async def test_sigkill_while_telegram_refuses_the_video_then_restart_delivers_it
     # The result was in the database: the new process sent it without asking Kie again.
     assert kie.count("/jobs/recordInfo") == reads_before
     assert len(kie.creates) == 1 and kie.count("/jobs/createTask") == 1
-    generation, charged, refunded, balance = await settled(tmp_path, 42)
-    assert generation.id == finished.id and generation.state == GenerationState.DELIVERED
-    assert [c.amount for c in charged] == [-150] and refunded == [] and balance == 850
-    assert TOKEN not in output and KIE_KEY not in output
+    await assert_delivered_once(tmp_path, finished.id, price=150, balance=850,
+                                output=output)
