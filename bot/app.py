@@ -16,6 +16,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 from aiogram.utils.i18n import I18n
@@ -175,8 +176,12 @@ class Application:
         await self._set_commands(bot)
         settings = self.settings
         if settings.webhook_url is None:
-            # A webhook left from an earlier run would make every getUpdates fail (409).
-            await bot.delete_webhook(drop_pending_updates=False)
+            # A webhook left from an earlier run would make every getUpdates fail (409). Not
+            # fatal if refused: polling then says what is wrong, and retries.
+            try:
+                await bot.delete_webhook(drop_pending_updates=False)
+            except TelegramAPIError as error:
+                log.warning("deleteWebhook failed: %s", error)
         await parts.tracker.start()
         if parts.watch is not None:
             parts.watch.start()

@@ -273,3 +273,21 @@ async def test_a_repeated_webhook_update_is_harmless(tg, kie, tmp_path, start_bo
     await asyncio.sleep(0.3)
     assert (await store.get_user(42)).balance == 150 == await store.ledger_sum(42)
     assert len([c for c in tg.calls_of("sendMessage") if "Added 50" in c.params["text"]]) == 1
+
+
+async def test_polling_drops_a_leftover_webhook_and_starts_even_if_that_is_refused(
+        tg, kie, tmp_path, start_bot):
+    tg.webhook_url = "https://old.example/hook"  # left by an earlier run in webhook mode
+    await start_bot(make_settings(tmp_path, tg, kie))
+    assert tg.webhook_url == "" and tg.calls_of("deleteWebhook")
+    alice = Person(tg, 42, "Alice")
+    alice.say("/start")
+    await alice.told("Hi")
+
+
+async def test_a_bot_api_without_delete_webhook_does_not_stop_the_bot(tg, kie, tmp_path, start_bot):
+    tg.fail_next("deleteWebhook", error_code=404, description="Not Found: method not found")
+    await start_bot(make_settings(tmp_path, tg, kie))
+    alice = Person(tg, 42, "Alice")
+    alice.say("/start")
+    await alice.told("Hi")
