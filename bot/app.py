@@ -173,7 +173,10 @@ class Application:
     async def _on_startup(self, bot: Bot) -> None:
         parts = self._parts
         assert parts is not None
-        await self._set_commands(bot)
+        try:
+            await self._set_commands(bot)
+        except TelegramAPIError as error:  # the menu is a convenience: the bot works without
+            log.warning("the command menu was not set: %s", error)
         settings = self.settings
         if settings.webhook_url is None:
             # A webhook left from an earlier run would make every getUpdates fail (409). Not

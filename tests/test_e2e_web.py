@@ -291,3 +291,11 @@ async def test_a_bot_api_without_delete_webhook_does_not_stop_the_bot(tg, kie, t
     alice = Person(tg, 42, "Alice")
     alice.say("/start")
     await alice.told("Hi")
+
+
+async def test_a_refused_command_menu_does_not_stop_the_bot(tg, kie, tmp_path, start_bot):
+    tg.fail_next("setMyCommands", error_code=500, description="Internal Server Error")
+    await start_bot(make_settings(tmp_path, tg, kie))
+    alice = Person(tg, 42, "Alice")
+    alice.say("/start")
+    await alice.told("Hi")
