@@ -362,3 +362,19 @@ async def test_long_prompt_with_markup_is_escaped_and_cut_in_captions(tg, kie, b
     assert "&lt;b&gt;bold&lt;/b&gt; &amp;" in photo.params["caption"]
     assert "…" in photo.params["caption"]
     assert kie.creates[0]["input"]["prompt"] == prompt.strip()
+
+
+@pytest.mark.parametrize("error_code, description", [
+    (400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
+    (502, "Bad Gateway"),
+])
+async def test_a_charged_press_goes_to_kie_whatever_its_answer_meets(tg, kie, bot, store,
+                                                                    error_code, description):
+    alice = Person(tg, 42, "Alice")
+    _, picker = await alice.ask("/image a fox")
+    await alice.press(picker, "Imagen 4 ·")
+    tg.fail_next("answerCallbackQuery", error_code=error_code, description=description)
+    tg.press(alice.user, alice.refreshed(picker), button(alice.refreshed(picker), "✅"))
+    await tg.wait_for("sendPhoto")
+    assert len(kie.creates) == 1 and len(await charges(store, 42)) == 1
+    assert await refunds(store, 42) == []

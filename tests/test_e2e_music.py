@@ -3,6 +3,8 @@ ElevenLabs speech → the audio in the chat; failures refunded once."""
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.store import GenerationState
 from tests.chat import Person
 from tests.fakes.kie import TaskPlan
@@ -76,3 +78,17 @@ async def test_speech_reads_the_text_in_the_chosen_voice(tg, kie, bot, store):
     assert create["input"] == {"text": "Hello, world", "voice": "George"}
     [charge] = await charges(store, 42)
     assert charge.amount == -20
+
+
+async def test_an_album_is_not_sent_again_when_only_the_balance_line_after_it_fails(tg, kie, bot,
+                                                                                   store):
+    kie.default_plan = TaskPlan(reads_before_done=1)
+    tg.fail_next("sendMessage", error_code=502, times=10,
+                 when=lambda p: "Balance" in str(p.get("text", "")))
+    await generate(Person(tg, 42, "Alice"), "one album only", "Suno v4.5", command="/music")
+    await tg.wait_for("sendMediaGroup")
+    assert await states_become(store, {42: GenerationState.DELIVERED}) == \
+        {42: GenerationState.DELIVERED}
+    await asyncio.sleep(1.5)  # past the first delivery retry, had there been one
+    assert len(tg.calls_of("sendMediaGroup")) == 1
+    assert await refunds(store, 42) == []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiogram import Router
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.callback_answer import CallbackAnswer
@@ -20,6 +21,8 @@ from bot.services.generation import Generations, Picker, PickerChanged
 from bot.services.pictures import find_picture
 from bot.services.telegram import is_not_modified
 from bot.store import Store, User
+
+log = logging.getLogger(__name__)
 
 KIND_OF_COMMAND = {command: kind for kind, command in COMMANDS.items()}
 # The longest flood-control wait a picker edit sits out while the pressed button spins.
@@ -65,9 +68,13 @@ async def press(query: CallbackQuery, *, callback_data: Pick, account: User, is_
         except PickerChanged as changed:  # show what ✅ buys now, then refuse the press
             await _edit(query, *render(changed.picker))
             raise
-        # Answer now: the task's creation may wait for Kie's rate budget.
-        await query.answer()
+        # Answer now: the task's creation may wait for Kie's rate budget. The charge is made:
+        # whatever Telegram says to the answer (flood control, a press too old), submit it.
         callback_answer.disable()
+        try:
+            await query.answer()
+        except TelegramAPIError as error:
+            log.warning("%s: the press was not answered: %s", generation, error)
         await generations.submit(generation, model)
         return
     picker = await generations.press(callback_data.draft, account.id, callback_data.act,

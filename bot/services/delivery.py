@@ -305,9 +305,13 @@ class Delivery:
             for n, m in enumerate(media)]
         await with_retry(lambda: self.bot.send_media_group(chat_id, media=album, **reply),
                          retry_server_errors=False)
-        await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
-                                                       reply_markup=result.markup),
-                         retry_server_errors=False)
+        try:
+            await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
+                                                           reply_markup=result.markup),
+                             retry_server_errors=False)
+        except TelegramAPIError as error:
+            # The album is in the chat: sending it again for the sake of its buttons is worse.
+            log.warning("%s: the balance line after the album was not sent: %s", generation, error)
 
     async def _download(self, url: str, target: Path, content_type: str) -> Downloaded:
         """Fetch a result; when Kie's URL itself fails, ask Kie for a fresh download link."""
