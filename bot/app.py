@@ -32,6 +32,7 @@ from bot.services.credit_watch import CreditWatch
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
 from bot.services.notifier import Notifier
+from bot.services.payments import CreditAtFetch
 from bot.services.pictures import Pictures
 from bot.services.tracker import Tracker
 from bot.store import Store
@@ -88,6 +89,7 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
                                            link_preview_is_disabled=True))
     # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
     bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
+    bot.session.middleware(CreditAtFetch(store, settings.starting_credits))
     notifier = Notifier(bot, store, i18n, settings.admin_ids)
     delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
     tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)

@@ -110,8 +110,12 @@ async def paid(message: Message, account: User, store: Store) -> None:
                       payment.telegram_payment_charge_id, account.id, payment.invoice_payload,
                       payment.total_amount)
         raise
-    if row is None:  # Telegram sent this payment again: credited the first time
-        log.info("payment %s was credited before", payment.telegram_payment_charge_id)
+    if row is None:  # credited as it was fetched (payments.CreditAtFetch): confirm it now
+        purchase = await store.get_purchase(payment.telegram_payment_charge_id)
+        buyer = await store.get_user(account.id)
+        if purchase is None or buyer is None:
+            raise LookupError(f"payment {payment.telegram_payment_charge_id} not recorded")
+        await _tell(message, confirmation(payment, purchase.credits, buyer.balance))
         return
     await _tell(message, confirmation(payment, row.amount, row.balance_after))
 

@@ -8,7 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiogram import Bot
+from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+from aiogram.methods import GetUpdates, TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import Update
 
 from bot import texts
 from bot.config import CreditPackage
@@ -81,6 +85,45 @@ async def credit_payment(store: Store, user_id: int, *, charge_id: str, payload:
         raise UnknownPayload(payload)
     return await store.record_purchase(user_id, charge_id=charge_id, package=payload,
                                        credits=parsed[0], stars=total_amount)
+
+
+class CreditAtFetch:
+    """Session middleware (`bot.session.middleware`): payments are credited as getUpdates
+    brings them, before the polling loop can ask for the next batch. That next call confirms
+    the batch to Telegram, and aiogram makes it before the handlers have run: a bot dying in
+    between would lose a payment Telegram never sends again. The handler then only confirms
+    (crediting is idempotent by the charge id)."""
+
+    def __init__(self, store: Store, starting_credits: int) -> None:
+        self.store = store
+        self.starting_credits = starting_credits
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        result = await make_request(bot, method)
+        # (aiogram's typing says Response; what comes back through the chain is the result.)
+        if isinstance(method, GetUpdates) and isinstance(result, list):
+            for update in result:
+                if isinstance(update, Update):
+                    await self._credit(update)
+        return result
+
+    async def _credit(self, update: Update) -> None:
+        message = update.message
+        payment = message.successful_payment if message else None
+        if message is None or payment is None or message.from_user is None:
+            return
+        buyer = message.from_user
+        try:
+            await self.store.upsert_user(
+                buyer.id, username=buyer.username, first_name=buyer.first_name,
+                last_name=buyer.last_name, tg_language=buyer.language_code,
+                starting_credits=self.starting_credits)
+            await credit_payment(self.store, buyer.id, charge_id=payment.telegram_payment_charge_id,
+                                 payload=payment.invoice_payload, total_amount=payment.total_amount)
+        except Exception:  # the handler tries again, and says so if it cannot
+            log.exception("payment %s of user %s not credited at fetch",
+                          payment.telegram_payment_charge_id, buyer.id)
 
 
 @dataclass(frozen=True, slots=True)
