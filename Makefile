@@ -1,5 +1,6 @@
 # `make run` starts the bot (settings from .env); `make test` runs the whole suite; `make lint`
-# runs ruff and mypy (strict on bot/).
+# runs ruff and mypy (strict on bot/); `make bench` runs every benchmark of bench/ (about a
+# quarter of an hour) and prints one table (README, "Performance").
 # Each creates .venv and installs the pinned dependencies first, so a fresh clone needs only
 # Python 3.11+ and make.
 PYTHON ?= python3
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install run test lint
+.PHONY: install run test lint bench
 install: $(STAMP)
 
 run: $(STAMP)
@@ -24,3 +25,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bot tests
 	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench
