@@ -285,16 +285,13 @@ async def test_polling_drops_a_leftover_webhook_and_starts_even_if_that_is_refus
     await alice.told("Hi")
 
 
-async def test_a_bot_api_without_delete_webhook_does_not_stop_the_bot(tg, kie, tmp_path, start_bot):
-    tg.fail_next("deleteWebhook", error_code=404, description="Not Found: method not found")
-    await start_bot(make_settings(tmp_path, tg, kie))
-    alice = Person(tg, 42, "Alice")
-    alice.say("/start")
-    await alice.told("Hi")
-
-
-async def test_a_refused_command_menu_does_not_stop_the_bot(tg, kie, tmp_path, start_bot):
-    tg.fail_next("setMyCommands", error_code=500, description="Internal Server Error")
+@pytest.mark.parametrize("method, error_code, description", [
+    ("deleteWebhook", 404, "Not Found: method not found"),  # a Bot API server without it
+    ("setMyCommands", 500, "Internal Server Error"),  # the menu is a convenience
+])
+async def test_a_refused_start_up_call_does_not_stop_the_bot(tg, kie, tmp_path, start_bot, method,
+                                                              error_code, description):
+    tg.fail_next(method, error_code=error_code, description=description)
     await start_bot(make_settings(tmp_path, tg, kie))
     alice = Person(tg, 42, "Alice")
     alice.say("/start")
