@@ -228,14 +228,16 @@ async def start(module: str, env: Mapping[str, str], folder: Path, tg: FakeTeleg
 @contextlib.asynccontextmanager
 async def profiled(child: Child, output: Path | None) -> AsyncIterator[None]:
     """py-spy records the child while the block runs, into `output` as collapsed stacks (one
-    line per stack and its sample count: flamegraph.pl or speedscope read it); nothing happens
-    when `output` is None. py-spy is not a dependency: `.venv/bin/pip install py-spy`."""
+    line per stack and its sample count: flamegraph.pl or speedscope read it): samples of the
+    thread holding the GIL, so where the Python CPU goes (SQLite's own work, which releases it,
+    is left out). Nothing happens when `output` is None. py-spy is not a dependency:
+    `.venv/bin/pip install py-spy`; it slows the bot down while it samples."""
     if output is None:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     process = await asyncio.create_subprocess_exec(
-        spy, "record", "--pid", str(child.pid), "--rate", "500", "--format", "raw",
+        spy, "record", "--pid", str(child.pid), "--rate", "500", "--format", "raw", "--gil",
         "--output", str(output), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     await asyncio.sleep(1.0)  # attached
