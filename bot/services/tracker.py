@@ -14,12 +14,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from bot.catalog import get_model
 from bot.config import Settings
 from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieError, KieNotFound
+from bot.kie.schemas import TaskStatus
 from bot.services.delivery import Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
@@ -149,7 +151,7 @@ class Tracker:
             finished = await self.store.mark_succeeded(
                 generation.id, status.urls,
                 deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE,
-                files=[{"title": f.title, "duration": f.duration} for f in status.files])
+                files=_file_details(status))
             if finished is not None:
                 log.info("%s: Kie finished it (%d files)", finished, len(status.urls))
                 self._deliver(finished)
@@ -186,7 +188,7 @@ class Tracker:
         recovered = await self.store.recover(
             generation.id, task_id, status.urls, deliver_by=now + self.settings.delivery_deadline,
             lease_until=now + DELIVERY_LEASE,
-            files=[{"title": f.title, "duration": f.duration} for f in status.files])
+            files=_file_details(status))
         if recovered is not None:
             log.info("%s: recovered task %s, delivered free", generation, task_id)
             self._deliver(recovered)
@@ -243,3 +245,8 @@ class Tracker:
         self._housekept_at = now
         await self.store.purge(drafts_before=now - DRAFT_LIFETIME,
                                updates_before=now - UPDATE_MEMORY)
+
+
+def _file_details(status: TaskStatus) -> list[dict[str, Any]]:
+    """What Kie says of each result file (a track's title and length), as the store keeps it."""
+    return [{"title": f.title, "duration": f.duration} for f in status.files]
