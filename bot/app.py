@@ -32,7 +32,7 @@ from bot.services.credit_watch import CreditWatch
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
 from bot.services.notifier import Notifier
-from bot.services.payments import CreditAtFetch
+from bot.services.payments import CreditOnArrival
 from bot.services.pictures import Pictures
 from bot.services.tracker import Tracker
 from bot.store import Store
@@ -68,6 +68,7 @@ class Parts:
     tracker: Tracker
     watch: CreditWatch | None
     callbacks: KieCallbacks | None
+    payments: CreditOnArrival
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -89,7 +90,8 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
                                            link_preview_is_disabled=True))
     # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
     bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
-    bot.session.middleware(CreditAtFetch(store, settings.starting_credits))
+    payments = CreditOnArrival(store, settings.starting_credits)
+    bot.session.middleware(payments)  # long polling; the webhook handler credits on its own
     notifier = Notifier(bot, store, i18n, settings.admin_ids)
     delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
     tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
@@ -112,6 +114,7 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
         watch=(CreditWatch(store, kie, notifier, settings.kie_low_credit_alert)
                if settings.kie_low_credit_alert > 0 else None),
         callbacks=KieCallbacks(store, tracker, settings) if settings.kie_callback_url else None,
+        payments=payments,
         _closers=[store.close, downloads.aclose, kie.aclose, bot.session.close])
 
 
@@ -135,7 +138,7 @@ class Application:
         # Services and tracker reach the current I18n through its context variable.
         self.i18n.set_current(self.i18n)
         web = (WebServer(settings, dp, parts.bot, store=parts.store, tracker=parts.tracker,
-                         kie=parts.kie, callbacks=parts.callbacks)
+                         kie=parts.kie, callbacks=parts.callbacks, payments=parts.payments)
                if settings.web_port is not None else None)
         try:
             if settings.webhook_url is None:

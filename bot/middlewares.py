@@ -96,8 +96,8 @@ class RepeatedUpdateMiddleware(BaseMiddleware):
         self.store = store
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        # A checkout is answered again when repeated (harmless). A payment is credited when it
-        # is fetched (services/payments.CreditAtFetch); here only its confirmation is at most once.
+        # A checkout is answered again when repeated (harmless). A payment is credited on
+        # arrival (services/payments.CreditOnArrival); here only its confirmation is at most once.
         if isinstance(event, Update) and event.pre_checkout_query is None and not await (
                 self.store.first_sight_of_update(event.update_id)):
             log.info("update %s was handled before: dropped", event.update_id)

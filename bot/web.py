@@ -3,11 +3,13 @@ webhook mode Telegram's webhook, mounted with aiogram's own handler."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
+from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
@@ -15,15 +17,44 @@ from bot.config import Settings
 from bot.kie import KieClient
 from bot.services.callbacks import KieCallbacks
 from bot.services.callbacks import route as callback_route
+from bot.services.payments import CreditOnArrival
 from bot.services.tracker import Tracker
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 
+class WebhookHandler(SimpleRequestHandler):
+    """aiogram's webhook handler (answers at once, handles in the background), except that a
+    payment is credited before the answer: once Telegram has its 200 it never sends the update
+    again. If the store cannot take it, Telegram gets a 500 and retries later."""
+
+    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret_token: str | None,
+                 payments: CreditOnArrival) -> None:
+        super().__init__(dispatcher, bot, secret_token=secret_token)
+        self.payments = payments
+
+    async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
+        raw = await request.json(loads=bot.session.json_loads)
+        message = raw.get("message") if isinstance(raw, dict) else None
+        if isinstance(message, dict) and "successful_payment" in message:
+            try:
+                await self.payments.credit(Update.model_validate(raw, context={"bot": bot}))
+            except Exception:
+                log.exception("update %s: payment not credited; Telegram will send it again",
+                              raw.get("update_id"))
+                return web.Response(status=500)
+        # The body is read already: hand aiogram the parsed update.
+        task = asyncio.create_task(self._background_feed_update(bot=bot, update=raw))
+        self._background_feed_update_tasks.add(task)
+        task.add_done_callback(self._background_feed_update_tasks.discard)
+        return web.json_response({}, dumps=bot.session.json_dumps)
+
+
 class WebServer:
     def __init__(self, settings: Settings, dispatcher: Dispatcher, bot: Bot, *, store: Store,
-                 tracker: Tracker, kie: KieClient, callbacks: KieCallbacks | None) -> None:
+                 tracker: Tracker, kie: KieClient, callbacks: KieCallbacks | None,
+                 payments: CreditOnArrival) -> None:
         self.settings = settings
         self.store = store
         self.tracker = tracker
@@ -38,7 +69,7 @@ class WebServer:
             # server's; then the webhook route, which closes the bot's session at shutdown.
             setup_application(self.app, dispatcher, bot=bot)
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            SimpleRequestHandler(dispatcher, bot, secret_token=secret).register(
+            WebhookHandler(dispatcher, bot, secret_token=secret, payments=payments).register(
                 self.app, path=urlsplit(str(settings.webhook_url)).path or "/")
         self._runner: web.AppRunner | None = None
 

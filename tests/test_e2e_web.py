@@ -275,6 +275,47 @@ async def test_a_repeated_webhook_update_is_harmless(tg, kie, tmp_path, start_bo
     assert len([c for c in tg.calls_of("sendMessage") if "Added 50" in c.params["text"]]) == 1
 
 
+async def test_a_webhook_payment_is_credited_before_telegram_gets_its_answer(
+        tg, kie, tmp_path, start_bot, store):
+    """Once Telegram has its 200 it never sends the update again: the payment must be in the
+    ledger by then. Here the handler never runs (an earlier, killed run recorded the update id
+    before crediting), so only crediting ahead of the answer can save the money."""
+    await start_bot(webhook_settings(tmp_path, tg, kie))
+    alice = Person(tg, 42, "Alice")
+    assert await store.first_sight_of_update(tg.next_update_id)
+    charge_id, payment = tg.pay(alice.user, currency="XTR", total_amount=50,
+                                invoice_payload="100:50")
+    for _ in range(200):
+        if any(post.ok for post in tg.webhook_posts_of(payment)):
+            break
+        await asyncio.sleep(0.01)
+    assert await store.get_purchase(charge_id) is not None  # at the moment of the 200
+    assert (await store.get_user(42)).balance == 100 + 100 == await store.ledger_sum(42)
+
+
+async def test_a_webhook_payment_the_store_refuses_gets_500_and_is_credited_on_the_retry(
+        tg, kie, tmp_path, start_bot, store):
+    running = await start_bot(webhook_settings(tmp_path, tg, kie))
+    parts = running.app._parts
+    assert parts is not None
+    record, refusals = parts.store.record_purchase, []
+
+    async def refuse_once(*args: Any, **kwargs: Any) -> Any:
+        if not refusals:
+            refusals.append(args)
+            raise OSError("disk I/O error")
+        return await record(*args, **kwargs)
+
+    parts.store.record_purchase = refuse_once  # type: ignore[method-assign]
+    alice = Person(tg, 42, "Alice")
+    charge_id, payment = tg.pay(alice.user, currency="XTR", total_amount=50,
+                                invoice_payload="100:50")
+    await alice.told("Payment received: 100 credits added")
+    assert [post.status for post in tg.webhook_posts_of(payment)] == [500, 200]
+    assert refusals and (await store.get_purchase(charge_id)) is not None
+    assert (await store.get_user(42)).balance == 200 == await store.ledger_sum(42)
+
+
 async def test_polling_drops_a_leftover_webhook_and_starts_even_if_that_is_refused(
         tg, kie, tmp_path, start_bot):
     tg.webhook_url = "https://old.example/hook"  # left by an earlier run in webhook mode

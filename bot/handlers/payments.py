@@ -110,7 +110,7 @@ async def paid(message: Message, account: User, store: Store) -> None:
                       payment.telegram_payment_charge_id, account.id, payment.invoice_payload,
                       payment.total_amount)
         raise
-    if row is None:  # credited as it was fetched (payments.CreditAtFetch): confirm it now
+    if row is None:  # credited on arrival (payments.CreditOnArrival): confirm it now
         purchase = await store.get_purchase(payment.telegram_payment_charge_id)
         buyer = await store.get_user(account.id)
         if purchase is None or buyer is None:

@@ -87,12 +87,14 @@ async def credit_payment(store: Store, user_id: int, *, charge_id: str, payload:
                                        credits=parsed[0], stars=total_amount)
 
 
-class CreditAtFetch:
-    """Session middleware (`bot.session.middleware`): payments are credited as getUpdates
-    brings them, before the polling loop can ask for the next batch. That next call confirms
-    the batch to Telegram, and aiogram makes it before the handlers have run: a bot dying in
-    between would lose a payment Telegram never sends again. The handler then only confirms
-    (crediting is idempotent by the charge id)."""
+class CreditOnArrival:
+    """Payments are credited the moment an update brings one, before Telegram is told the update
+    arrived: a bot dying after that would lose a payment Telegram never sends again. The
+    payment handler then only confirms (crediting is idempotent by the charge id).
+
+    Long polling: as a session middleware (`bot.session.middleware`), as getUpdates returns a
+    batch: the next getUpdates confirms it, and aiogram makes that call before the handlers
+    have run. Webhook: `WebhookHandler` credits before answering Telegram's POST."""
 
     def __init__(self, store: Store, starting_credits: int) -> None:
         self.store = store
@@ -105,25 +107,26 @@ class CreditAtFetch:
         if isinstance(method, GetUpdates) and isinstance(result, list):
             for update in result:
                 if isinstance(update, Update):
-                    await self._credit(update)
+                    try:
+                        await self.credit(update)
+                    except Exception:  # the handler tries again, and says so if it cannot
+                        log.exception("update %s: payment not credited at fetch", update.update_id)
         return result
 
-    async def _credit(self, update: Update) -> None:
+    async def credit(self, update: Update) -> None:
+        """Credit the payment `update` brings, if any (once per charge id). Raises when the
+        store cannot take it."""
         message = update.message
         payment = message.successful_payment if message else None
         if message is None or payment is None or message.from_user is None:
             return
         buyer = message.from_user
-        try:
-            await self.store.upsert_user(
-                buyer.id, username=buyer.username, first_name=buyer.first_name,
-                last_name=buyer.last_name, tg_language=buyer.language_code,
-                starting_credits=self.starting_credits)
-            await credit_payment(self.store, buyer.id, charge_id=payment.telegram_payment_charge_id,
-                                 payload=payment.invoice_payload, total_amount=payment.total_amount)
-        except Exception:  # the handler tries again, and says so if it cannot
-            log.exception("payment %s of user %s not credited at fetch",
-                          payment.telegram_payment_charge_id, buyer.id)
+        await self.store.upsert_user(
+            buyer.id, username=buyer.username, first_name=buyer.first_name,
+            last_name=buyer.last_name, tg_language=buyer.language_code,
+            starting_credits=self.starting_credits)
+        await credit_payment(self.store, buyer.id, charge_id=payment.telegram_payment_charge_id,
+                             payload=payment.invoice_payload, total_amount=payment.total_amount)
 
 
 @dataclass(frozen=True, slots=True)
