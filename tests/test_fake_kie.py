@@ -595,7 +595,7 @@ async def test_finish_after_ends_a_task_without_reads(http: httpx.AsyncClient, k
     await asyncio.sleep(0.3)
     assert kie.tasks[task_id].state == "queuing" and hook.got == []  # the clock passes the running states
     [record] = await kie.wait_callbacks(timeout=3)
-    assert 0.6 <= hook.got[0][2] - created < 1.2
+    assert hook.got[0][2] - created >= 0.6  # not before its time (how late depends on the load)
     assert record.stage == "success" and kie.tasks[task_id].reads == 0
     assert kie.record(task_id)["state"] == "success"
     assert (await read(http, task_id))["data"]["state"] == "success"

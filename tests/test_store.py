@@ -311,8 +311,9 @@ async def test_mark_succeeded_and_delivered_need_the_right_state(store: Store) -
     assert (await store.get_generation(generation.id)).state is GenerationState.FAILED
 
 
-async def test_due_overdue_and_next_wakeup(store: Store) -> None:
-    """due: running and next_check_at ≤ now; overdue: open and past deadline; wakeup: the earliest."""
+async def test_claims_overdue_and_next_wakeup(store: Store) -> None:
+    """claim_checks: running and due, held by a lease so a second claim misses them; overdue:
+    past the deadline with nothing under way; wakeup: the earliest thing to do."""
     await add_user(store, credits=100)
     now = time.time()
     assert await store.next_wakeup() is None
@@ -321,23 +322,31 @@ async def test_due_overdue_and_next_wakeup(store: Store) -> None:
     pending_late = await start(store, await open_draft(store), deadline_at=now - 1)
     done_late = await start(store, await open_draft(store), deadline_at=now - 1)
     await store.mark_submitted(due.id, "t-due", now - 1)
-    await store.mark_submitted(later.id, "t-later", now + 60)
+    await store.mark_submitted(later.id, "t-later", now + 900)  # capped at its deadline
     await store.mark_submitted(done_late.id, "t-done", now - 5)
-    await succeed(store, done_late.id, ["https://x/1.png"], deliver_by=now + 3600)
+    await succeed(store, done_late.id, ["https://x/1.png"], deliver_by=now - 1)  # leased
 
-    assert [g.id for g in await store.due_generations(now, 10)] == [due.id]
-    assert await store.due_generations(now, 0) == []
-    assert [g.id for g in await store.due_generations(now + 61, 10)] == [due.id, later.id]
-    assert [g.id for g in await store.overdue_generations(now)] == [pending_late.id]
+    assert (await store.get_generation(later.id)).next_check_at == now + 600
     # The pending one has no check time: its deadline (now - 1) is the earliest thing to do.
+    # The finished one is being delivered (leased): its deadline waits for that.
     assert await store.next_wakeup() == now - 1
+    assert [g.id for g in await store.overdue_generations(now)] == [pending_late.id]
     await store.fail_generation(pending_late.id, "timeout")
-    assert await store.next_wakeup() == now - 1  # `due`'s check time
-    await store.record_check(due.id, "waiting", now + 30)
+    assert await store.claim_checks(now, now + 30, 0) == []
+    [claimed] = await store.claim_checks(now, now + 30, 10)
+    assert claimed.id == due.id and claimed.next_check_at == now + 30
+    assert await store.claim_checks(now, now + 30, 10) == []  # held by the first claim
     assert await store.next_wakeup() == now + 30
-    await store.record_check(due.id, "waiting", now + 900)  # past its deadline: the deadline wins
-    await store.record_check(later.id, "waiting", now + 900)
-    assert await store.next_wakeup() == now + 600
+    await store.record_check(due.id, "waiting", now + 20)
+    assert await store.next_wakeup() == now + 20
+    await store.claim_checks(now + 20, now + 50, 10)
+    await store.release_leases(now + 21, 30)  # a restart: the read under way is due again
+    assert (await store.get_generation(due.id)).next_check_at == now + 21
+    assert (await store.get_generation(later.id)).next_check_at == now + 600  # as planned
+    assert [g.id for g in await store.claim_checks(now + 601, now + 700, 10)] == [
+        due.id, later.id]
+    # The restart released the delivery's lease too, and it is past its deadline: overdue.
+    assert [g.id for g in await store.overdue_generations(now + 21)] == [done_late.id]
 
 
 # -- hardening: what the confirm promised, limits, deliveries, repeats, chats ----------------
@@ -411,7 +420,7 @@ async def test_deliveries_are_claimed_retried_released_and_refunded_only_when_as
     now = time.time()
     await succeed(store, generation.id, ["https://x/1.png"])
     assert await store.claim_deliveries(now, now + 600, 10) == []  # held by the marker's lease
-    await store.release_deliveries(now)
+    await store.release_leases(now, 30)
     [claimed] = await store.claim_deliveries(now, now + 600, 10)
     assert claimed.id == generation.id and claimed.next_check_at == now + 600
     assert await store.claim_deliveries(now, now + 600, 10) == []  # claimed once

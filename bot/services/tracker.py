@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 IDLE_WAKEUP = 60.0
 FAILURE_PAUSE = 1.0
+# A status read in progress holds its row this long (a read waits for the rate limit and retries
+# 5xx for seconds); one that dies with its process is due again after it.
+CHECK_LEASE = 30.0
 # A delivery in progress holds its row this long; a restart releases it at once.
 DELIVERY_LEASE = 600.0
 # Gaps between delivery attempts while Telegram is down: 1 s doubling up to a minute.
@@ -58,6 +61,8 @@ class Tracker:
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._checks: dict[int, asyncio.Task[None]] = {}
+        self._recheck: set[int] = set()  # woken (a callback) while its read was under way
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._recoveries: set[asyncio.Task[None]] = set()
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
@@ -75,18 +80,19 @@ class Tracker:
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._deliveries.values(), *self._recoveries)
-                 if t is not None]
+        tasks = [t for t in (self._loop_task, *self._checks.values(), *self._deliveries.values(),
+                             *self._recoveries) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def resume(self) -> None:
         """After a restart: refund what never reached Kie; deliveries the last run held are due
-        at once. Running tasks need nothing: their next check time is in the database."""
+        at once, and so are the status reads it had under way. Other running tasks need nothing:
+        their next check time is in the database."""
         for generation in await self.store.generations_in([GenerationState.PENDING]):
             await self._fail(generation, "interrupted")
-        await self.store.release_deliveries(self._clock())
+        await self.store.release_leases(self._clock(), CHECK_LEASE)
 
     async def _run(self) -> None:
         while True:
@@ -107,26 +113,54 @@ class Tracker:
             self._wakeup.clear()
 
     async def tick(self) -> bool:
-        """Check everything that is due now (and whatever is past its deadline), start the
-        deliveries that are due. False when a check failed unexpectedly."""
+        """Start a status read of every task that is due now (as many at once as Kie's budget
+        takes), close what is past its deadline, start the deliveries that are due. Reads and
+        deliveries run on their own: one slow answer holds up nothing else. False when
+        something failed unexpectedly."""
         now = self._clock()
         await self._housekeeping(now)
-        overdue = await self.store.overdue_generations(now)
-        due = await self.store.due_generations(now, limit=self.settings.kie_rate_limit)
-        batch = {g.id: g for g in [*overdue, *due] if g.id not in self._deliveries}
+        healthy = True
+        for generation in await self.store.overdue_generations(now):
+            try:
+                await self.check(generation)
+            except Exception:
+                log.exception("%s: closing it past its deadline failed", generation)
+                healthy = False
+        room = max(0, self.settings.kie_rate_limit - len(self._checks))
+        for generation in await self.store.claim_checks(now, now + CHECK_LEASE, limit=room):
+            if generation.id in self._checks:  # woken while its read is under way: read again
+                self._recheck.add(generation.id)
+            else:
+                self._check(generation)
         for generation in await self.store.claim_deliveries(now, now + DELIVERY_LEASE,
                                                             limit=self.settings.kie_rate_limit):
             # Past its lease but still being sent here (a slow upload): never send it twice.
-            if generation.id not in batch and generation.id not in self._deliveries:
+            if generation.id not in self._deliveries:
                 self._deliver(generation)
-        results = await asyncio.gather(*(self.check(g) for g in batch.values()),
-                                       return_exceptions=True)
-        healthy = True
-        for generation_id, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                log.error("generation %s: check failed", generation_id, exc_info=result)
-                healthy = False
         return healthy
+
+    async def drain(self) -> None:
+        """Wait for the status reads under way (and those they start)."""
+        while self._checks:
+            await asyncio.gather(*self._checks.values(), return_exceptions=True)
+
+    def _check(self, generation: Generation) -> None:
+        task = asyncio.create_task(self._checked(generation), name=f"check-{generation.id}")
+        self._checks[generation.id] = task
+        task.add_done_callback(lambda _: self._checks.pop(generation.id, None))
+
+    async def _checked(self, generation: Generation) -> None:
+        try:
+            await self.check(generation)
+        except Exception:  # the row is due again when its lease ends
+            log.exception("%s: check failed", generation)
+        if generation.id in self._recheck:
+            self._recheck.discard(generation.id)
+            with contextlib.suppress(Exception):
+                await self.store.check_now(generation.id, generation.task_id or "")
+        # The loop sleeps until the lease ends: the next read may be due sooner, and there is
+        # room for one the last tick had to leave. (At most one pass per read: Kie's budget.)
+        self.wake()
 
     async def check(self, generation: Generation) -> None:
         if generation.state == GenerationState.SUCCEEDED:  # overdue: its delivery is given up

@@ -402,7 +402,8 @@ class Store:
         async with self._tx() as db:
             await db.execute(
                 "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?,"
-                " next_check_at = min(coalesce(next_check_at, ?), ?) WHERE id = ? AND state = ?",
+                " next_check_at = min(coalesce(next_check_at, ?), ?, deadline_at)"
+                " WHERE id = ? AND state = ?",
                 (GenerationState.RUNNING, task_id, time.time(), next_check_at, next_check_at,
                  generation_id, GenerationState.PENDING))
 
@@ -498,17 +499,22 @@ class Store:
             return [row_to(Generation, row) for row in rows]
 
     async def retry_delivery(self, generation_id: int, at: float) -> None:
-        """A delivery failed for a passing reason: try again at `at`."""
+        """A delivery failed for a passing reason: try again at `at` (or at its deadline)."""
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET deliveries = deliveries + 1, next_check_at = ?"
+                "UPDATE generations SET deliveries = deliveries + 1,"
+                " next_check_at = min(?, deadline_at)"
                 " WHERE id = ? AND state = ?", (at, generation_id, GenerationState.SUCCEEDED))
 
-    async def release_deliveries(self, now: float) -> None:
-        """After a restart: deliveries the last run held are due now."""
+    async def release_leases(self, now: float, check_lease: float) -> None:
+        """After a restart: what the last run held is due now. Every delivery; and the reads it
+        had under way, whose lease ends within `check_lease` (so do reads planned for then,
+        which only come a little early)."""
         async with self._tx() as db:
-            await db.execute("UPDATE generations SET next_check_at = ? WHERE state = ?",
-                             (now, GenerationState.SUCCEEDED))
+            await db.execute(
+                "UPDATE generations SET next_check_at = ? WHERE state = ?"
+                " OR (state = ? AND next_check_at BETWEEN ? AND ?)",
+                (now, GenerationState.SUCCEEDED, GenerationState.RUNNING, now, now + check_lease))
 
     async def mark_delivered(self, generation_id: int, state: GenerationState) -> None:
         async with self._tx() as db:
@@ -543,23 +549,34 @@ class Store:
             states)
         return [row_to(Generation, row) for row in rows]
 
-    async def due_generations(self, now: float, limit: int) -> list[Generation]:
-        rows = await self._rows(
-            "SELECT * FROM generations WHERE state = ? AND next_check_at <= ?"
-            " ORDER BY next_check_at LIMIT ?", (GenerationState.RUNNING, now, limit))
-        return [row_to(Generation, row) for row in rows]
+    async def claim_checks(self, now: float, lease_until: float, limit: int) -> list[Generation]:
+        """Running tasks whose status read is due, held until `lease_until` by the caller (its
+        read sets the next check time; a check that dies leaves them due again then)."""
+        async with self._tx() as db:
+            rows = await db.execute_fetchall(
+                "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
+                " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?)"
+                " RETURNING *", (lease_until, GenerationState.RUNNING, now, limit))
+            return [row_to(Generation, row) for row in rows]
 
     async def overdue_generations(self, now: float) -> list[Generation]:
+        """Past their deadline with no read or delivery to wait for: charged but never
+        submitted, or finished and not delivered (and not being delivered). A running task's
+        checks come no later than its deadline, and its check ends it."""
         rows = await self._rows(
-            f"SELECT * FROM generations WHERE state IN {_IN_OPEN} AND deadline_at <= ?",
-            (*OPEN_STATES, now))
+            "SELECT * FROM generations WHERE deadline_at <= ? AND (state = ?"
+            " OR (state = ? AND next_check_at <= ?))",
+            (now, GenerationState.PENDING, GenerationState.SUCCEEDED, now))
         return [row_to(Generation, row) for row in rows]
 
     async def next_wakeup(self) -> float | None:
-        """The earliest time the tracker has something to do: a check or a deadline."""
+        """The earliest time the tracker has something to do: a check, a delivery or a
+        deadline. (Checks and retries are never set past the deadline; a later time is a
+        lease, and the deadline waits for it.)"""
         rows = await self._rows(
-            f"SELECT min(min(coalesce(next_check_at, deadline_at), deadline_at)) FROM generations"
-            f" WHERE state IN {_IN_OPEN}", OPEN_STATES)
+            f"SELECT min(CASE WHEN state = ? THEN deadline_at"
+            f" ELSE coalesce(next_check_at, deadline_at) END)"
+            f" FROM generations WHERE state IN {_IN_OPEN}", (GenerationState.PENDING, *OPEN_STATES))
         wakeup: float | None = rows[0][0]
         return wakeup
 
