@@ -96,7 +96,7 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
     delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
     tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
     generations = Generations(store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
-                              settings=settings, wake_tracker=tracker.wake)
+                              settings=settings, schedule=tracker.schedule, wake_tracker=tracker.wake)
 
     # What handlers receive by name, in either mode (polling or webhook).
     dp = Dispatcher(store=store, settings=settings, generations=generations, kie=kie,

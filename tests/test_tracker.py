@@ -15,12 +15,13 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
+from bot.catalog import get_model
 from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.kie import KieClient, RateLimiter
 from bot.services.delivery import Delivery, Outcome
 from bot.services.notifier import Notifier
-from bot.services.schedule import next_check_delay
+from bot.services.schedule import Schedule
 from bot.services.tracker import DELIVERY_LEASE, Tracker, delivery_retry_delay
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.conftest import KIE_KEY, TOKEN, make_settings
@@ -89,13 +90,6 @@ async def tick(tracker: Tracker) -> None:
     """One pass of the loop, and the status reads it started."""
     await tracker.tick()
     await tracker.drain()
-
-
-def test_poll_gap_starts_small_then_backs_off_to_the_cap():
-    """Young tasks are checked at the smallest gap; old ones back off, never past the cap."""
-    gaps = [next_check_delay(t, expected=20, smallest=3, largest=30) for t in range(0, 400, 10)]
-    assert gaps[0] == gaps[1] == 3
-    assert gaps == sorted(gaps) and max(gaps) == 30 and gaps[-1] == 30
 
 
 async def test_a_due_task_is_read_and_rescheduled(rig, kie):
@@ -324,3 +318,21 @@ async def test_a_slow_read_holds_up_no_other_task(rig, kie, tg):
     finally:
         held.release.set()
         await tracker.stop()
+
+
+async def test_the_tracker_learns_from_each_result_and_from_the_database_at_start(rig, kie, tg):
+    imagen = get_model("imagen4")
+    assert imagen is not None
+    for user_id in range(42, 48):
+        tg.user(user_id, "Someone")
+        generation = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)),
+                                       user_id=user_id)
+        # Submitted 12 s ago.
+        await rig.store._db.execute("UPDATE generations SET submitted_at = ? WHERE id = ?",
+                                    (time.time() - 12, generation.id))
+        await tick(rig.tracker)
+    assert rig.tracker.schedule.usual(imagen) == pytest.approx(12, abs=1)
+    assert [m for m, _ in await rig.store.recent_durations(3)] == ["imagen4"] * 3
+    fresh = Schedule(rig.settings)
+    fresh.observe_all(await rig.store.recent_durations(30))
+    assert fresh.usual(imagen) == pytest.approx(12, abs=1)

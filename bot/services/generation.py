@@ -23,7 +23,7 @@ from bot.services.callbacks import callback_url
 from bot.services.notifier import Notifier
 from bot.services.offers import HIDDEN_BY_KIE, current_offer
 from bot.services.pictures import PictureError, Pictures
-from bot.services.schedule import first_check_delay
+from bot.services.schedule import Schedule
 from bot.store import (
     Draft,
     DraftChanged,
@@ -69,13 +69,14 @@ class PickerChanged(PickerError):
 
 class Generations:
     def __init__(self, store: Store, *, kie: KieClient, pictures: Pictures, notifier: Notifier,
-                 settings: Settings, wake_tracker: Callable[[], None],
+                 settings: Settings, schedule: Schedule, wake_tracker: Callable[[], None],
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
         self.pictures = pictures
         self.notifier = notifier
         self.settings = settings
+        self.schedule = schedule
         self.wake_tracker = wake_tracker
         self._clock = clock
 
@@ -195,7 +196,7 @@ class Generations:
         except KieError as error:
             await self._refuse(generation, model, error)
             return
-        first_check = self._clock() + first_check_delay(model, self.settings)
+        first_check = self._clock() + self.schedule.first_delay(model)
         await self.store.mark_submitted(generation.id, task_id, first_check)
         log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()

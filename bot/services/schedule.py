@@ -1,40 +1,77 @@
-"""When the tracker reads a task's status. Polling alone: often while the task is young, then
-backing off (Kie's advice). With Kie callbacks on, a callback wakes the read the moment a task
-ends, and the poll is only a fallback for a lost callback: a first read late, then rare ones."""
+"""When the tracker reads a task's status. Every read spends Kie's shared budget, so a task is
+first read near the time its model's tasks usually take — learned from the last ones that
+finished, the catalog's guess until there are enough — then at a fraction of that time, backing
+off once it is long overdue (Kie's advice). With Kie callbacks on, a callback wakes the read the
+moment a task ends, and the poll is only a fallback for a lost callback: a first read late,
+then rare ones. KIE_POLL_INTERVAL, when set, is the first read and the smallest gap (tests)."""
 
 from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable
 
 from bot.catalog import Model
 from bot.config import Settings
 
 BACKOFF_DIVISOR = 4.0
-# With callbacks: the first fallback read after this many times the model's usual duration,
-# then one every CALLBACK_GAP_FACTOR × KIE_POLL_MAX_INTERVAL (2 minutes by default).
+# Polling: the first read at this share of the usual duration, then one every STEP_SHARE of it
+# (never more often than the model's poll_interval) until OVERDUE times it, then backing off.
+FIRST_SHARE = 0.8
+STEP_SHARE = 0.25
+OVERDUE = 1.5
+# With callbacks: the first fallback read after this many times the usual duration, then one
+# every CALLBACK_GAP_FACTOR × KIE_POLL_MAX_INTERVAL (2 minutes by default).
 CALLBACK_FIRST_FACTOR = 2.0
 CALLBACK_GAP_FACTOR = 4.0
+# The usual duration is the median of this many last finished tasks of a model, once there
+# are at least LEARNED_AFTER of them.
+REMEMBERED = 30
+LEARNED_AFTER = 5
 
 
 def next_check_delay(elapsed: float, expected: float, smallest: float, largest: float) -> float:
-    """Seconds until the next status read of a task `elapsed` seconds old (polling alone)."""
+    """Seconds until the next status read of a task `elapsed` seconds old: `smallest` until
+    `expected`, then growing by a quarter of the time past it, up to `largest`."""
     if elapsed < expected:
         return smallest
     return min(largest, smallest + (elapsed - expected) / BACKOFF_DIVISOR)
 
 
-def first_check_delay(model: Model, settings: Settings) -> float:
-    """Seconds from a task's creation to its first status read. KIE_POLL_INTERVAL, when set,
-    decides it whether or not callbacks are on."""
-    if settings.kie_poll_interval is not None:
-        return settings.kie_poll_interval
-    if settings.kie_callback_url is not None:
-        return max(CALLBACK_FIRST_FACTOR * model.expected_seconds, settings.kie_poll_max_interval)
-    return model.poll_interval
+class Schedule:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._seen: dict[str, deque[float]] = {}
 
+    def observe(self, model_id: str, seconds: float) -> None:
+        """A task of `model_id` took `seconds` from its creation until the bot saw it finish."""
+        self._seen.setdefault(model_id, deque(maxlen=REMEMBERED)).append(seconds)
 
-def later_check_delay(model: Model, elapsed: float, settings: Settings) -> float:
-    """Seconds until the read after this one, for a task `elapsed` seconds old."""
-    if settings.kie_callback_url is not None:
-        return CALLBACK_GAP_FACTOR * settings.kie_poll_max_interval
-    return next_check_delay(elapsed, expected=model.expected_seconds,
-                            smallest=settings.kie_poll_interval or model.poll_interval,
-                            largest=settings.kie_poll_max_interval)
+    def observe_all(self, durations: Iterable[tuple[str, float]]) -> None:
+        for model_id, seconds in durations:
+            self.observe(model_id, seconds)
+
+    def usual(self, model: Model) -> float:
+        """Seconds a task of this model usually takes."""
+        seen = self._seen.get(model.id, ())
+        return statistics.median(seen) if len(seen) >= LEARNED_AFTER else model.expected_seconds
+
+    def first_delay(self, model: Model) -> float:
+        """Seconds from a task's creation to its first status read."""
+        settings = self.settings
+        if settings.kie_poll_interval is not None:
+            return settings.kie_poll_interval
+        if settings.kie_callback_url is not None:
+            return max(CALLBACK_FIRST_FACTOR * self.usual(model), settings.kie_poll_max_interval)
+        return max(model.poll_interval, FIRST_SHARE * self.usual(model))
+
+    def later_delay(self, model: Model, elapsed: float) -> float:
+        """Seconds until the read after this one, for a task `elapsed` seconds old."""
+        settings = self.settings
+        if settings.kie_callback_url is not None:
+            return CALLBACK_GAP_FACTOR * settings.kie_poll_max_interval
+        usual = self.usual(model)
+        step = settings.kie_poll_interval or min(
+            settings.kie_poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
+        return next_check_delay(elapsed, expected=OVERDUE * usual, smallest=step,
+                                largest=settings.kie_poll_max_interval)

@@ -25,7 +25,7 @@ from bot.kie.schemas import TaskStatus
 from bot.services.delivery import Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
-from bot.services.schedule import later_check_delay
+from bot.services.schedule import REMEMBERED, Schedule
 from bot.store import WITHOUT_RESULT, Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class Tracker:
         self.delivery = delivery
         self.notifier = notifier
         self.settings = settings
+        self.schedule = Schedule(settings)
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -76,6 +77,7 @@ class Tracker:
         return self._loop_task is not None and not self._loop_task.done()
 
     async def start(self) -> None:
+        self.schedule.observe_all(await self.store.recent_durations(REMEMBERED))
         await self.resume()
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
 
@@ -188,6 +190,7 @@ class Tracker:
                 files=_file_details(status))
             if finished is not None:
                 log.info("%s: Kie finished it (%d files)", finished, len(status.urls))
+                self.schedule.observe(finished.model, now - (finished.submitted_at or now))
                 self._deliver(finished)
         elif status.phase == "fail":
             # Kie's words are kept for the log; they only pick which of our reasons is shown.
@@ -234,7 +237,7 @@ class Tracker:
             return
         model = get_model(generation.model)
         elapsed = now - (generation.submitted_at or generation.created_at)
-        delay = (later_check_delay(model, elapsed, self.settings) if model
+        delay = (self.schedule.later_delay(model, elapsed) if model
                  else self.settings.kie_poll_max_interval)
         await self.store.record_check(generation.id, kie_state,
                                       min(now + delay, generation.deadline_at))

@@ -559,6 +559,16 @@ class Store:
                 " RETURNING *", (lease_until, GenerationState.RUNNING, now, limit))
             return [row_to(Generation, row) for row in rows]
 
+    async def recent_durations(self, per_model: int) -> list[tuple[str, float]]:
+        """(model, seconds from submission until the bot saw the result) of each model's last
+        `per_model` finished tasks, oldest first."""
+        rows = await self._rows(
+            "SELECT model, seconds FROM (SELECT id, model, finished_at - submitted_at AS seconds,"
+            " row_number() OVER (PARTITION BY model ORDER BY id DESC) AS age FROM generations"
+            " WHERE task_id IS NOT NULL AND result_urls IS NOT NULL AND submitted_at IS NOT NULL"
+            " AND finished_at IS NOT NULL) WHERE age <= ? ORDER BY id", (per_model,))
+        return [(model, seconds) for model, seconds in rows]
+
     async def overdue_generations(self, now: float) -> list[Generation]:
         """Past their deadline with no read or delivery to wait for: charged but never
         submitted, or finished and not delivered (and not being delivered). A running task's
