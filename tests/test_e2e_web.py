@@ -102,6 +102,23 @@ async def test_a_callback_delivers_with_exactly_one_status_read(tg, kie, tmp_pat
     assert len(tg.calls_of("sendPhoto")) == 1 and len(await charges(store, 42)) == 1
 
 
+async def test_suno_stage_callbacks_cost_no_read_only_the_last_one_does(
+        tg, kie, tmp_path, start_bot, store):
+    """Suno calls back at "text", "first" and "complete": only the last is worth a read."""
+    await start_bot(web_settings(tmp_path, tg, kie))
+    kie.auto_callbacks = True
+    kie.default_plan = TaskPlan(finish_after=0.6)  # through TEXT_SUCCESS and FIRST_SUCCESS
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "a song, called back", "Suno v4.5", command="/music")
+    _, task_id = await running_task(store, kie)
+    await tg.wait_for("sendMediaGroup")
+    stages = [c.stage for c in kie.callback_log if c.task_id == task_id]
+    assert stages == ["text", "first", "complete"]
+    await asyncio.sleep(0.3)
+    assert reads_of(kie, task_id) == 1
+    assert len(tg.calls_of("sendMediaGroup")) == 1 and len(await charges(store, 42)) == 1
+
+
 async def test_a_callback_names_the_task_the_bot_sent(tg, kie, tmp_path, start_bot, store):
     settings = web_settings(tmp_path, tg, kie)
     await start_bot(settings)

@@ -26,6 +26,13 @@ def task_id_of(payload: Any) -> str | None:
     return None
 
 
+def interim(payload: Any) -> bool:
+    """A Suno callback for a stage before the end: the task is still running."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return isinstance(data, dict) and data.get(
+        constants.SUNO_CALLBACK_TYPE) in constants.SUNO_INTERIM_CALLBACKS
+
+
 def signature_ok(key: str, task_id: str, headers: Mapping[str, str], now: float) -> bool:
     """A fresh, valid signature: base64(HMAC-SHA256(key, taskId + "." + timestamp))."""
     timestamp = headers.get(constants.CALLBACK_TIMESTAMP_HEADER, "")

@@ -33,6 +33,10 @@ SUNO_STATES_FAIL = frozenset({
 # Kie's docs mark Suno's `callBackUrl` required; whether a request without one is refused is
 # unverified. Sent when the caller gives no callback URL (None: the key is left out).
 SUNO_CALLBACK_FALLBACK: str | None = None
+# Suno calls back at each stage (`data.callbackType`); these say the task is still running, so
+# they are not worth a status read: only "complete" (or an error) is.
+SUNO_CALLBACK_TYPE = "callbackType"
+SUNO_INTERIM_CALLBACKS = frozenset({"text", "first"})
 
 # TaskStatus.message when Kie says success but hands over no file.
 NO_RESULT = "no result"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot.config import Settings
-from bot.kie.callbacks import signature_ok, task_id_of
+from bot.kie.callbacks import interim, signature_ok, task_id_of
 from bot.store import GenerationState, Store
 
 if TYPE_CHECKING:  # the tracker imports the generation service, which needs callback_url
@@ -63,9 +63,10 @@ class KieCallbacks:
                 or len(generation) > 18:
             return 404
         try:
-            task_id = task_id_of(json.loads(body))
+            payload = json.loads(body)
         except ValueError:
-            task_id = None
+            payload = None
+        task_id = task_id_of(payload)
         if task_id is None:
             return 400
         if self.hmac_key is not None and not signature_ok(self.hmac_key, task_id, headers,
@@ -73,6 +74,9 @@ class KieCallbacks:
             log.warning("callback for generation %s refused: bad or stale signature", generation)
             return 401
         generation_id = int(generation)
+        if interim(payload):  # a read now would only say "still running"
+            log.info("generation %s: Kie says task %s is under way", generation_id, task_id)
+            return 200
         if await self.store.check_now(generation_id, task_id):
             log.info("generation %s: Kie called back for task %s", generation_id, task_id)
             self.tracker.wake()
