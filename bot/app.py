@@ -40,6 +40,13 @@ from bot.web import WebServer
 
 log = logging.getLogger(__name__)
 
+# Updates handled at once; the next getUpdates (or webhook POST) waits for a free slot. They
+# queue on one database anyway, and a burst of thousands held in memory at once costs
+# ~100 MB that the allocator never gives back (bench/memory.py: opened through the chat).
+UPDATE_CONCURRENCY = 64
+# On a graceful stop, creates under way get this long to be answered and recorded.
+SUBMIT_GRACE = 10.0
+
 COMMANDS = (
     ("image", N_("Create a picture")),
     ("video", N_("Create a video")),
@@ -66,10 +73,16 @@ class Parts:
     store: Store
     kie: KieClient
     tracker: Tracker
+    generations: Generations
     watch: CreditWatch | None
     callbacks: KieCallbacks | None
     payments: CreditOnArrival
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def halt(self) -> None:
+        """End the background work at once (after a graceful stop there is none left)."""
+        await self.generations.stop(0.0)
+        await self.tracker.stop()
 
     async def close(self) -> None:
         for close in reversed(self._closers):
@@ -110,7 +123,7 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
 
     return Parts(
         settings=settings, i18n=i18n, dispatcher=dp, bot=bot, store=store, kie=kie,
-        tracker=tracker,
+        tracker=tracker, generations=generations,
         watch=(CreditWatch(store, kie, notifier, settings.kie_low_credit_alert)
                if settings.kie_low_credit_alert > 0 else None),
         callbacks=KieCallbacks(store, tracker, settings) if settings.kie_callback_url else None,
@@ -138,7 +151,8 @@ class Application:
         # Services and tracker reach the current I18n through its context variable.
         self.i18n.set_current(self.i18n)
         web = (WebServer(settings, dp, parts.bot, store=parts.store, tracker=parts.tracker,
-                         kie=parts.kie, callbacks=parts.callbacks, payments=parts.payments)
+                         kie=parts.kie, callbacks=parts.callbacks, payments=parts.payments,
+                         concurrency=UPDATE_CONCURRENCY)
                if settings.web_port is not None else None)
         try:
             if settings.webhook_url is None:
@@ -146,7 +160,8 @@ class Application:
                     await web.start()
                 await dp.start_polling(parts.bot, allowed_updates=dp.resolve_used_update_types(),
                                        handle_signals=self.handle_signals,
-                                       close_bot_session=False)
+                                       close_bot_session=False,
+                                       tasks_concurrency_limit=UPDATE_CONCURRENCY)
             else:
                 assert web is not None  # Settings: WEBHOOK_URL needs WEB_PORT
                 await web.start()  # the dispatcher starts with it (aiogram's setup_application)
@@ -159,6 +174,7 @@ class Application:
                 self.started.set()
                 await self._until_stopped()
         finally:
+            await parts.halt()
             if web is not None:
                 await web.stop()
             await parts.close()
@@ -200,6 +216,10 @@ class Application:
     async def _on_shutdown(self) -> None:
         parts = self._parts
         assert parts is not None
+        # A stop asked for (a signal, stop()) lets creates under way finish; a cancelled run
+        # (its task killed) stops them at once.
+        task = asyncio.current_task()
+        await parts.generations.stop(0.0 if task and task.cancelling() else SUBMIT_GRACE)
         await parts.tracker.stop()
         if parts.watch is not None:
             await parts.watch.stop()

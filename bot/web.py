@@ -30,9 +30,12 @@ class WebhookHandler(SimpleRequestHandler):
     again. If the store cannot take it, Telegram gets a 500 and retries later."""
 
     def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret_token: str | None,
-                 payments: CreditOnArrival) -> None:
+                 payments: CreditOnArrival, concurrency: int) -> None:
         super().__init__(dispatcher, bot, secret_token=secret_token)
         self.payments = payments
+        # Updates handled at once: past that, the POST waits, and Telegram's own connection
+        # limit holds the rest back (as the concurrency limit does for long polling).
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
         raw = await request.json(loads=bot.session.json_loads)
@@ -45,16 +48,18 @@ class WebhookHandler(SimpleRequestHandler):
                               raw.get("update_id"))
                 return web.Response(status=500)
         # The body is read already: hand aiogram the parsed update.
+        await self._slots.acquire()
         task = asyncio.create_task(self._background_feed_update(bot=bot, update=raw))
         self._background_feed_update_tasks.add(task)
         task.add_done_callback(self._background_feed_update_tasks.discard)
+        task.add_done_callback(lambda _: self._slots.release())
         return web.json_response({}, dumps=bot.session.json_dumps)
 
 
 class WebServer:
     def __init__(self, settings: Settings, dispatcher: Dispatcher, bot: Bot, *, store: Store,
                  tracker: Tracker, kie: KieClient, callbacks: KieCallbacks | None,
-                 payments: CreditOnArrival) -> None:
+                 payments: CreditOnArrival, concurrency: int) -> None:
         self.settings = settings
         self.store = store
         self.tracker = tracker
@@ -69,7 +74,8 @@ class WebServer:
             # server's; then the webhook route, which closes the bot's session at shutdown.
             setup_application(self.app, dispatcher, bot=bot)
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            WebhookHandler(dispatcher, bot, secret_token=secret, payments=payments).register(
+            WebhookHandler(dispatcher, bot, secret_token=secret, payments=payments,
+                           concurrency=concurrency).register(
                 self.app, path=urlsplit(str(settings.webhook_url)).path or "/")
         self._runner: web.AppRunner | None = None
 

@@ -68,14 +68,14 @@ async def press(query: CallbackQuery, *, callback_data: Pick, account: User, is_
         except PickerChanged as changed:  # show what ✅ buys now, then refuse the press
             await _edit(query, *render(changed.picker))
             raise
-        # Answer now: the task's creation may wait for Kie's rate budget. The charge is made:
-        # whatever Telegram says to the answer (flood control, a press too old), submit it.
+        # The charge is made: whatever Telegram says to the answer (flood control, a press
+        # too old), the task is submitted — in the background, as it may wait for Kie's budget.
+        generations.submit_soon(generation, model)
         callback_answer.disable()
         try:
             await query.answer()
         except TelegramAPIError as error:
             log.warning("%s: the press was not answered: %s", generation, error)
-        await generations.submit(generation, model)
         return
     picker = await generations.press(callback_data.draft, account.id, callback_data.act,
                                      callback_data.val)

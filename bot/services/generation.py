@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -79,6 +80,7 @@ class Generations:
         self.schedule = schedule
         self.wake_tracker = wake_tracker
         self._clock = clock
+        self._submits: set[asyncio.Task[None]] = set()
 
     async def open(self, *, user_id: int, chat_id: int, request_message_id: int | None,
                    kind: str, prompt: str, picture: str | None = None,
@@ -178,6 +180,22 @@ class Generations:
             raise PickerError(LIMIT_MESSAGES[limit.which]) from None
         await self.notifier.status(generation, force=True)
         return generation, model
+
+    def submit_soon(self, generation: Generation, model: Model) -> None:
+        """`submit` in the background: the create may wait long for Kie's rate budget, and the
+        press that asked for it should not hold its update (and a slot) all that time."""
+        task = asyncio.create_task(self.submit(generation, model), name=f"submit-{generation.id}")
+        self._submits.add(task)
+        task.add_done_callback(self._submits.discard)
+
+    async def stop(self, grace: float) -> None:
+        """Let the creates under way finish for up to `grace` seconds, then cancel the rest:
+        those are refunded as interrupted at the next start (or recovered by their callback)."""
+        if self._submits:
+            await asyncio.wait(set(self._submits), timeout=grace)
+        for task in list(self._submits):
+            task.cancel()
+        await asyncio.gather(*self._submits, return_exceptions=True)
 
     async def submit(self, generation: Generation, model: Model) -> None:
         """Create the Kie task (after handing Kie the input picture, if any); a refusal

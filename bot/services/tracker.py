@@ -110,8 +110,11 @@ class Tracker:
             wakeup = await self.store.next_wakeup()
             delay = IDLE_WAKEUP if wakeup is None else min(IDLE_WAKEUP, wakeup - self._clock())
             if delay > 0:
+                # (Not asyncio.wait_for: on Python 3.11 a stop that comes as the wakeup is set
+                # can be swallowed by it, and the loop would never end.)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wakeup.wait()
             self._wakeup.clear()
 
     async def tick(self) -> bool:
