@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.config import Settings, describe_error
+from bot.config import Settings, StoreSettings, describe_error
 from bot.logs import setup_logging
 from bot.store.backup import BackupError, copy_database
 from bot.store.lock import DatabaseInUse, DatabaseLock
@@ -40,7 +39,7 @@ def run() -> int:
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
-    path = settings.database_path
+    path = settings.store.path
     # First, before the slow imports and before anything touches the database or Telegram:
     # a second process on the same file would deliver every result twice and refund the
     # first one's in-flight creates, so it stops at once.
@@ -63,7 +62,7 @@ def run() -> int:
             print(f"Configuration error: DATABASE_PATH {path} cannot be used: {error}",
                   file=sys.stderr)
             return 2
-        setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.log_level])
+        setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.bot.log_level])
         from bot.app import Application  # noqa: PLC0415 -- the slow imports, only after the lock (above)
 
         try:
@@ -95,19 +94,10 @@ def _check_database(path: Path) -> None:
 # -- backup --------------------------------------------------------------------------------
 
 
-class DatabaseSettings(BaseSettings):
-    """What a backup needs of the runtime contract, read as Settings reads it (environment,
-    then `.env`): only DATABASE_PATH, so it runs without the bot's token or Kie.ai key."""
-
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      env_ignore_empty=True)
-
-    database_path: Path = Path("data/bot.sqlite3")  # Settings' default
-
-
 def backup(target: Path) -> int:
     try:
-        source = DatabaseSettings().database_path
+        # Only DATABASE_PATH, read as Settings reads it: a backup needs no token or key.
+        source = StoreSettings().path
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2

@@ -90,22 +90,22 @@ class Parts:
 
 
 async def build(settings: Settings, i18n: I18n) -> Parts:
-    store = await Store.open(settings.database_path)
-    limiter = RateLimiter(settings.kie_rate_limit, settings.kie_rate_window)
-    kie = KieClient(settings.kie_api_key, base_url=str(settings.kie_api_url),
-                    upload_url=str(settings.kie_upload_url), limiter=limiter)
+    store = await Store.open(settings.store.path)
+    limiter = RateLimiter(settings.kie.rate_limit, settings.kie.rate_window)
+    kie = KieClient(settings.kie.api_key, base_url=str(settings.kie.api_url),
+                    upload_url=str(settings.kie.upload_url), limiter=limiter)
     # Redirects are followed by Delivery itself: a few, to http(s) only.
     downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
-    bot = Bot(settings.bot_token.get_secret_value(),
+    bot = Bot(settings.bot.token.get_secret_value(),
               session=AiohttpSession(api=TelegramAPIServer.from_base(
-                  str(settings.telegram_api_url).rstrip("/"))),
+                  str(settings.bot.api_url).rstrip("/"))),
               default=DefaultBotProperties(parse_mode=ParseMode.HTML,
                                            link_preview_is_disabled=True))
     # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
     bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
-    payments = CreditOnArrival(store, settings.starting_credits)
+    payments = CreditOnArrival(store, settings.bot.starting_credits)
     bot.session.middleware(payments)  # long polling; the webhook handler credits on its own
-    notifier = Notifier(bot, store, i18n, settings.admin_ids)
+    notifier = Notifier(bot, store, i18n, settings.bot.admin_ids)
     delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
     tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
     generations = Generations(store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
@@ -124,9 +124,9 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
     return Parts(
         settings=settings, i18n=i18n, dispatcher=dp, bot=bot, store=store, kie=kie,
         tracker=tracker, generations=generations,
-        watch=(CreditWatch(store, kie, notifier, settings.kie_low_credit_alert)
-               if settings.kie_low_credit_alert > 0 else None),
-        callbacks=KieCallbacks(store, tracker, settings) if settings.kie_callback_url else None,
+        watch=(CreditWatch(store, kie, notifier, settings.kie.low_credit_alert)
+               if settings.kie.low_credit_alert > 0 else None),
+        callbacks=KieCallbacks(store, tracker, settings) if settings.kie.callback_url else None,
         payments=payments,
         _closers=[store.close, downloads.aclose, kie.aclose, bot.session.close])
 
@@ -137,7 +137,7 @@ class Application:
     def __init__(self, settings: Settings, *, handle_signals: bool = True) -> None:
         self.settings = settings
         self.handle_signals = handle_signals
-        self.i18n = create_i18n(settings.default_language)
+        self.i18n = create_i18n(settings.bot.default_language)
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
         self._parts: Parts | None = None
@@ -153,9 +153,9 @@ class Application:
         web = (WebServer(settings, dp, parts.bot, store=parts.store, tracker=parts.tracker,
                          kie=parts.kie, callbacks=parts.callbacks, payments=parts.payments,
                          concurrency=UPDATE_CONCURRENCY)
-               if settings.web_port is not None else None)
+               if settings.web.port is not None else None)
         try:
-            if settings.webhook_url is None:
+            if settings.webhook.url is None:
                 if web is not None:
                     await web.start()
                 await dp.start_polling(parts.bot, allowed_updates=dp.resolve_used_update_types(),
@@ -167,9 +167,9 @@ class Application:
                 await web.start()  # the dispatcher starts with it (aiogram's setup_application)
                 # Only once the server listens: Telegram starts posting at once.
                 await parts.bot.set_webhook(
-                    str(settings.webhook_url),
-                    secret_token=settings.webhook_secret.get_secret_value()
-                    if settings.webhook_secret else None,
+                    str(settings.webhook.url),
+                    secret_token=settings.webhook.secret.get_secret_value()
+                    if settings.webhook.secret else None,
                     allowed_updates=dp.resolve_used_update_types())
                 self.started.set()
                 await self._until_stopped()
@@ -180,7 +180,7 @@ class Application:
             await parts.close()
 
     async def stop(self) -> None:
-        if self.settings.webhook_url is None and self._parts is not None:
+        if self.settings.webhook.url is None and self._parts is not None:
             await self._parts.dispatcher.stop_polling()
         self._stopping.set()
 
@@ -199,7 +199,7 @@ class Application:
         except TelegramAPIError as error:  # the menu is a convenience: the bot works without
             log.warning("the command menu was not set: %s", error)
         settings = self.settings
-        if settings.webhook_url is None:
+        if settings.webhook.url is None:
             # A webhook left from an earlier run would make every getUpdates fail (409). Not
             # fatal if refused: polling then says what is wrong, and retries.
             try:
@@ -209,9 +209,9 @@ class Application:
         await parts.tracker.start()
         if parts.watch is not None:
             parts.watch.start()
-        if settings.webhook_url is None:  # (in webhook mode: once the webhook is set)
+        if settings.webhook.url is None:  # (in webhook mode: once the webhook is set)
             self.started.set()
-        log.info("bot started (%s)", "webhook" if settings.webhook_url else "long polling")
+        log.info("bot started (%s)", "webhook" if settings.webhook.url else "long polling")
 
     async def _on_shutdown(self) -> None:
         parts = self._parts

@@ -5,9 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.kie.constants import KIE_API_URL, KIE_UPLOAD_URL
@@ -28,48 +38,39 @@ class CreditPackage:
         return f"{self.credits}:{self.stars}"
 
 
-class Settings(BaseSettings):
+def env(name: str, default: Any = PydanticUndefined) -> Any:
+    """A field read from the variable `name` (any case) of the runtime contract; the error
+    that names a bad value names that variable."""
+    return Field(default, validation_alias=name)
+
+
+class _Group(BaseSettings):
     # An empty value (`WEB_PORT=` in a copied .env.example, or passed on by Compose) is unset.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      env_ignore_empty=True)
+                                      env_ignore_empty=True, frozen=True)
 
-    bot_token: SecretStr
-    kie_api_key: SecretStr
-    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
-    database_path: Path = Path("data/bot.sqlite3")
-    telegram_api_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")
-    kie_api_url: AnyHttpUrl = AnyHttpUrl(KIE_API_URL)
-    kie_upload_url: AnyHttpUrl = AnyHttpUrl(KIE_UPLOAD_URL)
-    kie_rate_limit: Annotated[int, Field(ge=1)] = 20
-    # The window Kie counts KIE_RATE_LIMIT in; only tests and benchmarks shrink it.
-    kie_rate_window: Seconds = 10.0
-    # Unset = each model's own interval from the catalog (all ≤ 5 s).
-    kie_poll_interval: Seconds | None = None
-    kie_poll_max_interval: Seconds = 30.0
-    kie_deadline_image: Seconds = 600.0
-    kie_deadline_video: Seconds = 1800.0
-    kie_deadline_audio: Seconds = 900.0
-    # Seconds a finished result may wait for Telegram (outages) before it is refunded.
-    delivery_deadline: Seconds = 3600.0
-    kie_callback_url: AnyHttpUrl | None = None
-    kie_webhook_hmac_key: SecretStr | None = None
-    web_host: str | None = None
-    web_port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    webhook_url: AnyHttpUrl | None = None
-    webhook_secret: SecretStr | None = None
-    starting_credits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-    default_language: str = "en"
+    @classmethod
+    def names(cls) -> list[str]:
+        """The variables of this group, lower case (as Settings' keyword arguments)."""
+        return [str(f.validation_alias) for f in cls.model_fields.values()]
+
+
+class BotSettings(_Group):
+    """The Telegram bot itself: who it is, who runs it, what each user may do."""
+
+    token: SecretStr = env("bot_token")
+    admin_ids: Annotated[frozenset[int], NoDecode] = env("admin_ids", frozenset())
+    api_url: AnyHttpUrl = env("telegram_api_url", AnyHttpUrl("https://api.telegram.org"))
+    starting_credits: Annotated[int, Field(ge=0, le=1_000_000)] = env("starting_credits", 0)
+    default_language: str = env("default_language", "en")
     # Fairness: what one (non-admin) user may have running, and start per minute.
-    max_open_generations: Annotated[int, Field(ge=1)] = 3
-    max_starts_per_minute: Annotated[int, Field(ge=1)] = 10
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    credit_packages: Annotated[tuple[CreditPackage, ...], NoDecode] = (
-        CreditPackage(100, 50), CreditPackage(500, 200), CreditPackage(2000, 700))
-    support_contact: str | None = None
-    # Admins are alerted once each time the Kie.ai account's credits fall below this; 0 = off.
-    kie_low_credit_alert: Annotated[float, Field(ge=0)] = 0
+    max_open_generations: Annotated[int, Field(ge=1)] = env("max_open_generations", 3)
+    max_starts_per_minute: Annotated[int, Field(ge=1)] = env("max_starts_per_minute", 10)
+    # Seconds a finished result may wait for Telegram (outages) before it is refunded.
+    delivery_deadline: Seconds = env("delivery_deadline", 3600.0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = env("log_level", "INFO")
 
-    @field_validator("bot_token")
+    @field_validator("token")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
         bot_id, _, secret = value.get_secret_value().partition(":")
@@ -84,36 +85,65 @@ class Settings(BaseSettings):
             return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
         return value
 
-    @field_validator("credit_packages", mode="before")
-    @classmethod
-    def _packages(cls, value: object) -> object:
-        """`credits:stars` pairs, comma-separated: "100:50,500:200"."""
-        if not isinstance(value, str):
-            return value
-        packages = []
-        for part in value.replace(" ", "").split(","):
-            if not part:
-                continue
-            credits, sep, stars = part.partition(":")
-            if not (sep and credits.isdigit() and stars.isdigit()
-                    and 0 < int(credits) <= 1_000_000 and 0 < int(stars) <= 100_000):
-                raise ValueError(f"{part!r} is not credits:stars (e.g. 100:50)")
-            packages.append(CreditPackage(int(credits), int(stars)))
-        if len({p.key for p in packages}) != len(packages):
-            raise ValueError("a package is listed twice")
-        return tuple(packages)
-
-    @field_validator("support_contact")
-    @classmethod
-    def _blank_is_unset(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("database_path")
+    @field_validator("default_language")
+    @classmethod
+    def _language_code(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value.isalpha() or len(value) > 3:
+            raise ValueError("must be a language code such as en or ru")
+        return value
+
+
+class KieSettings(_Group):
+    """Kie.ai: the account, its rate limit, how tasks are followed, and its callbacks."""
+
+    api_key: SecretStr = env("kie_api_key")
+    api_url: AnyHttpUrl = env("kie_api_url", AnyHttpUrl(KIE_API_URL))
+    upload_url: AnyHttpUrl = env("kie_upload_url", AnyHttpUrl(KIE_UPLOAD_URL))
+    rate_limit: Annotated[int, Field(ge=1)] = env("kie_rate_limit", 20)
+    # The window Kie counts KIE_RATE_LIMIT in; only tests and benchmarks shrink it.
+    rate_window: Seconds = env("kie_rate_window", 10.0)
+    # Unset = the schedule learned for each model (services/schedule.py).
+    poll_interval: Seconds | None = env("kie_poll_interval", None)
+    poll_max_interval: Seconds = env("kie_poll_max_interval", 30.0)
+    deadline_image: Seconds = env("kie_deadline_image", 600.0)
+    deadline_video: Seconds = env("kie_deadline_video", 1800.0)
+    deadline_audio: Seconds = env("kie_deadline_audio", 900.0)
+    callback_url: AnyHttpUrl | None = env("kie_callback_url", None)
+    webhook_hmac_key: SecretStr | None = env("kie_webhook_hmac_key", None)
+    # Admins are alerted once each time the Kie.ai account's credits fall below this; 0 = off.
+    low_credit_alert: Annotated[float, Field(ge=0)] = env("kie_low_credit_alert", 0)
+
+    def deadline(self, kind: str) -> float:
+        return {"image": self.deadline_image, "video": self.deadline_video,
+                "audio": self.deadline_audio}[kind]
+
+
+class WebSettings(_Group):
+    """The bot's own web server (/healthz, Kie callbacks, the webhook): off without a port."""
+
+    host: str | None = env("web_host", None)
+    port: Annotated[int, Field(ge=1, le=65535)] | None = env("web_port", None)
+
+
+class WebhookSettings(_Group):
+    """Telegram's webhook: long polling without a URL."""
+
+    url: AnyHttpUrl | None = env("webhook_url", None)
+    secret: SecretStr | None = env("webhook_secret", None)
+
+
+class StoreSettings(_Group):
+    """Where the data lives."""
+
+    path: Path = env("database_path", Path("data/bot.sqlite3"))
+
+    @field_validator("path")
     @classmethod
     def _database_file(cls, value: Path) -> Path:
         """A path that can hold the SQLite file, checked without creating anything:
@@ -142,32 +172,89 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} cannot be created: folder {ancestor} is not writable")
         return value
 
-    @field_validator("default_language")
+
+class PaymentSettings(_Group):
+    """Telegram Stars: what /buy offers, and who answers for payments."""
+
+    packages: Annotated[tuple[CreditPackage, ...], NoDecode] = env("credit_packages", (
+        CreditPackage(100, 50), CreditPackage(500, 200), CreditPackage(2000, 700)))
+    support_contact: str | None = env("support_contact", None)
+
+    @field_validator("packages", mode="before")
     @classmethod
-    def _language_code(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not value.isalpha() or len(value) > 3:
-            raise ValueError("must be a language code such as en or ru")
-        return value
+    def _packages(cls, value: object) -> object:
+        """`credits:stars` pairs, comma-separated: "100:50,500:200"."""
+        if not isinstance(value, str):
+            return value
+        packages = []
+        for part in value.replace(" ", "").split(","):
+            if not part:
+                continue
+            credits, sep, stars = part.partition(":")
+            if not (sep and credits.isdigit() and stars.isdigit()
+                    and 0 < int(credits) <= 1_000_000 and 0 < int(stars) <= 100_000):
+                raise ValueError(f"{part!r} is not credits:stars (e.g. 100:50)")
+            packages.append(CreditPackage(int(credits), int(stars)))
+        if len({p.key for p in packages}) != len(packages):
+            raise ValueError("a package is listed twice")
+        return tuple(packages)
+
+    @field_validator("support_contact")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
+GROUPS: dict[str, type[_Group]] = {
+    "bot": BotSettings, "kie": KieSettings, "web": WebSettings, "webhook": WebhookSettings,
+    "store": StoreSettings, "payments": PaymentSettings}
+
+
+class Settings(BaseModel):
+    """Every setting, grouped by what it configures; each part depends only on its group.
+
+    `Settings()` reads the environment, then `.env` (`_env_file`: another file, or None for
+    none); keyword arguments name the variables in lower case and win over both."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bot: BotSettings
+    kie: KieSettings
+    web: WebSettings
+    webhook: WebhookSettings
+    store: StoreSettings
+    payments: PaymentSettings
+
+    def __init__(self, _env_file: Path | str | None = ".env", **values: Any) -> None:
+        unknown = set(values) - {name for group in GROUPS.values() for name in group.names()}
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        super().__init__(**{
+            key: group(_env_file=_env_file,
+                       **{name: values[name] for name in group.names() if name in values})
+            for key, group in GROUPS.items()})
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Every variable of the runtime contract, lower case."""
+        return [name for group in GROUPS.values() for name in group.names()]
 
     @model_validator(mode="after")
     def _web_needs_a_port(self) -> Settings:
         """Callbacks and the webhook come in through the bot's own web server."""
-        for name in ("webhook_url", "kie_callback_url"):
-            if getattr(self, name) is not None and self.web_port is None:
-                raise ValueError(f"{name.upper()} needs WEB_PORT: the bot serves it itself")
-        if self.webhook_url is not None and self.webhook_secret is None:
+        for name, value in (("WEBHOOK_URL", self.webhook.url),
+                            ("KIE_CALLBACK_URL", self.kie.callback_url)):
+            if value is not None and self.web.port is None:
+                raise ValueError(f"{name} needs WEB_PORT: the bot serves it itself")
+        if self.webhook.url is not None and self.webhook.secret is None:
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET: without it anyone could post "
                              "updates to the bot")
         return self
 
-    def deadline(self, kind: str) -> float:
-        return {"image": self.kie_deadline_image, "video": self.kie_deadline_video,
-                "audio": self.kie_deadline_audio}[kind]
-
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that redacts them."""
-        values = [self.bot_token, self.kie_api_key, self.kie_webhook_hmac_key, self.webhook_secret]
+        values = [self.bot.token, self.kie.api_key, self.kie.webhook_hmac_key,
+                  self.webhook.secret]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 

@@ -129,9 +129,9 @@ class AccountMiddleware(BaseMiddleware):
         account, _ = await self.store.upsert_user(
             sender.id, username=sender.username, first_name=sender.first_name,
             last_name=sender.last_name, tg_language=sender.language_code,
-            starting_credits=self.settings.starting_credits)
+            starting_credits=self.settings.bot.starting_credits)
         data["account"] = account
-        data["is_admin"] = sender.id in self.settings.admin_ids
+        data["is_admin"] = sender.id in self.settings.bot.admin_ids
         # A banned user's payment goes on: the checkout must be answered (the handler refuses
         # it, with the reason), and a payment made is credited.
         if account.banned and not data["is_admin"] and not is_payment(update):

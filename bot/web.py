@@ -69,23 +69,23 @@ class WebServer:
         self.app.router.add_get("/healthz", self.healthz)
         if callbacks is not None:
             self.app.router.add_post(callback_route(settings), self.kie_callback)
-        if settings.webhook_url is not None:
+        if settings.webhook.url is not None:
             # First the dispatcher's startup and shutdown (tracker included), tied to the
             # server's; then the webhook route, which closes the bot's session at shutdown.
             setup_application(self.app, dispatcher, bot=bot)
-            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            secret = settings.webhook.secret.get_secret_value() if settings.webhook.secret else None
             WebhookHandler(dispatcher, bot, secret_token=secret, payments=payments,
                            concurrency=concurrency).register(
-                self.app, path=urlsplit(str(settings.webhook_url)).path or "/")
+                self.app, path=urlsplit(str(settings.webhook.url)).path or "/")
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.web_host, self.settings.web_port)
+        site = web.TCPSite(self._runner, self.settings.web.host, self.settings.web.port)
         await site.start()
-        log.info("web server listening on %s:%s", self.settings.web_host or "*",
-                 self.settings.web_port)
+        log.info("web server listening on %s:%s", self.settings.web.host or "*",
+                 self.settings.web.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -103,7 +103,7 @@ async def bot(start_bot: Callable[..., Awaitable[RunningBot]], settings: Setting
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
     """A second connection to the bot's database, for assertions."""
-    opened = await Store.open(settings.database_path)
+    opened = await Store.open(settings.store.path)
     yield opened
     await opened.close()
 

@@ -32,7 +32,7 @@ def run_bot(cwd: Path, **env: str) -> tuple[int, str]:
 @pytest.fixture
 def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No setting from this process's environment or a stray .env: only what a test gives."""
-    for name in Settings.model_fields:
+    for name in Settings.names():
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -71,10 +71,10 @@ def test_settings_from_dotenv_file(no_env: Path) -> None:
     (no_env / ".env").write_text(
         f"BOT_TOKEN={TOKEN}\nKIE_API_KEY={KEY}\nADMIN_IDS=1, 2\nSTARTING_CREDITS=25\n")
     settings = Settings()  # type: ignore[call-arg]
-    assert settings.bot_token.get_secret_value() == TOKEN
-    assert settings.kie_api_key.get_secret_value() == KEY
-    assert settings.admin_ids == frozenset({1, 2})
-    assert settings.starting_credits == 25
+    assert settings.bot.token.get_secret_value() == TOKEN
+    assert settings.kie.api_key.get_secret_value() == KEY
+    assert settings.bot.admin_ids == frozenset({1, 2})
+    assert settings.bot.starting_credits == 25
 
 
 def test_a_copied_env_example_with_the_two_secrets_filled_in_is_enough(no_env: Path) -> None:
@@ -84,29 +84,29 @@ def test_a_copied_env_example_with_the_two_secrets_filled_in_is_enough(no_env: P
         "KIE_API_KEY=\n", f"KIE_API_KEY={KEY}\n")
     (no_env / ".env").write_text(filled)
     settings = Settings()  # type: ignore[call-arg]
-    assert settings.web_port is None and settings.kie_poll_interval is None
-    assert settings.kie_callback_url is None and settings.webhook_url is None
-    assert settings.support_contact is None and len(settings.credit_packages) == 3
+    assert settings.web.port is None and settings.kie.poll_interval is None
+    assert settings.kie.callback_url is None and settings.webhook.url is None
+    assert settings.payments.support_contact is None and len(settings.payments.packages) == 3
 
 
 def test_defaults_match_design(no_env: Path) -> None:
     """Every default is the one DESIGN.md's runtime contract lists."""
     settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY)  # type: ignore[call-arg]
-    assert settings.admin_ids == frozenset()
-    assert settings.database_path == Path("data/bot.sqlite3")
-    assert str(settings.telegram_api_url).rstrip("/") == "https://api.telegram.org"
-    assert str(settings.kie_api_url).rstrip("/") == "https://api.kie.ai"
-    assert settings.kie_rate_limit == 20
-    assert settings.kie_poll_max_interval == 30
-    assert settings.kie_poll_interval is None or settings.kie_poll_interval <= 5
-    assert (settings.kie_deadline_image, settings.kie_deadline_video,
-            settings.kie_deadline_audio) == (600, 1800, 900)
-    assert [settings.deadline(k) for k in ("image", "video", "audio")] == [600, 1800, 900]
-    assert settings.kie_callback_url is None and settings.kie_webhook_hmac_key is None
-    assert settings.web_host is None and settings.web_port is None
-    assert settings.webhook_url is None and settings.webhook_secret is None
-    assert settings.starting_credits == 0
-    assert settings.default_language == "en"
+    assert settings.bot.admin_ids == frozenset()
+    assert settings.store.path == Path("data/bot.sqlite3")
+    assert str(settings.bot.api_url).rstrip("/") == "https://api.telegram.org"
+    assert str(settings.kie.api_url).rstrip("/") == "https://api.kie.ai"
+    assert settings.kie.rate_limit == 20
+    assert settings.kie.poll_max_interval == 30
+    assert settings.kie.poll_interval is None or settings.kie.poll_interval <= 5
+    assert (settings.kie.deadline_image, settings.kie.deadline_video,
+            settings.kie.deadline_audio) == (600, 1800, 900)
+    assert [settings.kie.deadline(k) for k in ("image", "video", "audio")] == [600, 1800, 900]
+    assert settings.kie.callback_url is None and settings.kie.webhook_hmac_key is None
+    assert settings.web.host is None and settings.web.port is None
+    assert settings.webhook.url is None and settings.webhook.secret is None
+    assert settings.bot.starting_credits == 0
+    assert settings.bot.default_language == "en"
 
 
 def test_settings_never_show_secrets(no_env: Path) -> None:

@@ -229,7 +229,7 @@ class RecordingNotifier:
 
 
 async def test_low_kie_credits_alert_once_per_crossing(kie, settings, store):
-    client = KieClient(settings.kie_api_key, base_url=kie.url, upload_url=kie.url,
+    client = KieClient(settings.kie.api_key, base_url=kie.url, upload_url=kie.url,
                        limiter=RateLimiter(20, 0.5), backoff=0.01)
     notifier = RecordingNotifier()
     watch = CreditWatch(store, client, notifier, threshold=500)  # type: ignore[arg-type]

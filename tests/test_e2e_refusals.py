@@ -62,7 +62,7 @@ async def test_a_command_that_fails_unexpectedly_is_told_and_logged_once(tg, bot
 async def test_a_press_that_fails_unexpectedly_gets_an_alert_and_one_log(tg, bot, settings, caplog):
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image a fox")
-    await sql(settings.database_path, "UPDATE drafts SET options = '{corrupt'")
+    await sql(settings.store.path, "UPDATE drafts SET options = '{corrupt'")
     answer = await alice.press(picker, "Imagen 4")
     assert answer["show_alert"] and WENT_WRONG in answer["text"]
     assert len(errors(caplog)) == 1
@@ -89,8 +89,8 @@ async def test_anonymous_admin_or_channel_is_asked_to_use_their_own_account(
     answers = [c.params["text"] for c in tg.calls_of("sendMessage")
                if c.params["chat_id"] == group["id"]]
     assert len(answers) == 2 and all("from your own account" in text for text in answers)
-    assert await sql(settings.database_path, "SELECT count(*) FROM drafts") == [(0,)]
-    assert await sql(settings.database_path, f"SELECT id FROM users WHERE id = {user['id']}") == []
+    assert await sql(settings.store.path, "SELECT count(*) FROM drafts") == [(0,)]
+    assert await sql(settings.store.path, f"SELECT id FROM users WHERE id = {user['id']}") == []
     assert errors(caplog) == []
 
 
@@ -107,7 +107,7 @@ async def test_a_command_flood_is_absorbed_and_others_are_still_served(tg, bot, 
     await asyncio.sleep(0.3)
     # The burst, and what refilled while the flood was read.
     assert len(pickers_to(tg, 42)) <= MESSAGE_BURST + 2
-    [(drafts,)] = await sql(settings.database_path,
+    [(drafts,)] = await sql(settings.store.path,
                             "SELECT count(*) FROM drafts WHERE user_id = 42")
     assert drafts <= MESSAGE_BURST + 2
     notices = [c for c in tg.calls_of("sendMessage") if SLOW_DOWN in c.params.get("text", "")]

@@ -69,7 +69,7 @@ async def running_task(store, kie) -> tuple[int, str]:
 
 async def test_healthz_answers_and_says_503_when_the_database_is_gone(tg, kie, tmp_path, start_bot):
     running = await start_bot(web_settings(tmp_path, tg, kie))
-    url = f"http://127.0.0.1:{running.settings.web_port}/healthz"
+    url = f"http://127.0.0.1:{running.settings.web.port}/healthz"
     for _ in range(100):  # the tracker's first pass ends just after the start
         status, body = await get_json(url)
         if body["tracker"]["last_run"] is not None:
@@ -126,9 +126,9 @@ async def test_a_callback_names_the_task_the_bot_sent(tg, kie, tmp_path, start_b
     await generate(alice, "where to call")
     generation_id, _ = await running_task(store, kie)
     [create] = kie.creates
-    assert create["callBackUrl"] == (f"http://127.0.0.1:{settings.web_port}/kie/callbacks/"
+    assert create["callBackUrl"] == (f"http://127.0.0.1:{settings.web.port}/kie/callbacks/"
                                      f"{path_secret(settings)}/{generation_id}")
-    assert settings.bot_token.get_secret_value() not in create["callBackUrl"]
+    assert settings.bot.token.get_secret_value() not in create["callBackUrl"]
 
 
 @pytest.mark.parametrize("forgery", ["wrong secret", "unknown generation", "not json",
@@ -140,7 +140,7 @@ async def test_forged_callbacks_change_nothing(tg, kie, tmp_path, start_bot, sto
     await generate(alice, "forged")
     generation_id, task_id = await running_task(store, kie)
     kie.finish(task_id)
-    base = f"http://127.0.0.1:{settings.web_port}/kie/callbacks"
+    base = f"http://127.0.0.1:{settings.web.port}/kie/callbacks"
     secret = path_secret(settings)
     status = {
         "wrong secret": lambda: post(f"{base}/{'0' * 32}/{generation_id}", {"data": {"taskId": task_id}}),

@@ -60,8 +60,8 @@ async def rig(tmp_path, tg, kie) -> AsyncIterator[Rig]:
     settings = make_settings(tmp_path, tg, kie)
     i18n = create_i18n("en")
     i18n.set_current(i18n)
-    store = await Store.open(settings.database_path)
-    kie_client = KieClient(settings.kie_api_key, base_url=kie.url, upload_url=kie.url,
+    store = await Store.open(settings.store.path)
+    kie_client = KieClient(settings.kie.api_key, base_url=kie.url, upload_url=kie.url,
                            limiter=RateLimiter(20, 0.5), backoff=0.01)
     bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)),
               default=DefaultBotProperties(parse_mode="HTML"))

@@ -109,7 +109,7 @@ async def _set_banned(message: Message, command: CommandObject, store: Store, se
                       *, banned: bool) -> None:
     target = await find_target(store, settings, _one_arg(command, BAN_USAGE), _replied(message),
                                usage=BAN_USAGE)
-    if banned and target.id in settings.admin_ids:
+    if banned and target.id in settings.bot.admin_ids:
         raise Refusal(N_("An admin cannot be banned."))
     changed = await store.set_banned(target.id, banned)
     name = html.escape(target.display_name)

@@ -40,12 +40,12 @@ def package_button(package: CreditPackage) -> str:
 
 
 async def buy(message: Message, account: User, settings: Settings) -> None:
-    if not settings.credit_packages:
+    if not settings.payments.packages:
         await message.answer(_("Nothing is on sale at the moment. To get credits, ask an admin "
                                "of this bot."))
         return
     builder = InlineKeyboardBuilder()
-    for package in settings.credit_packages:
+    for package in settings.payments.packages:
         builder.button(text=package_button(package),
                        callback_data=Buy(credits=package.credits, stars=package.stars))
     builder.adjust(1)
@@ -57,7 +57,7 @@ async def buy(message: Message, account: User, settings: Settings) -> None:
 
 async def choose(query: CallbackQuery, callback_data: Buy, settings: Settings, bot: Bot) -> None:
     """A package pressed: its invoice, into the chat the button is in."""
-    package = payments.find_package(settings.credit_packages,
+    package = payments.find_package(settings.payments.packages,
                                     CreditPackage(callback_data.credits, callback_data.stars).key)
     if package is None:  # a keyboard from before CREDIT_PACKAGES changed
         raise Refusal(payments.PACKAGE_GONE)
@@ -76,7 +76,7 @@ async def pre_checkout(query: PreCheckoutQuery, account: User, is_admin: bool,
     """Answered at once (Telegram waits 10 s at most): the payment goes on only for a package
     on offer now, at its price, and for someone not banned."""
     reason = payments.checkout_refusal(
-        settings.credit_packages, payload=query.invoice_payload, currency=query.currency,
+        settings.payments.packages, payload=query.invoice_payload, currency=query.currency,
         total_amount=query.total_amount, banned=account.banned and not is_admin)
     if reason is not None:
         log.info("checkout %s of user %s refused: %s", query.invoice_payload, account.id, reason)
@@ -134,7 +134,7 @@ async def _tell(message: Message, text: str) -> None:
 
 
 async def paysupport(message: Message, settings: Settings) -> None:
-    contact = (html.escape(settings.support_contact) if settings.support_contact
+    contact = (html.escape(settings.payments.support_contact) if settings.payments.support_contact
                else _("an admin of this bot"))
     await message.answer("\n".join([
         _("<b>Help with payments</b>"),

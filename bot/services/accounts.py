@@ -58,7 +58,7 @@ async def find_target(store: Store, settings: Settings, token: str | None,
         author, _created = await store.upsert_user(
             replied_to.id, username=replied_to.username, first_name=replied_to.first_name,
             last_name=replied_to.last_name, tg_language=replied_to.language_code,
-            starting_credits=settings.starting_credits)
+            starting_credits=settings.bot.starting_credits)
         return author
     user_id = ascii_number(token)
     user: User | None

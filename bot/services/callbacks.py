@@ -27,21 +27,21 @@ _PATH_LABEL = b"kie-callback-path"
 
 
 def path_secret(settings: Settings) -> str:
-    key = settings.bot_token.get_secret_value().encode()
+    key = settings.bot.token.get_secret_value().encode()
     return hmac.new(key, _PATH_LABEL, hashlib.sha256).hexdigest()[:32]
 
 
 def callback_url(settings: Settings, generation_id: int) -> str | None:
     """Where Kie calls when this generation's task ends; None when callbacks are off."""
-    if settings.kie_callback_url is None:
+    if settings.kie.callback_url is None:
         return None
-    base = str(settings.kie_callback_url).rstrip("/")
+    base = str(settings.kie.callback_url).rstrip("/")
     return f"{base}/{path_secret(settings)}/{generation_id}"
 
 
 def route(settings: Settings) -> str:
     """The web server's route for callbacks: KIE_CALLBACK_URL's path, then secret and id."""
-    base = urlsplit(str(settings.kie_callback_url)).path.rstrip("/")
+    base = urlsplit(str(settings.kie.callback_url)).path.rstrip("/")
     return f"{base}/{{secret}}/{{generation}}"
 
 
@@ -50,8 +50,8 @@ class KieCallbacks:
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.tracker = tracker
-        self.hmac_key = (settings.kie_webhook_hmac_key.get_secret_value()
-                         if settings.kie_webhook_hmac_key else None)
+        self.hmac_key = (settings.kie.webhook_hmac_key.get_secret_value()
+                         if settings.kie.webhook_hmac_key else None)
         self._secret = path_secret(settings)
         self._clock = clock
 

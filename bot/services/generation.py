@@ -163,13 +163,13 @@ class Generations:
             raise PickerChanged(Picker(draft, model, _models_for(offer, draft)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
-        limits = None if exempt else StartLimits(self.settings.max_open_generations,
-                                                 self.settings.max_starts_per_minute)
+        limits = None if exempt else StartLimits(self.settings.bot.max_open_generations,
+                                                 self.settings.bot.max_starts_per_minute)
         try:
             generation = await self.store.start_generation(
                 draft.id, revision=revision, input=model.build_input(draft.prompt, draft.options),
                 price=price,
-                deadline_at=self._clock() + self.settings.deadline(model.kind), limits=limits)
+                deadline_at=self._clock() + self.settings.kie.deadline(model.kind), limits=limits)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge

@@ -59,19 +59,19 @@ class Schedule:
     def first_delay(self, model: Model) -> float:
         """Seconds from a task's creation to its first status read."""
         settings = self.settings
-        if settings.kie_poll_interval is not None:
-            return settings.kie_poll_interval
-        if settings.kie_callback_url is not None:
-            return max(CALLBACK_FIRST_FACTOR * self.usual(model), settings.kie_poll_max_interval)
+        if settings.kie.poll_interval is not None:
+            return settings.kie.poll_interval
+        if settings.kie.callback_url is not None:
+            return max(CALLBACK_FIRST_FACTOR * self.usual(model), settings.kie.poll_max_interval)
         return max(model.poll_interval, FIRST_SHARE * self.usual(model))
 
     def later_delay(self, model: Model, elapsed: float) -> float:
         """Seconds until the read after this one, for a task `elapsed` seconds old."""
         settings = self.settings
-        if settings.kie_callback_url is not None:
-            return CALLBACK_GAP_FACTOR * settings.kie_poll_max_interval
+        if settings.kie.callback_url is not None:
+            return CALLBACK_GAP_FACTOR * settings.kie.poll_max_interval
         usual = self.usual(model)
-        step = settings.kie_poll_interval or min(
-            settings.kie_poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
+        step = settings.kie.poll_interval or min(
+            settings.kie.poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
         return next_check_delay(elapsed, expected=OVERDUE * usual, smallest=step,
-                                largest=settings.kie_poll_max_interval)
+                                largest=settings.kie.poll_max_interval)

@@ -131,14 +131,14 @@ class Tracker:
             except Exception:
                 log.exception("%s: closing it past its deadline failed", generation)
                 healthy = False
-        room = max(0, self.settings.kie_rate_limit - len(self._checks))
+        room = max(0, self.settings.kie.rate_limit - len(self._checks))
         for generation in await self.store.claim_checks(now, now + CHECK_LEASE, limit=room):
             if generation.id in self._checks:  # woken while its read is under way: read again
                 self._recheck.add(generation.id)
             else:
                 self._check(generation)
         for generation in await self.store.claim_deliveries(now, now + DELIVERY_LEASE,
-                                                            limit=self.settings.kie_rate_limit):
+                                                            limit=self.settings.kie.rate_limit):
             # Past its lease but still being sent here (a slow upload): never send it twice.
             if generation.id not in self._deliveries:
                 self._deliver(generation)
@@ -189,7 +189,7 @@ class Tracker:
             now = self._clock()
             finished = await self.store.mark_succeeded(
                 generation.id, status.urls,
-                deliver_by=now + self.settings.delivery_deadline, lease_until=now + DELIVERY_LEASE,
+                deliver_by=now + self.settings.bot.delivery_deadline, lease_until=now + DELIVERY_LEASE,
                 files=_file_details(status))
             if finished is not None:
                 log.info("%s: Kie finished it (%d files)", finished, len(status.urls))
@@ -226,7 +226,7 @@ class Tracker:
             return
         now = self._clock()
         recovered = await self.store.recover(
-            generation.id, task_id, status.urls, deliver_by=now + self.settings.delivery_deadline,
+            generation.id, task_id, status.urls, deliver_by=now + self.settings.bot.delivery_deadline,
             lease_until=now + DELIVERY_LEASE,
             files=_file_details(status))
         if recovered is not None:
@@ -241,7 +241,7 @@ class Tracker:
         model = get_model(generation.model)
         elapsed = now - (generation.submitted_at or generation.created_at)
         delay = (self.schedule.later_delay(model, elapsed) if model
-                 else self.settings.kie_poll_max_interval)
+                 else self.settings.kie.poll_max_interval)
         await self.store.record_check(generation.id, kie_state,
                                       min(now + delay, generation.deadline_at))
         await self.notifier.status(replace(generation, kie_state=kie_state))
