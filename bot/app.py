@@ -25,7 +25,7 @@ from bot.config import Settings
 from bot.handlers import build_router
 from bot.i18n import N_, UserLocaleMiddleware, create_i18n
 from bot.kie import KieClient, RateLimiter
-from bot.middlewares import AccountMiddleware, RepeatedUpdateMiddleware, ThrottleMiddleware
+from bot.middlewares import AccountMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
 from bot.services.callbacks import KieCallbacks
 from bot.services.credit_watch import CreditWatch
@@ -115,8 +115,7 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
     dp = Dispatcher(store=store, settings=settings, generations=generations, kie=kie,
                     delivery=delivery)
     dp.update.outer_middleware(ThrottleMiddleware(i18n))  # before any database write
-    dp.update.outer_middleware(RepeatedUpdateMiddleware(store))
-    dp.update.outer_middleware(AccountMiddleware(store, settings, i18n))
+    dp.update.outer_middleware(AccountMiddleware(store, settings, i18n))  # repeats dropped too
     UserLocaleMiddleware(i18n).setup(dp)
     dp.callback_query.middleware(CallbackAnswerMiddleware())
     dp.include_router(build_router())

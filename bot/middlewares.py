@@ -1,5 +1,6 @@
-"""Middlewares: a flood is dropped first, then an update seen before; then every update
-registers its user, and banned users, anonymous admins and channels get one short answer."""
+"""Middlewares: a flood is dropped first, then an update seen before; every other update
+registers its user (the same step), and banned users, anonymous admins and channels get one
+short answer."""
 
 from __future__ import annotations
 
@@ -86,30 +87,21 @@ class ThrottleMiddleware(BaseMiddleware):
         return False, first_refusal
 
 
-class RepeatedUpdateMiddleware(BaseMiddleware):
-    """Outer update middleware: Telegram sends an update again when a poller died before
-    confirming its offset, or a webhook answered too slowly. An update id seen before (kept in
-    the database, so a restart remembers) is dropped. Every balance change is also keyed on
-    its own source; this keeps the rest (a second picker, a second answer) from happening."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        # A checkout is answered again when repeated (harmless). A payment is credited on
-        # arrival (services/payments.CreditOnArrival); here only its confirmation is at most once.
-        if isinstance(event, Update) and event.pre_checkout_query is None and not await (
-                self.store.first_sight_of_update(event.update_id)):
-            log.info("update %s was handled before: dropped", event.update_id)
-            return None
-        return await handler(event, data)
-
-
 class AccountMiddleware(BaseMiddleware):
-    """Outer update middleware: `account` (the stored user) reaches every handler that acts for
-    a person. An anonymous admin or a post as a channel (`from` is a bot) has no balance: its
-    commands get one short answer, and only service messages (say, a group upgraded by an
-    anonymous admin) go on, without an `account`."""
+    """Outer update middleware, after ThrottleMiddleware: an update seen before is dropped, and
+    `account` (the stored user, registered or refreshed) reaches every handler that acts for a
+    person. For a person's update both are one statement as a rule (Store.see_update).
+
+    Telegram sends an update again when a poller died before confirming its offset, or a
+    webhook answered too slowly: its id, kept in the database (so a restart remembers), drops
+    it. Every balance change is also keyed on its own source; this keeps the rest (a second
+    picker, a second answer) from happening. A checkout is answered again when repeated
+    (harmless); a payment is credited on arrival (services/payments.CreditOnArrival), here
+    only its confirmation is at most once.
+
+    An anonymous admin or a post as a channel (`from` is a bot) has no balance: its commands
+    get one short answer, and only service messages (say, a group upgraded by an anonymous
+    admin) go on, without an `account`."""
 
     def __init__(self, store: Store, settings: Settings, i18n: I18n) -> None:
         self.store = store
@@ -118,18 +110,23 @@ class AccountMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         update = cast(Update, event)  # registered on dp.update
+        update_id = None if update.pre_checkout_query is not None else update.update_id
         sender: TelegramUser | None = data.get("event_from_user")
         if sender is None or sender.is_bot:
+            if update_id is not None and not await self.store.first_sight_of_update(update_id):
+                return _repeated(update_id)
             if not _is_request(update):
                 return await handler(event, data)
             text = self.i18n.gettext(
                 N_("Send commands from your own account: an anonymous admin or a channel has no "
                    "balance here."), locale=self.i18n.default_locale)
             return await _answer(update, text)
-        account, _ = await self.store.upsert_user(
-            sender.id, username=sender.username, first_name=sender.first_name,
+        account = await self.store.see_update(
+            update_id, sender.id, username=sender.username, first_name=sender.first_name,
             last_name=sender.last_name, tg_language=sender.language_code,
             starting_credits=self.settings.bot.starting_credits)
+        if account is None:
+            return _repeated(update.update_id)
         data["account"] = account
         data["is_admin"] = sender.id in self.settings.bot.admin_ids
         # A banned user's payment goes on: the checkout must be answered (the handler refuses
@@ -140,6 +137,10 @@ class AccountMiddleware(BaseMiddleware):
                                                         locale=locale_of(account, self.i18n)))
             return None
         return await handler(event, data)
+
+
+def _repeated(update_id: int) -> None:
+    log.info("update %s was handled before: dropped", update_id)
 
 
 def typed_by_a_person(update: Update) -> bool:

@@ -19,6 +19,7 @@ from bot.store import (
     LimitReached,
     StartLimits,
     Store,
+    User,
 )
 from bot.store.migrations import MIGRATIONS
 
@@ -402,6 +403,96 @@ async def test_an_update_id_is_new_once(store: Store) -> None:
     assert await store.first_sight_of_update(11) is True
     await store.purge(drafts_before=0, updates_before=time.time() + 1)
     assert await store.first_sight_of_update(10) is True  # forgotten once too old to repeat
+
+
+async def last_written(store: Store, user_id: int = USER) -> float:
+    [(updated_at,)] = [tuple(r) for r in await store._rows(
+        "SELECT updated_at FROM users WHERE id = ?", (user_id,))]
+    return float(updated_at)
+
+
+async def written_at(store: Store, updated_at: float, user_id: int = USER) -> None:
+    await store._db.execute("UPDATE users SET updated_at = ? WHERE id = ?", (updated_at, user_id))
+
+
+async def test_a_known_user_is_written_only_when_something_changed(store: Store) -> None:
+    """upsert_user reads first: the row is rewritten for a new name, username or language, for
+    a user who blocked the bot, and once its `updated_at` is SEEN_PRECISION old; not else."""
+    await add_user(store, credits=5)
+    recently = time.time() - 60
+    await written_at(store, recently)
+    user, created = await store.upsert_user(USER, username=f"u{USER}", first_name="U",
+                                            last_name=None, tg_language="en", starting_credits=5)
+    assert not created and user == await store.get_user(USER)
+    assert await last_written(store) == recently
+    profiles: list[tuple[str | None, str, str | None, str | None]] = [
+        (None, "U", None, "en"), (f"u{USER}", "V", None, "en"), (f"u{USER}", "U", "W", "en"),
+        (f"u{USER}", "U", None, None)]
+    for profile in profiles:
+        await written_at(store, recently)
+        username, first_name, last_name, tg_language = profile
+        user, _ = await store.upsert_user(USER, username=username, first_name=first_name,
+                                          last_name=last_name, tg_language=tg_language,
+                                          starting_credits=5)
+        assert (user.username, user.first_name, user.last_name, user.tg_language) == profile
+        assert user == await store.get_user(USER) and await last_written(store) > recently
+        await add_user(store)  # back to the first profile
+    await written_at(store, time.time() - Store.SEEN_PRECISION - 1)  # seen long ago: refreshed
+    await add_user(store)
+    assert await last_written(store) > time.time() - 60
+    await written_at(store, recently)
+    await store.set_blocked(USER)
+    await add_user(store)  # writes again: unblocked
+    assert not (await store.get_user(USER)).blocked and await last_written(store) > recently
+    assert await balance(store) == 5 and len(await store.ledger(USER)) == 1
+
+
+async def see(store: Store, update_id: int | None, user_id: int = USER, *, username: str = "a",
+              tg_language: str | None = "en", credits: int = 50) -> User | None:
+    return await store.see_update(update_id, user_id, username=username, first_name="A",
+                                  last_name=None, tg_language=tg_language,
+                                  starting_credits=credits)
+
+
+async def test_see_update_records_the_update_and_registers_its_sender(store: Store) -> None:
+    """One update: its id recorded and its sender registered (granted once) or refreshed; a
+    repeated update reads and writes nothing; None as the id records nothing (a checkout)."""
+    first = await see(store, 1)
+    assert first is not None and (first.id, first.username, first.balance) == (USER, "a", 50)
+    assert first == await store.get_user(USER)
+    assert await see(store, 1, username="changed") is None
+    assert (await store.get_user(USER)).username == "a"  # a repeat changes nothing
+    assert await store.first_sight_of_update(1) is False
+    await written_at(store, time.time() - 60)
+    known = await see(store, 2)
+    assert known == first == await store.get_user(USER)  # read in the same statement
+    assert await last_written(store) < time.time() - 30  # and nothing written
+    renamed = await see(store, 3, username="b", tg_language="ru")
+    assert renamed is not None and (renamed.username, renamed.tg_language) == ("b", "ru")
+    assert renamed == await store.get_user(USER)
+    await store.set_blocked(USER)
+    back = await see(store, 4, username="b", tg_language="ru")
+    assert back is not None and not back.blocked and not (await store.get_user(USER)).blocked
+    assert await store.set_banned(USER)
+    banned = await see(store, 5, username="b", tg_language="ru")
+    assert banned is not None and banned.banned
+    assert await see(store, None, username="b", tg_language="ru") == banned
+    assert await see(store, None, username="b", tg_language="ru") == banned  # not recorded
+    assert await store.first_sight_of_update(6) is True
+    assert [row.kind for row in await store.ledger(USER)] == ["grant"]
+    await assert_ledger_invariant(store)
+
+
+async def test_a_new_user_seen_in_many_updates_at_once_is_granted_once(store: Store) -> None:
+    users = await asyncio.gather(*(see(store, n) for n in range(100, 110)),
+                                 *(see(store, None) for _ in range(3)),
+                                 *(store.upsert_user(USER, username="a", first_name="A",
+                                                     last_name=None, tg_language="en",
+                                                     starting_credits=50) for _ in range(3)))
+    assert all(user is not None for user in users)
+    assert [row.kind for row in await store.ledger(USER)] == ["grant"]
+    assert await balance(store) == 50
+    await assert_ledger_invariant(store)
 
 
 async def test_purge_forgets_old_drafts_only(store: Store) -> None:

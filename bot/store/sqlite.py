@@ -120,23 +120,63 @@ class Store:
 
     # -- users -----------------------------------------------------------------
 
+    # A known user's row is rewritten only when what Telegram says of them changed, when they
+    # come back after blocking the bot, or when it was last written this long ago: `updated_at`
+    # is when they were last seen, to this precision (find_user prefers the holder of a
+    # @username seen last). Every update reads its sender; few need a write.
+    SEEN_PRECISION = 3600.0
+    # With the parameters of _profile: the stored row says what this update says of the user.
+    _USER_IS_CURRENT = (
+        "(username IS :username AND first_name IS :first_name AND last_name IS :last_name"
+        " AND tg_language IS :tg_language AND blocked = 0 AND updated_at > :seen_after)")
+    _USER_REFRESH = (
+        "UPDATE users SET username = :username, first_name = :first_name,"
+        " last_name = :last_name, tg_language = :tg_language, blocked = 0, updated_at = :now"
+        " WHERE id = :id RETURNING *")
+
     async def upsert_user(self, user_id: int, *, username: str | None, first_name: str,
                           last_name: str | None, tg_language: str | None,
                           starting_credits: int) -> tuple[User, bool]:
-        """Register or refresh a user; a new one gets `starting_credits` once. True if new."""
+        """Register or refresh a user; a new one gets `starting_credits` once. True if new.
+        Reads first: a known user whose row is current (SEEN_PRECISION) is not written."""
+        profile = self._profile(user_id, username, first_name, last_name, tg_language)
+        rows = await self._named_rows(
+            f"SELECT *, {self._USER_IS_CURRENT} AS current FROM users WHERE id = :id", profile)
+        return await self._refresh_user(rows[0] if rows else None, profile, starting_credits)
+
+    @classmethod
+    def _profile(cls, user_id: int, username: str | None, first_name: str,
+                 last_name: str | None, tg_language: str | None) -> dict[str, Any]:
         now = time.time()
+        return {"id": user_id, "username": username, "first_name": first_name,
+                "last_name": last_name, "tg_language": tg_language, "now": now,
+                "seen_after": now - cls.SEEN_PRECISION}
+
+    async def _refresh_user(self, stored: sqlite3.Row | None, profile: dict[str, Any],
+                            starting_credits: int) -> tuple[User, bool]:
+        """upsert_user once the user's row was read: `stored` (with its `current` flag), None
+        when the user is unknown."""
+        if stored is not None and stored["current"]:
+            return row_to(User, stored), False
+        if stored is not None:  # users are never deleted: one statement, its own transaction
+            rows = await self._named_rows(self._USER_REFRESH, profile)
+            if rows:
+                return row_to(User, rows[0]), False
         async with self._tx() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO users (id, first_name, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?)", (user_id, first_name, now, now))
-            created = cursor.rowcount == 1
-            await db.execute(
-                "UPDATE users SET username = ?, first_name = ?, last_name = ?, tg_language = ?,"
-                " blocked = 0, updated_at = ? WHERE id = ?",
-                (username, first_name, last_name, tg_language, now, user_id))
+                " VALUES (:id, :first_name, :now, :now)", profile)
+            created = cursor.rowcount == 1  # a registration that raced this one granted
             if created and starting_credits > 0:
-                await _apply(db, user_id, starting_credits, LedgerKind.GRANT, note="starting credits")
-            return await _user(db, user_id), created
+                await _apply(db, profile["id"], starting_credits, LedgerKind.GRANT,
+                             note="starting credits")
+            refreshed = await db.execute_fetchall(self._USER_REFRESH, profile)
+            return row_to(User, next(iter(refreshed))), created
+
+    async def _named_rows(self, sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
+        """_rows with named parameters."""
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
 
     async def get_user(self, user_id: int) -> User | None:
         rows = await self._rows("SELECT * FROM users WHERE id = ?", (user_id,))
@@ -192,11 +232,39 @@ class Store:
             return cursor.rowcount
 
     async def first_sight_of_update(self, update_id: int) -> bool:
-        """Record a Telegram update id; False when it was handled before (a repeated update)."""
-        async with self._tx() as db:
-            cursor = await db.execute("INSERT OR IGNORE INTO updates (id, seen_at) VALUES (?, ?)",
-                                      (update_id, time.time()))
-            return cursor.rowcount == 1
+        """Record a Telegram update id; False when it was handled before (a repeated update).
+        One statement, its own transaction."""
+        rows = await self._rows("INSERT INTO updates (id, seen_at) VALUES (?, ?)"
+                                " ON CONFLICT (id) DO NOTHING RETURNING id", (update_id, time.time()))
+        return bool(rows)
+
+    # Records an update id and reads its sender's row (all NULL if unknown), with the `current`
+    # flag of upsert_user, in one statement; no row when the update was seen before.
+    _SEE_UPDATE = (
+        "INSERT INTO updates (id, seen_at) VALUES (:update, :now) ON CONFLICT (id) DO NOTHING"
+        " RETURNING " + ", ".join(f"(SELECT {column} FROM users WHERE id = :id) AS {column}"
+                                  for column in User.__dataclass_fields__)
+        + f", (SELECT {_USER_IS_CURRENT} FROM users WHERE id = :id) AS current")
+
+    async def see_update(self, update_id: int | None, user_id: int, *, username: str | None,
+                         first_name: str, last_name: str | None, tg_language: str | None,
+                         starting_credits: int) -> User | None:
+        """first_sight_of_update and upsert_user of its sender, for an update a person sent:
+        None when the update was seen before, else the user, registered or refreshed. Usually
+        one statement: it records the update and reads the user, and a known user whose row is
+        current needs nothing more. `update_id` None: not recorded, only upsert_user."""
+        if update_id is None:
+            user, _ = await self.upsert_user(
+                user_id, username=username, first_name=first_name, last_name=last_name,
+                tg_language=tg_language, starting_credits=starting_credits)
+            return user
+        profile = self._profile(user_id, username, first_name, last_name, tg_language)
+        rows = await self._named_rows(self._SEE_UPDATE, {**profile, "update": update_id})
+        if not rows:
+            return None
+        stored = rows[0] if rows[0]["id"] is not None else None
+        user, _ = await self._refresh_user(stored, profile, starting_credits)
+        return user
 
     async def purge(self, *, drafts_before: float, updates_before: float) -> None:
         """Forget picker drafts and update ids too old to matter."""
