@@ -1,5 +1,6 @@
-"""When the tracker reads a task's status. Every read spends Kie's shared budget, so a task is
-first read near the time its model's tasks usually take — learned from the last ones that
+"""When the tracker reads a task's status. Every read spends Kie's shared budget. A task is read
+once early (within the model's poll_interval, ≤ 5 s: DESIGN.md's default for the first check),
+then next near the time its model's tasks usually take — learned from the last ones that
 finished, the catalog's guess until there are enough — then at a fraction of that time, backing
 off once it is long overdue (Kie's advice). With Kie callbacks on, a callback wakes the read the
 moment a task ends, and the poll is only a fallback for a lost callback: a first read late,
@@ -15,8 +16,9 @@ from bot.catalog import Model
 from bot.config import Settings
 
 BACKOFF_DIVISOR = 4.0
-# Polling: the first read at this share of the usual duration, then one every STEP_SHARE of it
-# (never more often than the model's poll_interval) until OVERDUE times it, then backing off.
+# Polling: after the early read, one at this share of the usual duration, then one every
+# STEP_SHARE of it (never more often than the model's poll_interval) until OVERDUE times it,
+# then backing off.
 FIRST_SHARE = 0.8
 STEP_SHARE = 0.25
 OVERDUE = 1.5
@@ -63,7 +65,7 @@ class Schedule:
             return settings.kie.poll_interval
         if settings.kie.callback_url is not None:
             return max(CALLBACK_FIRST_FACTOR * self.usual(model), settings.kie.poll_max_interval)
-        return max(model.poll_interval, FIRST_SHARE * self.usual(model))
+        return model.poll_interval
 
     def later_delay(self, model: Model, elapsed: float) -> float:
         """Seconds until the read after this one, for a task `elapsed` seconds old."""
@@ -73,5 +75,8 @@ class Schedule:
         usual = self.usual(model)
         step = settings.kie.poll_interval or min(
             settings.kie.poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
+        if settings.kie.poll_interval is None and elapsed < FIRST_SHARE * usual:
+            return min(settings.kie.poll_max_interval,
+                       max(step, FIRST_SHARE * usual - elapsed))  # to near the usual time
         return next_check_delay(elapsed, expected=OVERDUE * usual, smallest=step,
                                 largest=settings.kie.poll_max_interval)
