@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -150,9 +150,7 @@ class Tracker:
             await asyncio.gather(*self._checks.values(), return_exceptions=True)
 
     def _check(self, generation: Generation) -> None:
-        task = asyncio.create_task(self._checked(generation), name=f"check-{generation.id}")
-        self._checks[generation.id] = task
-        task.add_done_callback(lambda _: self._checks.pop(generation.id, None))
+        _spawn(self._checks, generation.id, self._checked(generation), f"check-{generation.id}")
 
     async def _checked(self, generation: Generation) -> None:
         try:
@@ -259,9 +257,8 @@ class Tracker:
 
     def _deliver(self, generation: Generation) -> None:
         """Send in the background, so one slow upload does not hold up every other task."""
-        task = asyncio.create_task(self._delivery(generation), name=f"deliver-{generation.id}")
-        self._deliveries[generation.id] = task
-        task.add_done_callback(lambda _: self._deliveries.pop(generation.id, None))
+        _spawn(self._deliveries, generation.id, self._delivery(generation),
+               f"deliver-{generation.id}")
 
     async def _delivery(self, generation: Generation) -> None:
         try:
@@ -285,6 +282,14 @@ class Tracker:
         self._housekept_at = now
         await self.store.purge(drafts_before=now - DRAFT_LIFETIME,
                                updates_before=now - UPDATE_MEMORY)
+
+
+def _spawn(running: dict[int, asyncio.Task[None]], generation_id: int,
+           work: Coroutine[Any, Any, None], name: str) -> None:
+    """Run `work` in the background, listed in `running` under the generation until it ends."""
+    task = asyncio.create_task(work, name=name)
+    running[generation_id] = task
+    task.add_done_callback(lambda _: running.pop(generation_id, None))
 
 
 def _file_details(status: TaskStatus) -> list[dict[str, Any]]:

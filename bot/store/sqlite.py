@@ -559,11 +559,17 @@ class Store:
     async def claim_deliveries(self, now: float, lease_until: float,
                                limit: int) -> list[Generation]:
         """Finished results whose delivery is due, held until `lease_until` by the caller."""
+        return await self._claim(GenerationState.SUCCEEDED, now, lease_until, limit)
+
+    async def _claim(self, state: GenerationState, now: float, lease_until: float,
+                     limit: int) -> list[Generation]:
+        """Up to `limit` generations in `state` that are due, earliest first, each due again
+        only at `lease_until` (the caller sets the time it really wants before then)."""
         async with self._tx() as db:
             rows = await db.execute_fetchall(
                 "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
                 " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?)"
-                " RETURNING *", (lease_until, GenerationState.SUCCEEDED, now, limit))
+                " RETURNING *", (lease_until, state, now, limit))
             return [row_to(Generation, row) for row in rows]
 
     async def retry_delivery(self, generation_id: int, at: float) -> None:
@@ -620,12 +626,7 @@ class Store:
     async def claim_checks(self, now: float, lease_until: float, limit: int) -> list[Generation]:
         """Running tasks whose status read is due, held until `lease_until` by the caller (its
         read sets the next check time; a check that dies leaves them due again then)."""
-        async with self._tx() as db:
-            rows = await db.execute_fetchall(
-                "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
-                " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?)"
-                " RETURNING *", (lease_until, GenerationState.RUNNING, now, limit))
-            return [row_to(Generation, row) for row in rows]
+        return await self._claim(GenerationState.RUNNING, now, lease_until, limit)
 
     async def recent_durations(self, per_model: int) -> list[tuple[str, float]]:
         """(model, seconds from submission until the bot saw the result) of each model's last
