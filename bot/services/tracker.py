@@ -64,6 +64,7 @@ class Tracker:
         self._loop_task: asyncio.Task[None] | None = None
         self._checks: dict[int, asyncio.Task[None]] = {}
         self._recheck: set[int] = set()  # woken (a callback) while its read was under way
+        self._full = False  # the last pass had more reads due than room for them
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._recoveries: set[asyncio.Task[None]] = set()
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
@@ -107,7 +108,7 @@ class Tracker:
             if not healthy:  # what failed is still due: pause rather than spin on it
                 await asyncio.sleep(FAILURE_PAUSE)
                 continue
-            wakeup = await self.store.next_wakeup()
+            wakeup = None if self._full else await self.store.next_wakeup()
             delay = IDLE_WAKEUP if wakeup is None else min(IDLE_WAKEUP, wakeup - self._clock())
             if delay > 0:
                 # (Not asyncio.wait_for: on Python 3.11 a stop that comes as the wakeup is set
@@ -132,7 +133,11 @@ class Tracker:
                 log.exception("%s: closing it past its deadline failed", generation)
                 healthy = False
         room = max(0, self.settings.kie.rate_limit - len(self._checks))
-        for generation in await self.store.claim_checks(now, now + CHECK_LEASE, limit=room):
+        claimed = await self.store.claim_checks(now, now + CHECK_LEASE, limit=room)
+        # More may be due than there was room for: the loop then waits for a read to end (it
+        # wakes the loop) instead of spinning on rows that are due but cannot be read yet.
+        self._full = len(claimed) >= room
+        for generation in claimed:
             if generation.id in self._checks:  # woken while its read is under way: read again
                 self._recheck.add(generation.id)
             else:
