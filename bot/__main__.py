@@ -39,6 +39,8 @@ def run() -> int:
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
+    if settings.store.url is not None:
+        return _run_on_postgres(settings)
     path = settings.store.path
     # First, before the slow imports and before anything touches the database or Telegram:
     # a second process on the same file would deliver every result twice and refund the
@@ -62,17 +64,44 @@ def run() -> int:
             print(f"Configuration error: DATABASE_PATH {path} cannot be used: {error}",
                   file=sys.stderr)
             return 2
-        setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.bot.log_level])
-        from bot.app import Application  # noqa: PLC0415 -- the slow imports, only after the lock (above)
-
-        try:
-            app = Application(settings)
-        except ValueError as error:  # a setting the app itself checks (DEFAULT_LANGUAGE)
-            print(f"Configuration error: {error}", file=sys.stderr)
-            return 2
-        asyncio.run(app.run())
+        return _start(settings)
     finally:
         lock.release()
+
+
+def _run_on_postgres(settings: Settings) -> int:
+    """PostgreSQL: the database must answer before anything starts; a second process on it
+    stops at once too, when the store takes its lock (PostgreSQL's, held for the process's
+    life)."""
+    import asyncpg  # noqa: PLC0415 -- only with DATABASE_URL
+
+    from bot.store.database import check_postgres  # noqa: PLC0415
+
+    assert settings.store.url is not None
+    try:
+        asyncio.run(check_postgres(settings.store.url.get_secret_value()))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        print(f"Configuration error: DATABASE_URL cannot be used: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _start(settings)
+    except DatabaseInUse as error:
+        print(f"Configuration error: DATABASE_URL is in use by another running bot (pid "
+              f"{error.holder or '?'}); stop it first or give this one its own database",
+              file=sys.stderr)
+        return 2
+
+
+def _start(settings: Settings) -> int:
+    setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.bot.log_level])
+    from bot.app import Application  # noqa: PLC0415 -- the slow imports, only after the checks
+
+    try:
+        app = Application(settings)
+    except ValueError as error:  # a setting the app itself checks (DEFAULT_LANGUAGE)
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
+    asyncio.run(app.run())
     return 0
 
 
@@ -96,11 +125,16 @@ def _check_database(path: Path) -> None:
 
 def backup(target: Path) -> int:
     try:
-        # Only DATABASE_PATH, read as Settings reads it: a backup needs no token or key.
-        source = StoreSettings().path
+        # Only the store's settings, read as Settings reads them: a backup needs no token or key.
+        store = StoreSettings()
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
+    if store.url is not None:
+        print("Backup error: DATABASE_URL is set: back up PostgreSQL with its own tools "
+              "(pg_dump); this command copies the SQLite file at DATABASE_PATH", file=sys.stderr)
+        return 2
+    source = store.path
     try:
         print(copy_database(source, target))
     except BackupError as error:

@@ -90,7 +90,8 @@ class Parts:
 
 
 async def build(settings: Settings, i18n: I18n) -> Parts:
-    store = await Store.open(settings.store.path)
+    store = await Store.open(settings.store.target, pool_size=settings.store.pool_size,
+                             exclusive=True)
     limiter = RateLimiter(settings.kie.rate_limit, settings.kie.rate_window)
     kie = KieClient(settings.kie.api_key, base_url=str(settings.kie.api_url),
                     upload_url=str(settings.kie.upload_url), limiter=limiter)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -139,9 +140,24 @@ class WebhookSettings(_Group):
 
 
 class StoreSettings(_Group):
-    """Where the data lives."""
+    """Where the data lives: the SQLite file, or PostgreSQL when a URL is given."""
 
     path: Path = env("database_path", Path("data/bot.sqlite3"))
+    url: SecretStr | None = env("database_url", None)  # it may hold a password
+    pool_size: Annotated[int, Field(ge=1, le=1000)] = env("database_pool_size", 10)
+
+    @property
+    def target(self) -> Path | str:
+        """What Store.open is given."""
+        return self.url.get_secret_value() if self.url is not None else self.path
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("it must be a postgresql:// URL")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -255,7 +271,11 @@ class Settings(BaseModel):
         """Every secret value, for the log filter that redacts them."""
         values = [self.bot.token, self.kie.api_key, self.kie.webhook_hmac_key,
                   self.webhook.secret]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        if self.store.url is not None:  # its password, and the whole URL around it
+            url = urlsplit(self.store.url.get_secret_value())
+            found += [part for part in (url.password, self.store.url.get_secret_value()) if part]
+        return found
 
 
 def describe_error(error: ValidationError) -> str:

@@ -111,12 +111,26 @@ def test_defaults_match_design(no_env: Path) -> None:
 
 def test_settings_never_show_secrets(no_env: Path) -> None:
     """repr, str and JSON of the settings hide every secret; secrets() lists all of them."""
+    url = "postgresql://bot:pg-SECRET@db:5432/bot"
     settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY,  # type: ignore[call-arg]
-                        kie_webhook_hmac_key="hmac-SECRET", webhook_secret="hook-SECRET")
+                        kie_webhook_hmac_key="hmac-SECRET", webhook_secret="hook-SECRET",
+                        database_url=url)
     for text in (repr(settings), str(settings), settings.model_dump_json(),
                  str(settings.model_dump())):
         assert "SECRET" not in text
-    assert sorted(settings.secrets()) == sorted([TOKEN, KEY, "hmac-SECRET", "hook-SECRET"])
+    assert sorted(settings.secrets()) == sorted([TOKEN, KEY, "hmac-SECRET", "hook-SECRET",
+                                                 "pg-SECRET", url])
+    assert settings.store.target == url
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("mysql://root@db/bot", "postgresql://"), ("db:5432", "postgresql://")])
+def test_database_url_must_be_postgresql(no_env: Path, value: str, problem: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY,  # type: ignore[call-arg]
+                 database_url=value)
+    line = describe_error(error.value)
+    assert "DATABASE_URL is invalid" in line and problem in line and value not in line
 
 
 def render(record: logging.LogRecord, secret: str) -> str:

@@ -279,7 +279,7 @@ async def test_again_opens_the_confirm_step_with_the_same_choices(tg, kie, bot, 
 async def test_expired_picker_answers_with_an_alert(tg, bot, store):
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image old")
-    await store._db.execute("UPDATE drafts SET created_at = created_at - 7 * 3600")
+    await store._rows("UPDATE drafts SET created_at = created_at - 7 * 3600")
     answer = await alice.press(picker, "Imagen 4")
     assert answer["show_alert"] and "expired" in answer["text"]
 

@@ -17,6 +17,7 @@ import pytest
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.chat import Person, button
 from tests.conftest import ADMIN_ID, KIE_KEY, TOKEN
+from tests.databases import ENGINES, database, environment
 from tests.fakes.kie import FakeKie, TaskPlan
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.test_e2e_image import charges, generate, refunds
@@ -42,14 +43,20 @@ async def start_process(tmp_path: Path, tg, kie, **extra: str) -> asyncio.subpro
     return process
 
 
-async def test_sigkill_after_create_then_restart_delivers_once(tg, kie, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_sigkill_after_create_then_restart_delivers_once(tg, kie, tmp_path, engine):
+    async with database(engine, tmp_path) as target:
+        await _sigkill_after_create(tg, kie, tmp_path, environment(target), target)
+
+
+async def _sigkill_after_create(tg, kie, tmp_path, env, target):
     kie.default_plan = TaskPlan(reads_before_done=1)
-    process = await start_process(tmp_path, tg, kie)
+    process = await start_process(tmp_path, tg, kie, **env)
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image survive")
     await alice.press(picker, "Imagen 4")
     tg.press(alice.user, alice.refreshed(picker), button(alice.refreshed(picker), "✅"))
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    store = await Store.open(target)
     try:  # killed once Kie's task id is stored (before that, a restart can only refund)
         while not await store.generations_in([GenerationState.RUNNING]):
             await asyncio.sleep(0.005)
@@ -59,7 +66,7 @@ async def test_sigkill_after_create_then_restart_delivers_once(tg, kie, tmp_path
     output = (await process.communicate())[0].decode()
     assert process.returncode == -signal.SIGKILL
 
-    process = await start_process(tmp_path, tg, kie)
+    process = await start_process(tmp_path, tg, kie, **env)
     try:
         await tg.wait_for("sendPhoto", timeout=15)
         await asyncio.sleep(0.5)  # time enough for a second, wrong delivery to show
@@ -68,7 +75,7 @@ async def test_sigkill_after_create_then_restart_delivers_once(tg, kie, tmp_path
         output += (await asyncio.wait_for(process.communicate(), 15))[0].decode()
     assert process.returncode == 0, output
     assert len(tg.calls_of("sendPhoto")) == 1 and len(kie.creates) == 1
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    store = await Store.open(target)
     try:
         assert len(await charges(store, 42)) == 1 and await refunds(store, 42) == []
         assert (await store.get_user(42)).balance == 60

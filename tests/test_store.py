@@ -1,10 +1,11 @@
-"""The SQLite store: the ledger invariant, exactly-once charges and refunds, migrations, the
-generation state machine the tracker relies on. Real SQLite files, nothing mocked."""
+"""The store: the ledger invariant, exactly-once charges and refunds, migrations, the
+generation state machine the tracker relies on. On both engines, real databases (a SQLite
+file, a PostgreSQL schema: tests/databases.py), nothing mocked."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,24 +17,31 @@ from bot.store import (
     Generation,
     GenerationState,
     InsufficientCredits,
+    IntegrityError,
     LimitReached,
     StartLimits,
     Store,
     User,
+    migrations,
 )
-from bot.store.migrations import MIGRATIONS
+from bot.store.lock import DatabaseInUse
+from tests.databases import ENGINES, database, open_store
 
 USER = 42
 PRICE = 10
 
 
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path) as opened:
+        yield opened
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "x.sqlite3")
-    try:
-        yield store
-    finally:
-        await store.close()
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """For what only SQLite has (its pragmas)."""
+    async with open_store("sqlite", tmp_path) as opened:
+        yield opened
 
 
 async def add_user(store: Store, user_id: int = USER, credits: int = 0) -> None:
@@ -103,24 +111,29 @@ async def test_concurrent_confirms_charge_exactly_what_the_balance_covers(store:
     await assert_ledger_invariant(store)
 
 
-async def test_two_connections_to_one_file_never_overcharge(tmp_path: Path) -> None:
-    """Two Stores on one file (two bot processes) confirming concurrently still charge exactly 10."""
-    path = tmp_path / "x.sqlite3"
-    first, second = await Store.open(path), await Store.open(path)
-    try:
-        await add_user(first, credits=10 * PRICE)
-        drafts = [await open_draft(first) for _ in range(50)]
-        calls = [start(first if i % 2 else second, d) for i, d in enumerate(drafts)]
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        assert sum(isinstance(r, Generation) for r in results) == 10
-        assert sum(isinstance(r, InsufficientCredits) for r in results) == 40
-        for store in (first, second):
-            assert await balance(store) == 0
-            assert await charges(store) == 10
-            await assert_ledger_invariant(store)
-    finally:
-        await first.close()
-        await second.close()
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_two_connections_to_one_database_never_overcharge(engine: str, tmp_path: Path) -> None:
+    """Two Stores on one database (two bot processes) confirming concurrently still charge exactly 10."""
+    async with database(engine, tmp_path) as target:
+        first, second = await Store.open(target), await Store.open(target)
+        try:
+            await _overcharge_race(first, second)
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def _overcharge_race(first: Store, second: Store) -> None:
+    await add_user(first, credits=10 * PRICE)
+    drafts = [await open_draft(first) for _ in range(50)]
+    calls = [start(first if i % 2 else second, d) for i, d in enumerate(drafts)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert sum(isinstance(r, Generation) for r in results) == 10
+    assert sum(isinstance(r, InsufficientCredits) for r in results) == 40
+    for store in (first, second):
+        assert await balance(store) == 0
+        assert await charges(store) == 10
+        await assert_ledger_invariant(store)
 
 
 async def test_same_draft_confirmed_twice_charges_once(store: Store) -> None:
@@ -190,8 +203,8 @@ async def test_second_refund_row_violates_unique_index(store: Store) -> None:
     await add_user(store, credits=100)
     generation = await start(store, await open_draft(store))
     await store.fail_generation(generation.id, "timeout")
-    with pytest.raises(sqlite3.IntegrityError):
-        await store._db.execute(
+    with pytest.raises(IntegrityError):
+        await store._rows(
             "INSERT INTO ledger (user_id, amount, balance_after, kind, generation_id, created_at)"
             " VALUES (?, ?, ?, 'refund', ?, ?)", (USER, PRICE, 100, generation.id, time.time()))
     assert await refunds(store, generation.id) == 1
@@ -232,10 +245,10 @@ async def test_topup_writes_row_with_admin(store: Store) -> None:
 async def test_ledger_is_append_only(store: Store) -> None:
     """Triggers refuse UPDATE and DELETE on ledger rows."""
     await add_user(store, credits=5)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        await store._db.execute("UPDATE ledger SET amount = 1000")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        await store._db.execute("DELETE FROM ledger")
+    with pytest.raises(IntegrityError, match="append-only"):
+        await store._rows("UPDATE ledger SET amount = 1000")
+    with pytest.raises(IntegrityError, match="append-only"):
+        await store._rows("DELETE FROM ledger")
     assert [(r.kind, r.amount) for r in await store.ledger(USER)] == [("grant", 5)]
 
 
@@ -245,8 +258,8 @@ async def test_balance_never_negative(store: Store) -> None:
     with pytest.raises(InsufficientCredits):
         await store.topup(USER, -6, admin_id=7)
     assert await balance(store) == 5 and len(await store.ledger(USER)) == 1
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        await store._db.execute("UPDATE users SET balance = -1 WHERE id = ?", (USER,))
+    with pytest.raises(IntegrityError, match=r"(?i)check"):
+        await store._rows("UPDATE users SET balance = -1 WHERE id = ?", (USER,))
     assert await balance(store) == 5
 
 
@@ -264,10 +277,75 @@ async def test_reopen_keeps_data_and_schema_version(tmp_path: Path) -> None:
     store = await Store.open(path)
     try:
         assert await balance(store) == 7
-        assert await count(store, "PRAGMA user_version") == len(MIGRATIONS)
+        assert await count(store, "PRAGMA user_version") == len(migrations.SQLITE)
         assert (await store._rows("PRAGMA journal_mode"))[0][0] == "wal"
     finally:
         await store.close()
+
+
+async def test_postgres_reopen_and_concurrent_starts_migrate_once(tmp_path: Path) -> None:
+    """Three processes starting at once on a new PostgreSQL database: one migrates, the others
+    find it done; opening it again migrates nothing and keeps the data."""
+    async with database("postgres", tmp_path) as url:
+        stores = await asyncio.gather(*(Store.open(url) for _ in range(3)))
+        try:
+            await add_user(stores[0], credits=7)
+            assert await balance(stores[2]) == 7
+            assert await count(stores[1], "SELECT count(*) FROM schema_version") == len(
+                migrations.POSTGRES)
+        finally:
+            for store in stores:
+                await store.close()
+        store = await Store.open(url)
+        try:
+            assert await balance(store) == 7
+            assert await count(store, "SELECT max(version) FROM schema_version") == len(
+                migrations.POSTGRES)
+        finally:
+            await store.close()
+
+
+async def test_postgres_exclusive_open_refuses_a_second_process(tmp_path: Path) -> None:
+    """Store.open(exclusive=True): while one holds the database, another exclusive open is
+    refused at once (naming the holder's pid); once it closes, the next one gets it."""
+    async with database("postgres", tmp_path) as url:
+        first = await Store.open(url, exclusive=True)
+        try:
+            with pytest.raises(DatabaseInUse) as refused:
+                await Store.open(url, exclusive=True)
+            assert refused.value.holder == str(os.getpid())
+            reader = await Store.open(url)  # not exclusive: a test's second connection
+            await reader.close()
+        finally:
+            await first.close()
+        second = await Store.open(url, exclusive=True)
+        await second.close()
+
+
+async def _schema(engine: str, folder: Path) -> dict[str, set[str]]:
+    """Each table's columns, and each index's name (but SQLite's and PostgreSQL's own)."""
+    query = {
+        "sqlite": "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p"
+                  " WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' UNION ALL"
+                  " SELECT 'index', name FROM sqlite_master WHERE type = 'index'"
+                  " AND name NOT LIKE 'sqlite_%'",
+        "postgres": "SELECT table_name, column_name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema() AND table_name != 'schema_version'"
+                    " UNION ALL SELECT 'index', indexname FROM pg_indexes"
+                    " WHERE schemaname = current_schema() AND indexname NOT LIKE '%_pkey'"
+                    " AND indexname NOT LIKE '%_key'",
+    }[engine]
+    async with open_store(engine, folder) as store:
+        found: dict[str, set[str]] = {}
+        for table, column in await store._rows(query):
+            found.setdefault(table, set()).add(column)
+        return found
+
+
+async def test_both_engines_make_the_same_tables_columns_and_indexes(tmp_path: Path) -> None:
+    """migrations.SQLITE and migrations.POSTGRES build one schema: a migration added to one
+    list only shows here."""
+    assert await _schema("sqlite", tmp_path) == await _schema("postgres", tmp_path)
 
 
 # -- the generation state machine -----------------------------------------------------------
@@ -412,7 +490,7 @@ async def last_written(store: Store, user_id: int = USER) -> float:
 
 
 async def written_at(store: Store, updated_at: float, user_id: int = USER) -> None:
-    await store._db.execute("UPDATE users SET updated_at = ? WHERE id = ?", (updated_at, user_id))
+    await store._rows("UPDATE users SET updated_at = ? WHERE id = ?", (updated_at, user_id))
 
 
 async def test_a_known_user_is_written_only_when_something_changed(store: Store) -> None:
@@ -498,7 +576,7 @@ async def test_a_new_user_seen_in_many_updates_at_once_is_granted_once(store: St
 async def test_purge_forgets_old_drafts_only(store: Store) -> None:
     await add_user(store)
     old, new = await open_draft(store), await open_draft(store)
-    await store._db.execute("UPDATE drafts SET created_at = 0 WHERE id = ?", (old,))
+    await store._rows("UPDATE drafts SET created_at = 0 WHERE id = ?", (old,))
     await store.purge(drafts_before=1000, updates_before=0)
     assert await store.get_draft(old) is None and await store.get_draft(new) is not None
 
@@ -572,17 +650,20 @@ async def test_only_an_interrupted_generation_without_a_task_can_be_recovered(st
                                    deliver_by=now + 60, lease_until=now + 60) is None
 
 
-async def test_money_from_outside_is_committed_fully_synced_and_the_rest_normally(store: Store) -> None:
+async def test_money_from_outside_is_committed_fully_synced_and_the_rest_normally(
+        sqlite_store: Store) -> None:
     """A purchase, its refund and a top-up survive a power cut (synchronous=FULL for their
-    commit); everything else commits with NORMAL, which WAL keeps safe from a crash."""
+    commit); everything else commits with NORMAL, which WAL keeps safe from a crash.
+    (PostgreSQL syncs every commit.)"""
+    store = sqlite_store
     statements: list[str] = []
-    await store._db.set_trace_callback(statements.append)
+    await store._db._db.set_trace_callback(statements.append)
     await add_user(store, credits=100)
     await store.record_purchase(USER, charge_id="c1", package="100:50", credits=100, stars=50)
     await store.record_purchase_refund("c1", admin_id=1)
     await store.topup(USER, 5, admin_id=1)
     await start(store, await open_draft(store))
-    await store._db.set_trace_callback(None)
+    await store._db._db.set_trace_callback(None)
     syncs = [s for s in statements if s.startswith(("PRAGMA synchronous", "COMMIT"))]
     durable = ["PRAGMA synchronous=FULL", "COMMIT", "PRAGMA synchronous=NORMAL"]
     # add_user; 3 durable writes; the draft and the charge: plain commits.

@@ -25,6 +25,7 @@ from bot.services.schedule import Schedule
 from bot.services.tracker import DELIVERY_LEASE, Tracker, delivery_retry_delay
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from tests.conftest import KIE_KEY, TOKEN, make_settings
+from tests.databases import ENGINES, database
 from tests.fakes.kie import TaskPlan
 
 
@@ -54,13 +55,19 @@ class Rig:
         return sum(r.kind == LedgerKind.REFUND for r in await self.store.ledger(user_id, 100))
 
 
-@pytest.fixture
-async def rig(tmp_path, tg, kie) -> AsyncIterator[Rig]:
+@pytest.fixture(params=ENGINES)
+async def rig(request, tmp_path, tg, kie) -> AsyncIterator[Rig]:
+    async with database(request.param, tmp_path) as target:
+        async for rig in _rig(target, tmp_path, tg, kie):
+            yield rig
+
+
+async def _rig(target, tmp_path, tg, kie) -> AsyncIterator[Rig]:
     tg.user(42, "Alice")
     settings = make_settings(tmp_path, tg, kie)
     i18n = create_i18n("en")
     i18n.set_current(i18n)
-    store = await Store.open(settings.store.path)
+    store = await Store.open(target)
     kie_client = KieClient(settings.kie.api_key, base_url=kie.url, upload_url=kie.url,
                            limiter=RateLimiter(20, 0.5), backoff=0.01)
     bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)),
@@ -226,10 +233,10 @@ async def test_a_tick_forgets_expired_drafts_and_old_update_ids(rig):
                                        kind="image", prompt="old", model=None)
     fresh = await rig.store.create_draft(user_id=42, chat_id=42, request_message_id=None,
                                          kind="image", prompt="fresh", model=None)
-    await rig.store._db.execute("UPDATE drafts SET created_at = ? WHERE id = ?",
+    await rig.store._rows("UPDATE drafts SET created_at = ? WHERE id = ?",
                                 (time.time() - 7 * 3600, old.id))
     await rig.store.first_sight_of_update(1)
-    await rig.store._db.execute("UPDATE updates SET seen_at = 0")
+    await rig.store._rows("UPDATE updates SET seen_at = 0")
     await tick(rig.tracker)
     assert await rig.store.get_draft(old.id) is None
     assert await rig.store.get_draft(fresh.id) is not None
@@ -328,7 +335,7 @@ async def test_the_tracker_learns_from_each_result_and_from_the_database_at_star
         generation = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)),
                                        user_id=user_id)
         # Submitted 12 s ago.
-        await rig.store._db.execute("UPDATE generations SET submitted_at = ? WHERE id = ?",
+        await rig.store._rows("UPDATE generations SET submitted_at = ? WHERE id = ?",
                                     (time.time() - 12, generation.id))
         await tick(rig.tracker)
     assert rig.tracker.schedule.usual(imagen) == pytest.approx(12, abs=1)

@@ -1,5 +1,6 @@
-"""The store adapter: SQLite behind one class; nothing here knows Telegram or Kie.ai."""
+"""The store adapter: SQLite or PostgreSQL behind one class; nothing here knows Telegram or Kie.ai."""
 
+from bot.store.database import IntegrityError
 from bot.store.models import (
     WITHOUT_RESULT,
     Draft,
@@ -13,7 +14,7 @@ from bot.store.models import (
     Stats,
     User,
 )
-from bot.store.sqlite import DraftChanged, DraftClosed, InsufficientCredits, LimitReached, Store
+from bot.store.store import DraftChanged, DraftClosed, InsufficientCredits, LimitReached, Store
 
 __all__ = [
     "WITHOUT_RESULT",
@@ -23,6 +24,7 @@ __all__ = [
     "Generation",
     "GenerationState",
     "InsufficientCredits",
+    "IntegrityError",
     "LedgerKind",
     "LedgerRow",
     "LimitReached",

@@ -16,12 +16,13 @@ from types import TracebackType
 
 
 class DatabaseInUse(Exception):
-    """Another process holds the lock on this database."""
+    """Another process holds the lock on this database (a file's flock here, or PostgreSQL's
+    advisory lock: store.database)."""
 
-    def __init__(self, path: Path, holder: str) -> None:
-        super().__init__(f"{path} is in use by process {holder or '?'}")
-        self.path = path
-        self.holder = holder  # the pid the holder wrote into the lock file ("" if unknown)
+    def __init__(self, where: str, holder: str) -> None:
+        super().__init__(f"{where} is in use by process {holder or '?'}")
+        self.where = where
+        self.holder = holder  # the pid the holder named ("" if unknown)
 
 
 def lock_path(database: Path) -> Path:
@@ -54,7 +55,7 @@ class DatabaseLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise DatabaseInUse(self.database, holder) from None
+            raise DatabaseInUse(str(self.database), holder) from None
         except BaseException:
             os.close(fd)
             raise

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
+
+    from bot.store.database import Row
 
 RowT = TypeVar("RowT", bound="DataclassInstance")
 
@@ -163,8 +164,8 @@ class Generation:
         return f"generation {self.id} [user {self.user_id}, {self.model}, task {self.task_id or '-'}]"
 
 
-def row_to(cls: type[RowT], row: sqlite3.Row) -> RowT:
-    """Build a row dataclass from an sqlite3.Row, decoding JSON and flag columns."""
+def row_to(cls: type[RowT], row: Row) -> RowT:
+    """Build a row dataclass from a database row, decoding JSON and flag columns."""
     values = dict(row)
     for key in ("options", "input"):
         if key in values:

@@ -1,24 +1,22 @@
-"""The SQLite store: accounts, the append-only ledger, generations and picker drafts.
+"""The store: accounts, the append-only ledger, generations and picker drafts, on SQLite or
+PostgreSQL (store.database holds what differs between them).
 
-One connection serves the whole bot. Every operation runs under one lock in its own
-`BEGIN IMMEDIATE` transaction, so a check and the write that depends on it never interleave
-with another coroutine's, and a crash leaves each operation either done or not started.
+Every operation that writes runs in its own transaction, so a crash leaves it either done or
+not started. Where a decision depends on what a row says, the row is locked first
+(`FOR UPDATE`; SQLite runs one transaction at a time), so a check and the write that depends
+on it never interleave with another's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
-from bot.store.migrations import MIGRATIONS
+from bot.store import migrations
+from bot.store.database import Connection, Database, PostgresDatabase, Row, SqliteDatabase
 from bot.store.models import (
     OPEN_STATES,
     WITHOUT_RESULT,
@@ -63,60 +61,34 @@ class LimitReached(Exception):
 
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._lock = asyncio.Lock()
+        self._tx = db.transaction
+        self._rows = db.fetch
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL (with WAL): a commit survives the process dying; the money a person paid
-        # or an admin added is committed FULL, to survive a power cut too (_tx(durable=True)).
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
-        store = cls(db)
-        await store._migrate()
-        return store
+    async def open(cls, target: Path | str, *, pool_size: int = 10,
+                   exclusive: bool = False) -> Store:
+        """`target`: a SQLite file, or a `postgresql://` URL (with a pool of `pool_size`
+        connections). `exclusive`, PostgreSQL: no other process opens it so while this one
+        has it (SQLite's file is locked by __main__, before anything else starts)."""
+        db: Database
+        if str(target).startswith(("postgresql://", "postgres://")):
+            db = await PostgresDatabase.open(str(target), pool_size=pool_size,
+                                             exclusive=exclusive)
+            await db.migrate(migrations.POSTGRES)
+        else:
+            db = await SqliteDatabase.open(target)
+            await db.migrate(migrations.SQLITE)
+        return cls(db)
+
+    @property
+    def shared(self) -> bool:
+        """Several processes may use this database (PostgreSQL)."""
+        return self._db.shared
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._db.close()
-
-    async def _migrate(self) -> None:
-        async with self._tx() as db:
-            version = next(iter(await db.execute_fetchall("PRAGMA user_version")))[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number}")
-
-    @asynccontextmanager
-    async def _tx(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction under the lock. `durable`: its commit is synced to disk at once
-        (synchronous=FULL), for money from outside (purchases, their refunds, top-ups)."""
-        async with self._lock:
-            if durable:  # set outside the transaction: inside one it would not apply
-                await self._db.execute("PRAGMA synchronous=FULL")
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-                await self._db.execute("COMMIT")
-            finally:
-                if durable:
-                    await self._db.execute("PRAGMA synchronous=NORMAL")
-
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._lock:
-            return list(await self._db.execute_fetchall(sql, params))
+        await self._db.close()
 
     # -- users -----------------------------------------------------------------
 
@@ -127,8 +99,10 @@ class Store:
     SEEN_PRECISION = 3600.0
     # With the parameters of _profile: the stored row says what this update says of the user.
     _USER_IS_CURRENT = (
-        "(username IS :username AND first_name IS :first_name AND last_name IS :last_name"
-        " AND tg_language IS :tg_language AND blocked = 0 AND updated_at > :seen_after)")
+        "(username IS NOT DISTINCT FROM :username AND first_name = :first_name"
+        " AND last_name IS NOT DISTINCT FROM :last_name"
+        " AND tg_language IS NOT DISTINCT FROM :tg_language AND blocked = 0"
+        " AND updated_at > :seen_after)")
     _USER_REFRESH = (
         "UPDATE users SET username = :username, first_name = :first_name,"
         " last_name = :last_name, tg_language = :tg_language, blocked = 0, updated_at = :now"
@@ -140,7 +114,7 @@ class Store:
         """Register or refresh a user; a new one gets `starting_credits` once. True if new.
         Reads first: a known user whose row is current (SEEN_PRECISION) is not written."""
         profile = self._profile(user_id, username, first_name, last_name, tg_language)
-        rows = await self._named_rows(
+        rows = await self._rows(
             f"SELECT *, {self._USER_IS_CURRENT} AS current FROM users WHERE id = :id", profile)
         return await self._refresh_user(rows[0] if rows else None, profile, starting_credits)
 
@@ -152,31 +126,26 @@ class Store:
                 "last_name": last_name, "tg_language": tg_language, "now": now,
                 "seen_after": now - cls.SEEN_PRECISION}
 
-    async def _refresh_user(self, stored: sqlite3.Row | None, profile: dict[str, Any],
+    async def _refresh_user(self, stored: Row | None, profile: dict[str, Any],
                             starting_credits: int) -> tuple[User, bool]:
         """upsert_user once the user's row was read: `stored` (with its `current` flag), None
         when the user is unknown."""
         if stored is not None and stored["current"]:
             return row_to(User, stored), False
         if stored is not None:  # users are never deleted: one statement, its own transaction
-            rows = await self._named_rows(self._USER_REFRESH, profile)
+            rows = await self._rows(self._USER_REFRESH, profile)
             if rows:
                 return row_to(User, rows[0]), False
         async with self._tx() as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO users (id, first_name, created_at, updated_at)"
-                " VALUES (:id, :first_name, :now, :now)", profile)
-            created = cursor.rowcount == 1  # a registration that raced this one granted
+            created = await db.execute(
+                "INSERT INTO users (id, first_name, created_at, updated_at)"
+                " VALUES (:id, :first_name, :now, :now) ON CONFLICT (id) DO NOTHING",
+                profile) == 1  # else a registration that raced this one granted
             if created and starting_credits > 0:
                 await _apply(db, profile["id"], starting_credits, LedgerKind.GRANT,
                              note="starting credits")
-            refreshed = await db.execute_fetchall(self._USER_REFRESH, profile)
-            return row_to(User, next(iter(refreshed))), created
-
-    async def _named_rows(self, sql: str, params: dict[str, Any]) -> list[sqlite3.Row]:
-        """_rows with named parameters."""
-        async with self._lock:
-            return list(await self._db.execute_fetchall(sql, params))
+            refreshed = await db.fetch(self._USER_REFRESH, profile)
+            return row_to(User, refreshed[0]), created
 
     async def get_user(self, user_id: int) -> User | None:
         rows = await self._rows("SELECT * FROM users WHERE id = ?", (user_id,))
@@ -185,7 +154,8 @@ class Store:
     async def find_user(self, username: str) -> User | None:
         """By @username, case-insensitive; the most recently seen holder wins."""
         rows = await self._rows(
-            "SELECT * FROM users WHERE lower(username) = lower(?) ORDER BY updated_at DESC LIMIT 1",
+            "SELECT * FROM users WHERE lower(username) = lower(CAST(? AS TEXT))"
+            " ORDER BY updated_at DESC LIMIT 1",
             (username.lstrip("@"),))
         return row_to(User, rows[0]) if rows else None
 
@@ -196,9 +166,8 @@ class Store:
     async def set_banned(self, user_id: int, banned: bool = True) -> bool:
         """Ban or unban; False when the user was already so (or is unknown)."""
         async with self._tx() as db:
-            cursor = await db.execute("UPDATE users SET banned = ? WHERE id = ? AND banned != ?",
-                                      (int(banned), user_id, int(banned)))
-            return cursor.rowcount == 1
+            return await db.execute("UPDATE users SET banned = ? WHERE id = ? AND banned != ?",
+                                    (int(banned), user_id, int(banned))) == 1
 
     async def set_language(self, user_id: int, language: str | None) -> None:
         """The language the user chose in the bot; None follows Telegram's again."""
@@ -226,10 +195,9 @@ class Store:
                 " updated_at = excluded.updated_at", (old_id, new_id, now))
             await db.execute("UPDATE drafts SET chat_id = ? WHERE chat_id = ? AND state = 'open'",
                              (new_id, old_id))
-            cursor = await db.execute(
+            return await db.execute(
                 f"UPDATE generations SET chat_id = ? WHERE chat_id = ? AND state IN {_IN_OPEN}",
                 (new_id, old_id, *OPEN_STATES))
-            return cursor.rowcount
 
     async def first_sight_of_update(self, update_id: int) -> bool:
         """Record a Telegram update id; False when it was handled before (a repeated update).
@@ -259,7 +227,7 @@ class Store:
                 tg_language=tg_language, starting_credits=starting_credits)
             return user
         profile = self._profile(user_id, username, first_name, last_name, tg_language)
-        rows = await self._named_rows(self._SEE_UPDATE, {**profile, "update": update_id})
+        rows = await self._rows(self._SEE_UPDATE, {**profile, "update": update_id})
         if not rows:
             return None
         stored = rows[0] if rows[0]["id"] is not None else None
@@ -279,8 +247,10 @@ class Store:
         """An admin's credit (or debit). `source` names what asked for it (the command message):
         asked twice, it is applied once, and the second time returns None."""
         async with self._tx(durable=True) as db:
-            if source is not None and await (await db.execute(
-                    "SELECT 1 FROM ledger WHERE source = ?", (source,))).fetchone():
+            # Two tries of one source wait for each other here: the second finds the first's row.
+            await db.fetch("SELECT 1 FROM users WHERE id = ? FOR UPDATE", (user_id,))
+            if source is not None and await db.fetch(
+                    "SELECT 1 FROM ledger WHERE source = ?", (source,)):
                 return None
             return await _apply(db, user_id, amount, LedgerKind.TOPUP, admin_id=admin_id,
                                 note=note, source=source)
@@ -301,11 +271,10 @@ class Store:
                               stars: int) -> LedgerRow | None:
         """Credit a paid package, once per Telegram charge id: None when it was already."""
         async with self._tx(durable=True) as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO purchases (charge_id, user_id, package, credits, stars,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (charge_id, user_id, package, credits, stars, time.time()))
-            if cursor.rowcount != 1:
+            if await db.execute(
+                    "INSERT INTO purchases (charge_id, user_id, package, credits, stars,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (charge_id) DO NOTHING",
+                    (charge_id, user_id, package, credits, stars, time.time())) != 1:
                 return None
             return await _apply(db, user_id, credits, LedgerKind.PURCHASE,
                                 note=f"{stars} stars", source=f"purchase:{charge_id}")
@@ -323,14 +292,14 @@ class Store:
         """The Stars of a purchase went back: take back its credits, or what is left of them
         (the balance never goes below 0). Once per purchase: None when it was already."""
         async with self._tx(durable=True) as db:
-            row = await (await db.execute(
-                "SELECT * FROM purchases WHERE charge_id = ?", (charge_id,))).fetchone()
-            if row is None:
+            rows = await db.fetch(
+                "SELECT * FROM purchases WHERE charge_id = ? FOR UPDATE", (charge_id,))
+            if not rows:
                 raise LookupError(f"no purchase {charge_id}")
-            purchase = row_to(Purchase, row)
+            purchase = row_to(Purchase, rows[0])
             if purchase.refunded_at is not None:
                 return None
-            balance = (await _user(db, purchase.user_id)).balance
+            balance = (await _user(db, purchase.user_id, lock=True)).balance
             taken = min(balance, purchase.credits)
             await db.execute(
                 "UPDATE purchases SET refunded_at = ?, taken_back = ? WHERE charge_id = ?",
@@ -356,12 +325,12 @@ class Store:
 
     async def _override(self, model: str, column: str, value: object) -> bool:
         async with self._tx() as db:
-            cursor = await db.execute(
+            return await db.execute(
                 f"INSERT INTO model_overrides (model, {column}, updated_at) VALUES (?, ?, ?)"
                 f" ON CONFLICT (model) DO UPDATE SET {column} = excluded.{column},"
-                f" updated_at = excluded.updated_at WHERE {column} IS NOT excluded.{column}",
-                (model, value, time.time()))
-            return cursor.rowcount == 1
+                f" updated_at = excluded.updated_at"
+                f" WHERE model_overrides.{column} IS DISTINCT FROM excluded.{column}",
+                (model, value, time.time())) == 1
 
     async def get_flag(self, name: str) -> str | None:
         rows = await self._rows("SELECT value FROM flags WHERE name = ?", (name,))
@@ -380,9 +349,8 @@ class Store:
     # -- reports -----------------------------------------------------------------
 
     async def stats(self, *, active_since: float) -> Stats:
-        async with self._lock:
-            db = self._db
-            users = (await _scalar(db, "SELECT count(*) FROM users"))
+        async with self._tx() as db:
+            users = await _scalar(db, "SELECT count(*) FROM users")
             active = await _scalar(db, "SELECT count(DISTINCT user_id) FROM generations"
                                        " WHERE created_at > ?", (active_since,))
             by_state = await _counts(db, "SELECT state, count(*) FROM generations GROUP BY state")
@@ -401,12 +369,12 @@ class Store:
                            options: dict[str, str] | None = None,
                            picture: str | None = None) -> Draft:
         async with self._tx() as db:
-            cursor = await db.execute(
+            rows = await db.fetch(
                 "INSERT INTO drafts (user_id, chat_id, request_message_id, kind, prompt, model,"
-                " options, picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " options, picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (user_id, chat_id, request_message_id, kind, prompt, model,
                  json.dumps(options or {}), picture, time.time()))
-            return await _draft(db, _new_id(cursor))
+            return row_to(Draft, rows[0])
 
     async def get_draft(self, draft_id: int) -> Draft | None:
         rows = await self._rows("SELECT * FROM drafts WHERE id = ?", (draft_id,))
@@ -414,14 +382,13 @@ class Store:
 
     async def update_draft(self, draft_id: int, *, model: str | None,
                            options: dict[str, str]) -> Draft:
-        async with self._tx() as db:
-            cursor = await db.execute(
-                "UPDATE drafts SET model = ?, options = ?, revision = revision + 1"
-                " WHERE id = ? AND state = 'open'",
-                (model, json.dumps(options), draft_id))
-            if cursor.rowcount != 1:
-                raise DraftClosed(draft_id)
-            return await _draft(db, draft_id)
+        rows = await self._rows(
+            "UPDATE drafts SET model = ?, options = ?, revision = revision + 1"
+            " WHERE id = ? AND state = 'open' RETURNING *",
+            (model, json.dumps(options), draft_id))
+        if not rows:
+            raise DraftClosed(draft_id)
+        return row_to(Draft, rows[0])
 
     async def set_picker_message(self, draft_id: int, message_id: int) -> None:
         async with self._tx() as db:
@@ -430,9 +397,8 @@ class Store:
 
     async def cancel_draft(self, draft_id: int) -> None:
         async with self._tx() as db:
-            cursor = await db.execute(
-                "UPDATE drafts SET state = 'cancelled' WHERE id = ? AND state = 'open'", (draft_id,))
-            if cursor.rowcount != 1:
+            if await db.execute("UPDATE drafts SET state = 'cancelled'"
+                                " WHERE id = ? AND state = 'open'", (draft_id,)) != 1:
                 raise DraftClosed(draft_id)
 
     # -- generations -----------------------------------------------------------
@@ -445,32 +411,34 @@ class Store:
         unlimited) are checked here, so concurrent presses cannot both pass them."""
         now = time.time()
         async with self._tx() as db:
-            draft = await _draft(db, draft_id)
+            draft = await _draft(db, draft_id, lock=True)
             if draft.state == "open" and draft.revision != revision:
                 raise DraftChanged(draft_id)
-            if limits is not None:
+            if limits is not None:  # the owner's other starts wait here until this one ends
+                await _user(db, draft.user_id, lock=True)
                 await _check_limits(db, draft.user_id, limits, now)
-            cursor = await db.execute(
-                "UPDATE drafts SET state = 'confirmed' WHERE id = ? AND state = 'open'", (draft_id,))
-            if cursor.rowcount != 1 or draft.model is None:
+            if await db.execute("UPDATE drafts SET state = 'confirmed'"
+                                " WHERE id = ? AND state = 'open'", (draft_id,)) != 1 \
+                    or draft.model is None:
                 raise DraftClosed(draft_id)
-            cursor = await db.execute(
+            rows = await db.fetch(
                 "INSERT INTO generations (user_id, chat_id, request_message_id, status_message_id,"
                 " draft_id, kind, model, prompt, options, input, picture, price, state,"
-                " deadline_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " deadline_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING *",
                 (draft.user_id, draft.chat_id, draft.request_message_id, draft.picker_message_id,
                  draft.id, draft.kind, draft.model, draft.prompt, json.dumps(draft.options),
                  json.dumps(input), draft.picture, price, GenerationState.PENDING, deadline_at,
                  now))
-            generation_id = _new_id(cursor)
-            await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation_id)
-            return await _generation(db, generation_id)
+            generation = row_to(Generation, rows[0])
+            await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation.id)
+            return generation
 
     async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float) -> None:
         async with self._tx() as db:
             await db.execute(
                 "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?,"
-                " next_check_at = min(coalesce(next_check_at, ?), ?, deadline_at)"
+                " next_check_at = least(coalesce(next_check_at, ?), ?, deadline_at)"
                 " WHERE id = ? AND state = ?",
                 (GenerationState.RUNNING, task_id, time.time(), next_check_at, next_check_at,
                  generation_id, GenerationState.PENDING))
@@ -482,19 +450,18 @@ class Store:
         """Close a generation that is in one of `states` as failed and refund it; None if it
         was not (a finished task is refunded only when its delivery is given up)."""
         async with self._tx() as db:
-            cursor = await db.execute(
+            rows = await db.fetch(
                 f"UPDATE generations SET state = ?, failure = ?, failure_detail = ?,"
                 f" finished_at = coalesce(finished_at, ?), next_check_at = NULL"
-                f" WHERE id = ? AND state IN ({','.join('?' * len(states))})",
+                f" WHERE id = ? AND state IN ({','.join('?' * len(states))}) RETURNING *",
                 (GenerationState.FAILED, failure, detail, time.time(), generation_id, *states))
-            if cursor.rowcount != 1:
+            if not rows:
                 return None
-            generation = await _generation(db, generation_id)
+            generation = row_to(Generation, rows[0])
             # A generation recovered after its refund (see recover) is not refunded again.
-            refunded = await (await db.execute(
-                "SELECT 1 FROM ledger WHERE generation_id = ? AND kind = ?",
-                (generation_id, LedgerKind.REFUND))).fetchone()
-            if generation.price and refunded is None:
+            refunded = await db.fetch("SELECT 1 FROM ledger WHERE generation_id = ? AND kind = ?",
+                                      (generation_id, LedgerKind.REFUND))
+            if generation.price and not refunded:
                 await _apply(db, generation.user_id, generation.price, LedgerKind.REFUND,
                              generation_id=generation_id, note=failure)
             return generation
@@ -505,12 +472,11 @@ class Store:
         being submitted (the callback outran the commit of Kie's answer) is read at once too,
         as soon as its task id is stored (mark_submitted keeps the earlier time)."""
         async with self._tx() as db:
-            cursor = await db.execute(
+            return await db.execute(
                 "UPDATE generations SET next_check_at = ? WHERE id = ? AND (state = ?"
                 " OR (state = ? AND task_id = ?))",
                 (time.time(), generation_id, GenerationState.PENDING, GenerationState.RUNNING,
-                 task_id))
-            return cursor.rowcount == 1
+                 task_id)) == 1
 
     async def recover(self, generation_id: int, task_id: str, urls: list[str], *,
                       deliver_by: float, lease_until: float,
@@ -518,15 +484,14 @@ class Store:
         """A generation refunded as interrupted (the bot died between Kie's answer and storing
         the task id) whose task Kie confirms finished: its result is delivered after all, free
         (the refund stands), recorded as recovered. None unless it is in exactly that state."""
-        async with self._tx() as db:
-            cursor = await db.execute(
-                "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
-                " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
-                " deadline_at = ?, next_check_at = ? WHERE id = ? AND state = ?"
-                " AND failure = 'interrupted' AND task_id IS NULL",
-                (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
-                 deliver_by, lease_until, generation_id, GenerationState.FAILED))
-            return await _generation(db, generation_id) if cursor.rowcount == 1 else None
+        rows = await self._rows(
+            "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
+            " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
+            " deadline_at = ?, next_check_at = ? WHERE id = ? AND state = ?"
+            " AND failure = 'interrupted' AND task_id IS NULL RETURNING *",
+            (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
+             deliver_by, lease_until, generation_id, GenerationState.FAILED))
+        return row_to(Generation, rows[0]) if rows else None
 
     async def count_open(self) -> int:
         rows = await self._rows(f"SELECT count(*) FROM generations WHERE state IN {_IN_OPEN}",
@@ -547,14 +512,13 @@ class Store:
         """running → succeeded, once: None if another path already finished it. The result must
         be delivered by `deliver_by` (the new deadline); the caller delivers it now and holds it
         until `lease_until`. `files`: what Kie said of each file, kept for every try."""
-        async with self._tx() as db:
-            cursor = await db.execute(
-                "UPDATE generations SET state = ?, kie_state = 'success', result_urls = ?,"
-                " result_files = ?, finished_at = ?, deadline_at = ?, next_check_at = ?"
-                " WHERE id = ? AND state = ?",
-                (GenerationState.SUCCEEDED, json.dumps(urls), json.dumps(list(files)), time.time(),
-                 deliver_by, lease_until, generation_id, GenerationState.RUNNING))
-            return await _generation(db, generation_id) if cursor.rowcount == 1 else None
+        rows = await self._rows(
+            "UPDATE generations SET state = ?, kie_state = 'success', result_urls = ?,"
+            " result_files = ?, finished_at = ?, deadline_at = ?, next_check_at = ?"
+            " WHERE id = ? AND state = ? RETURNING *",
+            (GenerationState.SUCCEEDED, json.dumps(urls), json.dumps(list(files)), time.time(),
+             deliver_by, lease_until, generation_id, GenerationState.RUNNING))
+        return row_to(Generation, rows[0]) if rows else None
 
     async def claim_deliveries(self, now: float, lease_until: float,
                                limit: int) -> list[Generation]:
@@ -565,19 +529,18 @@ class Store:
                      limit: int) -> list[Generation]:
         """Up to `limit` generations in `state` that are due, earliest first, each due again
         only at `lease_until` (the caller sets the time it really wants before then)."""
-        async with self._tx() as db:
-            rows = await db.execute_fetchall(
-                "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
-                " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?)"
-                " RETURNING *", (lease_until, state, now, limit))
-            return [row_to(Generation, row) for row in rows]
+        rows = await self._rows(
+            "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
+            " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?"
+            " FOR UPDATE SKIP LOCKED) RETURNING *", (lease_until, state, now, limit))
+        return [row_to(Generation, row) for row in rows]
 
     async def retry_delivery(self, generation_id: int, at: float) -> None:
         """A delivery failed for a passing reason: try again at `at` (or at its deadline)."""
         async with self._tx() as db:
             await db.execute(
                 "UPDATE generations SET deliveries = deliveries + 1,"
-                " next_check_at = min(?, deadline_at)"
+                " next_check_at = least(?, deadline_at)"
                 " WHERE id = ? AND state = ?", (at, generation_id, GenerationState.SUCCEEDED))
 
     async def release_leases(self, now: float, check_lease: float) -> None:
@@ -635,8 +598,8 @@ class Store:
             "SELECT model, seconds FROM (SELECT id, model, finished_at - submitted_at AS seconds,"
             " row_number() OVER (PARTITION BY model ORDER BY id DESC) AS age FROM generations"
             " WHERE task_id IS NOT NULL AND result_urls IS NOT NULL AND submitted_at IS NOT NULL"
-            " AND finished_at IS NOT NULL) WHERE age <= ? ORDER BY id", (per_model,))
-        return [(model, seconds) for model, seconds in rows]
+            " AND finished_at IS NOT NULL) AS recent WHERE age <= ? ORDER BY id", (per_model,))
+        return [(str(row[0]), float(row[1])) for row in rows]
 
     async def overdue_generations(self, now: float) -> list[Generation]:
         """Past their deadline with no read or delivery to wait for: charged but never
@@ -663,78 +626,55 @@ class Store:
 _IN_OPEN = f"({','.join('?' * len(OPEN_STATES))})"
 
 
-async def _check_limits(db: aiosqlite.Connection, user_id: int, limits: StartLimits,
+async def _check_limits(db: Connection, user_id: int, limits: StartLimits,
                         now: float) -> None:
-    rows = await db.execute_fetchall(
+    rows = await db.fetch(
         f"SELECT count(*) FILTER (WHERE state IN {_IN_OPEN}), count(*) FILTER (WHERE created_at > ?)"
         " FROM generations WHERE user_id = ?", (*OPEN_STATES, now - MINUTE, user_id))
-    open_now, this_minute = next(iter(rows))
+    open_now, this_minute = rows[0][0], rows[0][1]
     if open_now >= limits.max_open:
         raise LimitReached("open", limits.max_open)
     if this_minute >= limits.max_per_minute:
         raise LimitReached("rate", limits.max_per_minute)
 
 
-async def _apply(db: aiosqlite.Connection, user_id: int, amount: int, kind: LedgerKind, *,
+async def _apply(db: Connection, user_id: int, amount: int, kind: LedgerKind, *,
                  generation_id: int | None = None, admin_id: int | None = None,
                  note: str | None = None, source: str | None = None) -> LedgerRow:
     """The one way a balance changes: the new balance and its ledger row, together."""
-    rows = await db.execute_fetchall(
+    rows = await db.fetch(
         "UPDATE users SET balance = balance + ? WHERE id = ? AND balance + ? >= 0 RETURNING balance",
         (amount, user_id, amount))
     if not rows:
         user = await _user(db, user_id)
         raise InsufficientCredits(-amount, user.balance)
-    cursor = await db.execute(
+    added = await db.fetch(
         "INSERT INTO ledger (user_id, amount, balance_after, kind, generation_id, admin_id, note,"
         " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        (user_id, amount, next(iter(rows))[0], kind, generation_id, admin_id, note, source, time.time()))
-    row = await cursor.fetchone()
-    if row is None:  # RETURNING * of a successful INSERT always yields its row
-        raise LookupError("no ledger row returned")
-    return row_to(LedgerRow, row)
+        (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, source, time.time()))
+    return row_to(LedgerRow, added[0])
 
 
-async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
-    return int(next(iter(await db.execute_fetchall(sql, params)))[0] or 0)
+async def _scalar(db: Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    return int((await db.fetch(sql, params))[0][0] or 0)
 
 
-async def _counts(db: aiosqlite.Connection, sql: str) -> dict[str, int]:
-    return {str(key): int(value or 0) for key, value in await db.execute_fetchall(sql)}
+async def _counts(db: Connection, sql: str) -> dict[str, int]:
+    return {str(row[0]): int(row[1] or 0) for row in await db.fetch(sql)}
 
 
-async def _one(db: aiosqlite.Connection, table: str, row_id: int) -> sqlite3.Row:
-    row = await (await db.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,))).fetchone()
-    if row is None:
+async def _one(db: Connection, table: str, row_id: int, *, lock: bool = False) -> Row:
+    """A row by id; `lock`: held until the transaction ends."""
+    rows = await db.fetch(f"SELECT * FROM {table} WHERE id = ?{' FOR UPDATE' if lock else ''}",
+                          (row_id,))
+    if not rows:
         raise LookupError(f"no {table} row {row_id}")
-    return row
+    return rows[0]
 
 
-def _new_id(cursor: aiosqlite.Cursor) -> int:
-    """The id of the row an INSERT just made (sqlite3 sets it after every successful INSERT)."""
-    if cursor.lastrowid is None:
-        raise LookupError("the INSERT made no row")
-    return cursor.lastrowid
+async def _user(db: Connection, user_id: int, *, lock: bool = False) -> User:
+    return row_to(User, await _one(db, "users", user_id, lock=lock))
 
 
-async def _user(db: aiosqlite.Connection, user_id: int) -> User:
-    return row_to(User, await _one(db, "users", user_id))
-
-
-async def _draft(db: aiosqlite.Connection, draft_id: int) -> Draft:
-    return row_to(Draft, await _one(db, "drafts", draft_id))
-
-
-async def _generation(db: aiosqlite.Connection, generation_id: int) -> Generation:
-    return row_to(Generation, await _one(db, "generations", generation_id))
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements; sqlite3.complete_statement keeps triggers whole."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return [s for s in statements if s]
+async def _draft(db: Connection, draft_id: int, *, lock: bool = False) -> Draft:
+    return row_to(Draft, await _one(db, "drafts", draft_id, lock=lock))
