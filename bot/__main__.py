@@ -1,5 +1,6 @@
 """`python -m bot`: read the settings, run until SIGINT/SIGTERM.
-`python -m bot backup <file>`: copy the database, safely while the bot runs."""
+`python -m bot backup <file>`: copy the database, safely while the bot runs.
+`python -m bot migrate-to <url>`: copy the SQLite database into an empty PostgreSQL one."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from bot.store.backup import BackupError, copy_database
 from bot.store.lock import DatabaseInUse, DatabaseLock
 
 USAGE = ("usage: python -m bot (runs the bot) | python -m bot backup FILE "
-         "(copies the database at DATABASE_PATH into FILE)")
+         "(copies the database at DATABASE_PATH into FILE) | python -m bot migrate-to URL "
+         "(copies the database at DATABASE_PATH into the empty PostgreSQL database at URL)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args[0] == "backup" and len(args) == 2:
         return backup(Path(args[1]))
+    if args[0] == "migrate-to" and len(args) == 2:
+        return migrate(args[1])
     print(USAGE, file=sys.stderr)
     return 2
 
@@ -140,6 +144,43 @@ def backup(target: Path) -> int:
     except BackupError as error:
         print(f"Backup error: {error}", file=sys.stderr)
         return error.code
+    return 0
+
+
+
+# -- migrate-to ----------------------------------------------------------------------------
+
+
+def migrate(url: str) -> int:
+    import asyncpg  # noqa: PLC0415 -- only for this command
+
+    from bot.store.transfer import TransferError, migrate_to  # noqa: PLC0415
+
+    try:
+        source = StoreSettings().path
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        return 2
+    lock = DatabaseLock(source)
+    try:
+        if not source.is_file():
+            raise TransferError(f"DATABASE_PATH {source} does not exist; nothing to copy")
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise TransferError("the target must be a postgresql:// URL")
+        try:
+            lock.acquire()  # the bot must not write to the file while it is copied
+        except DatabaseInUse as error:
+            raise TransferError(f"DATABASE_PATH {source} is in use by a running bot "
+                                f"(pid {error.holder or '?'}); stop it first") from None
+        print(asyncio.run(migrate_to(source, url)))
+    except TransferError as error:
+        print(f"Migration error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        print(f"Migration error: {error}; nothing was kept", file=sys.stderr)
+        return 1
+    finally:
+        lock.release()
     return 0
 
 

@@ -56,6 +56,10 @@ class Connection(ABC):
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run a statement; how many rows it changed."""
 
+    @abstractmethod
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per row of parameters (`?` placeholders)."""
+
 
 class Database(ABC):
     # Several processes may share it: what one finds in the database may be another's work.
@@ -114,6 +118,10 @@ class _SqliteConnection(Connection):
         with _sqlite_errors():
             cursor = await self._db.execute(_sqlite_sql(sql), params)
         return cursor.rowcount
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with _sqlite_errors():
+            await self._db.executemany(_sqlite_sql(sql), rows)
 
 
 class SqliteDatabase(Database):
@@ -253,6 +261,13 @@ class _PostgresConnection(Connection):
         # "UPDATE 3", "INSERT 0 1", "DELETE 0": the count is the last word.
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        translated, _ = _postgres_sql(sql)
+        try:
+            await self._connection.executemany(translated, rows)
+        except asyncpg.IntegrityConstraintViolationError as error:
+            raise IntegrityError(str(error)) from error
 
 
 class PostgresDatabase(Database):
