@@ -79,7 +79,7 @@ def _run_on_postgres(settings: Settings) -> int:
     life)."""
     import asyncpg  # noqa: PLC0415 -- only with DATABASE_URL
 
-    from bot.store.database import check_postgres  # noqa: PLC0415
+    from bot.store.postgres import check_postgres  # noqa: PLC0415
 
     assert settings.store.url is not None
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import migrations
-from bot.store.database import Connection, Database, PostgresDatabase, Row, SqliteDatabase
+from bot.store.database import Connection, Database, Row
 from bot.store.models import (
     OPEN_STATES,
     WITHOUT_RESULT,
@@ -32,6 +32,7 @@ from bot.store.models import (
     User,
     row_to,
 )
+from bot.store.sqlite import SqliteDatabase
 
 MINUTE = 60.0
 
@@ -74,6 +75,8 @@ class Store:
         has it (SQLite's file is locked by __main__, before anything else starts)."""
         db: Database
         if str(target).startswith(("postgresql://", "postgres://")):
+            from bot.store.postgres import PostgresDatabase  # noqa: PLC0415 -- only for PostgreSQL
+
             db = await PostgresDatabase.open(str(target), pool_size=pool_size,
                                              exclusive=exclusive)
             await db.migrate(migrations.POSTGRES)

@@ -13,8 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.store import migrations
-from bot.store.database import Database, PostgresDatabase, SqliteDatabase
+from bot.store.database import Database
 from bot.store.lock import DatabaseInUse
+from bot.store.postgres import PostgresDatabase
+from bot.store.sqlite import SqliteDatabase
 
 # Parents before the rows that name them (users before generations before ledger rows).
 TABLES = ("users", "generations", "ledger", "drafts", "purchases", "updates", "chats",
