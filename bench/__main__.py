@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): every benchmark, one after another, and one table.
 
-    .venv/bin/python -m bench [startup updates memory throughput kie_budget latency]
+    .venv/bin/python -m bench [startup updates memory throughput kie_budget latency store_latency]
 
 Each is also a script of its own (`python -m bench.<name> --help`); given names, only those run.
 The notes printed above the table say how each figure was measured.
@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import kie_budget, latency, memory, startup, throughput, updates
+from bench import kie_budget, latency, memory, startup, store_latency, throughput, updates
 from bench.report import Row, load, print_report
 
 Benchmark = Callable[[], Awaitable[tuple[list[str], list[Row]]]]
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "memory": memory.run,
     "updates": updates.run,
     "startup": startup.run,
+    "store_latency": store_latency.run,
 }
 
 
