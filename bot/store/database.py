@@ -51,9 +51,6 @@ class Connection(ABC):
 
 
 class Database(ABC):
-    # Several processes may share it: what one finds in the database may be another's work.
-    shared: bool
-
     @abstractmethod
     def transaction(self, *, durable: bool = False) -> AbstractAsyncContextManager[Connection]:
         """`async with db.transaction() as tx:` all of tx's statements, or none. `durable`:

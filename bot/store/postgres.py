@@ -90,8 +90,6 @@ class PostgresDatabase(Database):
     """A pool of connections; transactions run concurrently at READ COMMITTED, so the store
     locks the rows a decision depends on (`FOR UPDATE`) before it decides."""
 
-    shared = True
-
     def __init__(self, pool: asyncpg.Pool, holder: asyncpg.Connection | None) -> None:
         self._pool = pool
         self._holder = holder  # keeps the exclusive lock, when one was asked for

@@ -59,8 +59,6 @@ class SqliteDatabase(Database):
     (`BEGIN IMMEDIATE`), so a check and the write that depends on it never interleave with
     another coroutine's, and a crash leaves each either done or not started."""
 
-    shared = False
-
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._connection = _SqliteConnection(db)

@@ -85,11 +85,6 @@ class Store:
             await db.migrate(migrations.SQLITE)
         return cls(db)
 
-    @property
-    def shared(self) -> bool:
-        """Several processes may use this database (PostgreSQL)."""
-        return self._db.shared
-
     async def close(self) -> None:
         await self._db.close()
 
