@@ -74,9 +74,8 @@ def run() -> int:
 
 
 def _run_on_postgres(settings: Settings) -> int:
-    """PostgreSQL: the database must answer before anything starts; a second process on it
-    stops at once too, when the store takes its lock (PostgreSQL's, held for the process's
-    life)."""
+    """PostgreSQL: the database must answer before anything starts. Several processes may
+    share it (README, "Several instances")."""
     import asyncpg  # noqa: PLC0415 -- only with DATABASE_URL
 
     from bot.store.postgres import check_postgres  # noqa: PLC0415
@@ -87,13 +86,7 @@ def _run_on_postgres(settings: Settings) -> int:
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         print(f"Configuration error: DATABASE_URL cannot be used: {error}", file=sys.stderr)
         return 2
-    try:
-        return _start(settings)
-    except DatabaseInUse as error:
-        print(f"Configuration error: DATABASE_URL is in use by another running bot (pid "
-              f"{error.holder or '?'}); stop it first or give this one its own database",
-              file=sys.stderr)
-        return 2
+    return _start(settings)
 
 
 def _start(settings: Settings) -> int:

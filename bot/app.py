@@ -5,6 +5,7 @@ WEB_PORT is set."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 UPDATE_CONCURRENCY = 64
 # On a graceful stop, creates under way get this long to be answered and recorded.
 SUBMIT_GRACE = 10.0
+# Long polling's turn among instances sharing a database.
+POLLING_TURN = "kie-bot polling"
 
 COMMANDS = (
     ("image", N_("Create a picture")),
@@ -90,8 +93,7 @@ class Parts:
 
 
 async def build(settings: Settings, i18n: I18n) -> Parts:
-    store = await Store.open(settings.store.target, pool_size=settings.store.pool_size,
-                             exclusive=True)
+    store = await Store.open(settings.store.target, pool_size=settings.store.pool_size)
     limiter = RateLimiter(settings.kie.rate_limit, settings.kie.rate_window)
     kie = KieClient(settings.kie.api_key, base_url=str(settings.kie.api_url),
                     upload_url=str(settings.kie.upload_url), limiter=limiter)
@@ -147,24 +149,26 @@ class Application:
         parts = self._parts = await build(settings, self.i18n)
         dp = parts.dispatcher
         dp.startup.register(self._on_startup)
-        dp.shutdown.register(self._on_shutdown)
         # Services and tracker reach the current I18n through its context variable.
         self.i18n.set_current(self.i18n)
         web = (WebServer(settings, dp, parts.bot, store=parts.store, tracker=parts.tracker,
                          kie=parts.kie, callbacks=parts.callbacks, payments=parts.payments,
                          concurrency=UPDATE_CONCURRENCY)
                if settings.web.port is not None else None)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
         try:
+            # Every instance tracks and delivers, whether or not it is the one polling.
+            await parts.tracker.start()
+            if parts.watch is not None:
+                parts.watch.start()
+            if web is not None:  # webhook mode: the dispatcher starts with it (setup_application)
+                await web.start()
             if settings.webhook.url is None:
-                if web is not None:
-                    await web.start()
-                await dp.start_polling(parts.bot, allowed_updates=dp.resolve_used_update_types(),
-                                       handle_signals=self.handle_signals,
-                                       close_bot_session=False,
-                                       tasks_concurrency_limit=UPDATE_CONCURRENCY)
+                await self._poll(parts)
             else:
-                assert web is not None  # Settings: WEBHOOK_URL needs WEB_PORT
-                await web.start()  # the dispatcher starts with it (aiogram's setup_application)
                 # Only once the server listens: Telegram starts posting at once.
                 await parts.bot.set_webhook(
                     str(settings.webhook.url),
@@ -172,28 +176,57 @@ class Application:
                     if settings.webhook.secret else None,
                     allowed_updates=dp.resolve_used_update_types())
                 self.started.set()
-                await self._until_stopped()
+                await self._stopping.wait()
         finally:
+            # A stop asked for (a signal, stop()) lets creates under way finish; a cancelled
+            # run (its task killed) stops them at once.
+            task = asyncio.current_task()
+            await parts.generations.stop(0.0 if task and task.cancelling() else SUBMIT_GRACE)
             await parts.halt()
+            if parts.watch is not None:
+                await parts.watch.stop()
             if web is not None:
                 await web.stop()
             await parts.close()
+            log.info("bot stopped")
+
+    async def _poll(self, parts: Parts) -> None:
+        """Long polling, by one instance at a time among those sharing the database (Telegram
+        serves one getUpdates at a time); the others stand by, and the first to get the turn
+        takes over when the poller goes."""
+        dp = parts.dispatcher
+        while not self._stopping.is_set():
+            turn = asyncio.ensure_future(parts.store.take_turn(POLLING_TURN))
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not turn.done():  # stopped while standing by
+                turn.cancel()
+                await asyncio.gather(turn, return_exceptions=True)
+                return
+            watch = asyncio.ensure_future(self._watch_turn(parts, turn.result()))
+            try:
+                await dp.start_polling(parts.bot, allowed_updates=dp.resolve_used_update_types(),
+                                       handle_signals=False, close_bot_session=False,
+                                       tasks_concurrency_limit=UPDATE_CONCURRENCY)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+
+    async def _watch_turn(self, parts: Parts, lost: asyncio.Event) -> None:
+        """Polling ends when this instance loses its turn (its database connection broke):
+        another may have it by now."""
+        await lost.wait()
+        log.warning("this instance lost its turn to poll Telegram; standing by")
+        await parts.dispatcher.stop_polling()
 
     async def stop(self) -> None:
-        if self.settings.webhook.url is None and self._parts is not None:
-            await self._parts.dispatcher.stop_polling()
         self._stopping.set()
-
-    async def _until_stopped(self) -> None:
-        if self.handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._stopping.set)
-        await self._stopping.wait()
+        if self.settings.webhook.url is None and self._parts is not None:
+            with contextlib.suppress(RuntimeError):  # standing by: not polling
+                await self._parts.dispatcher.stop_polling()
 
     async def _on_startup(self, bot: Bot) -> None:
-        parts = self._parts
-        assert parts is not None
         try:
             await self._set_commands(bot)
         except TelegramAPIError as error:  # the menu is a convenience: the bot works without
@@ -206,24 +239,8 @@ class Application:
                 await bot.delete_webhook(drop_pending_updates=False)
             except TelegramAPIError as error:
                 log.warning("deleteWebhook failed: %s", error)
-        await parts.tracker.start()
-        if parts.watch is not None:
-            parts.watch.start()
-        if settings.webhook.url is None:  # (in webhook mode: once the webhook is set)
-            self.started.set()
+            self.started.set()  # (in webhook mode: once the webhook is set)
         log.info("bot started (%s)", "webhook" if settings.webhook.url else "long polling")
-
-    async def _on_shutdown(self) -> None:
-        parts = self._parts
-        assert parts is not None
-        # A stop asked for (a signal, stop()) lets creates under way finish; a cancelled run
-        # (its task killed) stops them at once.
-        task = asyncio.current_task()
-        await parts.generations.stop(0.0 if task and task.cancelling() else SUBMIT_GRACE)
-        await parts.tracker.stop()
-        if parts.watch is not None:
-            await parts.watch.stop()
-        log.info("bot stopped")
 
     async def _set_commands(self, bot: Bot) -> None:
         """The command menu in every shipped language; the default one for everyone else."""

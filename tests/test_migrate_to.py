@@ -121,7 +121,8 @@ async def test_refusals_write_nothing(tmp_path: Path) -> None:
     assert code == 1 and "nothing was kept" in output and "s3cretpass" not in output
 
     async with postgres_url() as url:
-        running = await Store.open(url, exclusive=True)  # a bot running on the target
+        running = await Store.open(url)  # a bot running on the target
+        await running.heartbeat(time.time())
         try:
             code, output = await migrate(tmp_path, url)
             assert code == 2 and "in use by a running bot" in output, output

@@ -5,7 +5,6 @@ file, a PostgreSQL schema: tests/databases.py), nothing mocked."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,6 @@ from bot.store import (
     User,
     migrations,
 )
-from bot.store.lock import DatabaseInUse
 from tests.databases import ENGINES, database, open_store
 
 USER = 42
@@ -303,23 +301,6 @@ async def test_postgres_reopen_and_concurrent_starts_migrate_once(tmp_path: Path
                 migrations.POSTGRES)
         finally:
             await store.close()
-
-
-async def test_postgres_exclusive_open_refuses_a_second_process(tmp_path: Path) -> None:
-    """Store.open(exclusive=True): while one holds the database, another exclusive open is
-    refused at once (naming the holder's pid); once it closes, the next one gets it."""
-    async with database("postgres", tmp_path) as url:
-        first = await Store.open(url, exclusive=True)
-        try:
-            with pytest.raises(DatabaseInUse) as refused:
-                await Store.open(url, exclusive=True)
-            assert refused.value.holder == str(os.getpid())
-            reader = await Store.open(url)  # not exclusive: a test's second connection
-            await reader.close()
-        finally:
-            await first.close()
-        second = await Store.open(url, exclusive=True)
-        await second.close()
 
 
 async def _schema(engine: str, folder: Path) -> dict[str, set[str]]:

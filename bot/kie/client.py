@@ -89,6 +89,15 @@ class KieClient:
             timeout=httpx.Timeout(timeout, connect=10.0),
         )
 
+    def share_budget(self, parts: int) -> None:
+        """`parts` instances share the key: this one spends its part of the rate limit."""
+        self._limiter.share(parts)
+
+    @property
+    def rate_limit(self) -> int:
+        """Requests this process may make per window (its part of the key's)."""
+        return self._limiter.limit
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

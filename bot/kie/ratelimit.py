@@ -48,6 +48,7 @@ class _Owner:
 class RateLimiter:
     def __init__(self, limit: int, window: float = 10.0) -> None:
         self.limit = limit
+        self._whole = limit  # the key's: this process's share of it is `limit`
         self.window = window
         self._in_flight = 0  # granted, answer not back yet
         self._stamps: deque[float] = deque()  # when answers came back, oldest first
@@ -57,6 +58,12 @@ class RateLimiter:
         self._owners: dict[tuple[int, Hashable], _Owner] = {}  # only owners with a waiter queued
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
+
+    def share(self, parts: int) -> None:
+        """`parts` processes spend the key's budget (instances sharing a database): this one
+        keeps an equal part of it (at least one request per window)."""
+        self.limit = max(1, self._whole // max(1, parts))
+        self._dispatch()
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (after a 429)."""

@@ -41,6 +41,9 @@ DELIVERY_LEASE = 600.0
 DELIVERY_RETRY_FIRST = 1.0
 DELIVERY_RETRY_MAX = 60.0
 HOUSEKEEPING_GAP = 600.0
+# How often this instance says it is alive (store.INSTANCE_TIMEOUT: 30 s without, it is gone)
+# and takes over what gone instances left: creates to refund, deliveries and reads to resume.
+HEARTBEAT = 10.0
 # Telegram keeps an update for 24 hours; a repeat can come no later than that.
 UPDATE_MEMORY = 2 * 86400.0
 
@@ -67,6 +70,7 @@ class Tracker:
         self._full = False  # the last pass had more reads due than room for them
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._recoveries: set[asyncio.Task[None]] = set()
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
 
@@ -79,23 +83,49 @@ class Tracker:
 
     async def start(self) -> None:
         self.schedule.observe_all(await self.store.recent_durations(REMEMBERED))
+        self.store.on_work(self.wake)
+        await self._present()
         await self.resume()
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
+        self._heartbeat_task = asyncio.create_task(self._beat(), name="tracker-heartbeat")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._checks.values(), *self._deliveries.values(),
-                             *self._recoveries) if t is not None]
+        tasks = [t for t in (self._loop_task, self._heartbeat_task, *self._checks.values(),
+                             *self._deliveries.values(), *self._recoveries) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # started: what this instance owns passes to the others at once
+            try:
+                await self.store.retire()
+            except Exception as error:  # the database gone: the others wait for the timeout
+                log.warning("retiring this instance failed: %s", error)
 
     async def resume(self) -> None:
-        """After a restart: refund what never reached Kie; deliveries the last run held are due
-        at once, and so are the status reads it had under way. Other running tasks need nothing:
-        their next check time is in the database."""
-        for generation in await self.store.generations_in([GenerationState.PENDING]):
+        """What gone instances left (at start: the last run of this one): refund the creates
+        that may never have reached Kie; their deliveries are due at once, and so are the
+        status reads they had under way. Other running tasks need nothing: their next check
+        time is in the database, and whichever instance claims them first owns them."""
+        for generation in await self.store.orphans(self._clock()):
             await self._fail(generation, "interrupted")
         await self.store.release_leases(self._clock(), CHECK_LEASE)
+
+    async def _present(self) -> None:
+        """Say this instance is alive, and spend its part of Kie's budget: all instances
+        together stay within KIE_RATE_LIMIT (one joining or leaving is seen within HEARTBEAT)."""
+        now = self._clock()
+        await self.store.heartbeat(now)
+        self.kie.share_budget(await self.store.live_instances(now))
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self._present()
+                await self.resume()
+            except Exception:  # the database away for a moment: try again next beat
+                log.exception("tracker heartbeat failed")
+            self.wake()
 
     async def _run(self) -> None:
         while True:
@@ -132,7 +162,8 @@ class Tracker:
             except Exception:
                 log.exception("%s: closing it past its deadline failed", generation)
                 healthy = False
-        room = max(0, self.settings.kie.rate_limit - len(self._checks))
+        # Only as many as this instance's part of Kie's budget: other instances read the rest.
+        room = max(0, self.kie.rate_limit - len(self._checks))
         claimed = await self.store.claim_checks(now, now + CHECK_LEASE, limit=room)
         # More may be due than there was room for: the loop then waits for a read to end (it
         # wakes the loop) instead of spinning on rows that are due but cannot be read yet.

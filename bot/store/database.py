@@ -16,8 +16,9 @@ migration lists, and nowhere else:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -51,6 +52,30 @@ class Connection(ABC):
 
 
 class Database(ABC):
+    # Several processes may use it at once (PostgreSQL); SQLite's file is one process's.
+    shared: bool
+    # The ids of the instances alive (a subquery; `:alive_after`: seen since then).
+    live_instances: str = "SELECT id FROM instances WHERE seen_at > :alive_after"
+
+    @abstractmethod
+    async def be_present(self, instance: str) -> None:
+        """Make this process visible as `instance` to the others sharing the database, as long
+        as it lives."""
+
+    @abstractmethod
+    async def announce(self) -> None:
+        """Tell the other processes sharing the database that there is work for them."""
+
+    @abstractmethod
+    def on_announce(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when another process announces work (from be_present on)."""
+
+    @abstractmethod
+    async def take_turn(self, name: str) -> asyncio.Event:
+        """Wait until this process holds `name`, which one process at a time may hold among
+        those sharing the database (long polling: Telegram serves one getUpdates at a time).
+        The event is set if the turn is lost (the process's connection broke)."""
+
     @abstractmethod
     def transaction(self, *, durable: bool = False) -> AbstractAsyncContextManager[Connection]:
         """`async with db.transaction() as tx:` all of tx's statements, or none. `durable`:

@@ -144,6 +144,18 @@ SQLITE: list[str] = [
     -- What Kie said of each result file (a track's title and length), for every delivery try.
     ALTER TABLE generations ADD COLUMN result_files TEXT;
     """,
+    # 5: several instances. Each running bot records itself in `instances` and refreshes its
+    # `seen_at`; a generation's `owner` is the instance doing something for it right now (its
+    # create, a status read, its delivery), NULL between two such: if the owner goes, the
+    # work passes to another.
+    """
+    CREATE TABLE instances (
+        id         TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        seen_at    REAL NOT NULL
+    );
+    ALTER TABLE generations ADD COLUMN owner TEXT;
+    """,
 ]
 
 POSTGRES: list[str] = [
@@ -274,5 +286,14 @@ POSTGRES: list[str] = [
         value      TEXT NOT NULL,
         updated_at DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 2: SQLite's 5.
+    """
+    CREATE TABLE instances (
+        id         TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        seen_at    DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE generations ADD COLUMN owner TEXT;
     """,
 ]

@@ -158,6 +158,7 @@ class Generation:
     picture: str | None = None  # Telegram file id of the input picture
     # What Kie said of each result file, by position: {"title": ..., "duration": ...}.
     result_files: list[dict[str, Any]] = field(default_factory=list)
+    owner: str | None = None  # the instance working on it right now (Store.instance)
 
     def __str__(self) -> str:
         """How log lines name it: every id an operator greps for, in one place."""

@@ -3,9 +3,10 @@ DATABASE_URL is set: an embedded SQLite bot does not load the driver."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
@@ -14,13 +15,16 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from bot.store.database import Connection, Database, IntegrityError, Params, Row
-from bot.store.lock import DatabaseInUse
+
+log = logging.getLogger(__name__)
 
 # A quoted literal (left alone), a `?`, or a `:name` that is not half of a `::` cast.
 _PLACEHOLDER = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
-# pg_advisory_lock keys: one for migrations, one for a process that holds the database alone.
+# The advisory lock key under which migrations run.
 _MIGRATION_LOCK = "kie-bot migrations"
-_EXCLUSIVE_LOCK = "kie-bot instance"
+# NOTIFY's channel: new work for every instance's tracker (a task created, a callback heard).
+_WORK_CHANNEL = "kie_bot_work"
+TURN_RETRY = 2.0  # seconds between two asks for a turn another process holds
 
 
 @lru_cache(maxsize=512)
@@ -90,35 +94,60 @@ class PostgresDatabase(Database):
     """A pool of connections; transactions run concurrently at READ COMMITTED, so the store
     locks the rows a decision depends on (`FOR UPDATE`) before it decides."""
 
-    def __init__(self, pool: asyncpg.Pool, holder: asyncpg.Connection | None) -> None:
+    shared = True
+    # Alive: seen lately, and its presence connection is still open. A killed process's
+    # connection ends with it, so its work passes on at once, not after INSTANCE_TIMEOUT.
+    live_instances = (
+        "SELECT id FROM instances WHERE seen_at > :alive_after AND 'kie-bot ' || id IN"
+        " (SELECT application_name FROM pg_stat_activity)")
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool
-        self._holder = holder  # keeps the exclusive lock, when one was asked for
+        self._url = url
+        self._presence: asyncpg.Connection | None = None
+        self._instance = ""
+        self._heard: list[Callable[[], None]] = []  # on_announce's callbacks
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int, exclusive: bool = False) -> PostgresDatabase:
-        """`exclusive`: no other process may open this database (schema) exclusively while
-        this one has it open: an advisory lock held by one connection, freed by the server
-        when the process dies."""
-        holder = None
-        if exclusive:
-            holder = await asyncpg.connect(url)
+    async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
+        return cls(await asyncpg.create_pool(url, min_size=1, max_size=pool_size,
+                                             reset=_keep_session), url)
+
+    async def be_present(self, instance: str) -> None:
+        """One connection of its own, named for the instance, open for the process's life
+        (reopened here if it broke): the pool's come and go."""
+        self._instance = instance
+        if self._presence is None or self._presence.is_closed():
+            self._presence = await asyncpg.connect(
+                self._url, server_settings={"application_name": f"kie-bot {instance}"})
+            await self._presence.add_listener(_WORK_CHANNEL, self._hear)
+
+    def _hear(self, *_: object) -> None:
+        for callback in self._heard:
+            callback()
+
+    async def announce(self) -> None:
+        async with self._pool.acquire() as connection:
+            await connection.execute("SELECT pg_notify($1, '')", _WORK_CHANNEL)
+
+    def on_announce(self, callback: Callable[[], None]) -> None:
+        self._heard.append(callback)
+
+    async def take_turn(self, name: str) -> asyncio.Event:
+        """A session advisory lock on the presence connection: the server frees it the moment
+        the holder's connection ends (the process killed, the network cut), and the holder
+        hears of its own loss from asyncpg when that connection ends."""
+        while True:
+            await self.be_present(self._instance)
+            presence = self._presence
+            assert presence is not None
             try:
-                if not await holder.fetchval(
-                        "SELECT pg_try_advisory_lock(hashtext(current_schema() || $1))",
-                        _EXCLUSIVE_LOCK):
-                    raise DatabaseInUse("DATABASE_URL", await _lock_holder(holder))
-                await holder.execute(f"SET application_name = 'kie-bot {os.getpid()}'")
-            except BaseException:
-                await holder.close()
-                raise
-        try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size,
-                                             reset=_keep_session)
-        except BaseException:
-            if holder is not None:
-                await holder.close()
-            raise
-        return cls(pool, holder)
+                if await presence.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtext(current_schema() || $1))", name):
+                    return _loss_of(presence)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("asking for the %s turn failed: %s", name, error)
+            await asyncio.sleep(TURN_RETRY)
 
     @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[Connection]:
@@ -143,25 +172,23 @@ class PostgresDatabase(Database):
 
     async def close(self) -> None:
         await self._pool.close()
-        if self._holder is not None:
-            await self._holder.close()
+        if self._presence is not None:
+            await self._presence.close()
+
+
+def _loss_of(connection: asyncpg.Connection) -> asyncio.Event:
+    """An event set when `connection` ends."""
+    lost = asyncio.Event()
+    connection.add_termination_listener(lambda _: lost.set())
+    return lost
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """A connection going back to the pool keeps its session: the store leaves nothing in it
-    (no SET, LISTEN, cursors or session locks: the exclusive lock has a connection of its own,
-    the migrations' lock ends with their transaction), and asyncpg still rolls back an
+    (no SET, LISTEN, cursors or session locks: the migrations' lock ends with their
+    transaction), and asyncpg still rolls back an
     unfinished transaction first. asyncpg's default reset is one more round trip per
     statement the store runs (bench.store_latency: about half of a read's time)."""
-
-
-async def _lock_holder(connection: asyncpg.Connection) -> str:
-    """The pid named by the process that holds the exclusive lock, if it named itself."""
-    name = await connection.fetchval(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-        " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'kie-bot %'"
-        " LIMIT 1")
-    return str(name).removeprefix("kie-bot ") if name else ""
 
 
 async def check_postgres(url: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -59,6 +59,8 @@ class SqliteDatabase(Database):
     (`BEGIN IMMEDIATE`), so a check and the write that depends on it never interleave with
     another coroutine's, and a crash leaves each either done or not started."""
 
+    shared = False
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._connection = _SqliteConnection(db)
@@ -101,6 +103,19 @@ class SqliteDatabase(Database):
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._lock:
             return await self._connection.fetch(sql, params)
+
+    async def be_present(self, instance: str) -> None:
+        """There are no others: the file is locked to one process."""
+
+    async def announce(self) -> None:
+        """No other process to tell."""
+
+    def on_announce(self, callback: Callable[[], None]) -> None:
+        """No other process to hear from."""
+
+    async def take_turn(self, name: str) -> asyncio.Event:
+        """Always this process's, never lost."""
+        return asyncio.Event()
 
     async def migrate(self, migrations: Sequence[str]) -> None:
         async with self.transaction() as tx:

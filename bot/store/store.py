@@ -9,9 +9,12 @@ on it never interleave with another's.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,9 @@ from bot.store.models import (
 from bot.store.sqlite import SqliteDatabase
 
 MINUTE = 60.0
+# An instance not seen for this long is gone (killed, cut off): its generations pass to others.
+# Every instance refreshes its row several times within it (services.tracker.HEARTBEAT).
+INSTANCE_TIMEOUT = 30.0
 
 
 class InsufficientCredits(Exception):
@@ -66,19 +72,21 @@ class Store:
         self._db = db
         self._tx = db.transaction
         self._rows = db.fetch
+        # Who this process is among the instances sharing the database: the owner it writes
+        # on the generations it works on (its pid first, for the operator who looks).
+        self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # A generation this instance may work on: nobody's, or a gone instance's.
+        self._free = f"(owner IS NULL OR owner NOT IN ({db.live_instances}))"
 
     @classmethod
-    async def open(cls, target: Path | str, *, pool_size: int = 10,
-                   exclusive: bool = False) -> Store:
+    async def open(cls, target: Path | str, *, pool_size: int = 10) -> Store:
         """`target`: a SQLite file, or a `postgresql://` URL (with a pool of `pool_size`
-        connections). `exclusive`, PostgreSQL: no other process opens it so while this one
-        has it (SQLite's file is locked by __main__, before anything else starts)."""
+        connections)."""
         db: Database
         if str(target).startswith(("postgresql://", "postgres://")):
             from bot.store.postgres import PostgresDatabase  # noqa: PLC0415 -- only for PostgreSQL
 
-            db = await PostgresDatabase.open(str(target), pool_size=pool_size,
-                                             exclusive=exclusive)
+            db = await PostgresDatabase.open(str(target), pool_size=pool_size)
             await db.migrate(migrations.POSTGRES)
         else:
             db = await SqliteDatabase.open(target)
@@ -87,6 +95,45 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    # -- instances -------------------------------------------------------------
+
+    def _owning(self, now: float) -> dict[str, Any]:
+        """The parameters of _free."""
+        return {"me": self.instance, "alive_after": now - INSTANCE_TIMEOUT}
+
+    async def heartbeat(self, now: float) -> None:
+        """This instance is alive. On SQLite it is the only one (the file is locked to one
+        process): every other row is a past run's, and goes."""
+        await self._db.be_present(self.instance)
+        async with self._tx() as db:
+            if not self._db.shared:
+                await db.execute("DELETE FROM instances WHERE id != ?", (self.instance,))
+            await db.execute(
+                "INSERT INTO instances (id, started_at, seen_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+                (self.instance, now, now))
+
+    async def take_turn(self, name: str) -> asyncio.Event:
+        """Wait until this instance is the one among those sharing the database that does
+        `name`; the event is set if it loses the turn (see Database.take_turn)."""
+        await self._db.be_present(self.instance)
+        return await self._db.take_turn(name)
+
+    def on_work(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when another instance sharing the database has new work due (a task
+        submitted, a callback heard), so that whoever has room takes it."""
+        self._db.on_announce(callback)
+
+    async def retire(self) -> None:
+        """This instance stops: what it owns passes to the others at once."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM instances WHERE id = ?", (self.instance,))
+
+    async def live_instances(self, now: float) -> int:
+        rows = await self._rows(f"SELECT count(*) FROM ({self._db.live_instances}) AS live",
+                                self._owning(now))
+        return int(rows[0][0])
 
     # -- users -----------------------------------------------------------------
 
@@ -422,12 +469,12 @@ class Store:
             rows = await db.fetch(
                 "INSERT INTO generations (user_id, chat_id, request_message_id, status_message_id,"
                 " draft_id, kind, model, prompt, options, input, picture, price, state,"
-                " deadline_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING *",
+                " deadline_at, created_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (draft.user_id, draft.chat_id, draft.request_message_id, draft.picker_message_id,
                  draft.id, draft.kind, draft.model, draft.prompt, json.dumps(draft.options),
                  json.dumps(input), draft.picture, price, GenerationState.PENDING, deadline_at,
-                 now))
+                 now, self.instance))
             generation = row_to(Generation, rows[0])
             await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation.id)
             return generation
@@ -435,11 +482,12 @@ class Store:
     async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float) -> None:
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?,"
+                "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?, owner = NULL,"
                 " next_check_at = least(coalesce(next_check_at, ?), ?, deadline_at)"
                 " WHERE id = ? AND state = ?",
                 (GenerationState.RUNNING, task_id, time.time(), next_check_at, next_check_at,
                  generation_id, GenerationState.PENDING))
+        await self._db.announce()
 
     async def fail_generation(
             self, generation_id: int, failure: str, detail: str | None = None,
@@ -470,11 +518,14 @@ class Store:
         being submitted (the callback outran the commit of Kie's answer) is read at once too,
         as soon as its task id is stored (mark_submitted keeps the earlier time)."""
         async with self._tx() as db:
-            return await db.execute(
+            woken = await db.execute(
                 "UPDATE generations SET next_check_at = ? WHERE id = ? AND (state = ?"
                 " OR (state = ? AND task_id = ?))",
                 (time.time(), generation_id, GenerationState.PENDING, GenerationState.RUNNING,
                  task_id)) == 1
+        if woken:
+            await self._db.announce()
+        return woken
 
     async def recover(self, generation_id: int, task_id: str, urls: list[str], *,
                       deliver_by: float, lease_until: float,
@@ -485,10 +536,10 @@ class Store:
         rows = await self._rows(
             "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
             " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
-            " deadline_at = ?, next_check_at = ? WHERE id = ? AND state = ?"
+            " deadline_at = ?, next_check_at = ?, owner = ? WHERE id = ? AND state = ?"
             " AND failure = 'interrupted' AND task_id IS NULL RETURNING *",
             (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
-             deliver_by, lease_until, generation_id, GenerationState.FAILED))
+             deliver_by, lease_until, self.instance, generation_id, GenerationState.FAILED))
         return row_to(Generation, rows[0]) if rows else None
 
     async def count_open(self) -> int:
@@ -500,7 +551,8 @@ class Store:
                            next_check_at: float) -> None:
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET kie_state = ?, checks = checks + 1, next_check_at = ?"
+                "UPDATE generations SET kie_state = ?, checks = checks + 1, next_check_at = ?,"
+                " owner = NULL"
                 " WHERE id = ? AND state = ?",
                 (kie_state, next_check_at, generation_id, GenerationState.RUNNING))
 
@@ -512,10 +564,10 @@ class Store:
         until `lease_until`. `files`: what Kie said of each file, kept for every try."""
         rows = await self._rows(
             "UPDATE generations SET state = ?, kie_state = 'success', result_urls = ?,"
-            " result_files = ?, finished_at = ?, deadline_at = ?, next_check_at = ?"
+            " result_files = ?, finished_at = ?, deadline_at = ?, next_check_at = ?, owner = ?"
             " WHERE id = ? AND state = ? RETURNING *",
             (GenerationState.SUCCEEDED, json.dumps(urls), json.dumps(list(files)), time.time(),
-             deliver_by, lease_until, generation_id, GenerationState.RUNNING))
+             deliver_by, lease_until, self.instance, generation_id, GenerationState.RUNNING))
         return row_to(Generation, rows[0]) if rows else None
 
     async def claim_deliveries(self, now: float, lease_until: float,
@@ -525,31 +577,46 @@ class Store:
 
     async def _claim(self, state: GenerationState, now: float, lease_until: float,
                      limit: int) -> list[Generation]:
-        """Up to `limit` generations in `state` that are due, earliest first, each due again
-        only at `lease_until` (the caller sets the time it really wants before then)."""
+        """Up to `limit` generations in `state` that are due, earliest first, this instance's
+        or free (_free), each due again only at `lease_until` (the caller sets the time it
+        really wants before then) and this instance's until it does (a read, a delivery
+        retried, leaves it free: any instance may do the next step)."""
         rows = await self._rows(
-            "UPDATE generations SET next_check_at = ? WHERE id IN (SELECT id FROM generations"
-            " WHERE state = ? AND next_check_at <= ? ORDER BY next_check_at LIMIT ?"
-            " FOR UPDATE SKIP LOCKED) RETURNING *", (lease_until, state, now, limit))
+            "UPDATE generations SET next_check_at = :lease_until, owner = :me WHERE id IN"
+            " (SELECT id FROM generations WHERE state = :state AND next_check_at <= :now"
+            f" AND (owner = :me OR {self._free}) ORDER BY next_check_at LIMIT :limit"
+            " FOR UPDATE SKIP LOCKED) RETURNING *",
+            {**self._owning(now), "lease_until": lease_until, "state": state, "now": now,
+             "limit": limit})
         return [row_to(Generation, row) for row in rows]
 
     async def retry_delivery(self, generation_id: int, at: float) -> None:
         """A delivery failed for a passing reason: try again at `at` (or at its deadline)."""
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET deliveries = deliveries + 1,"
+                "UPDATE generations SET deliveries = deliveries + 1, owner = NULL,"
                 " next_check_at = least(?, deadline_at)"
                 " WHERE id = ? AND state = ?", (at, generation_id, GenerationState.SUCCEEDED))
 
     async def release_leases(self, now: float, check_lease: float) -> None:
-        """After a restart: what the last run held is due now. Every delivery; and the reads it
-        had under way, whose lease ends within `check_lease` (so do reads planned for then,
-        which only come a little early)."""
+        """What gone instances held (a past run of this one too) is due now: every delivery;
+        and the reads they had under way, whose lease ends within `check_lease` (so do reads
+        planned for then, which only come a little early)."""
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET next_check_at = ? WHERE state = ?"
-                " OR (state = ? AND next_check_at BETWEEN ? AND ?)",
-                (now, GenerationState.SUCCEEDED, GenerationState.RUNNING, now, now + check_lease))
+                "UPDATE generations SET next_check_at = :now WHERE (state = :succeeded"
+                " OR (state = :running AND next_check_at BETWEEN :now AND :lease_end))"
+                f" AND {self._free}",
+                {**self._owning(now), "now": now, "succeeded": GenerationState.SUCCEEDED,
+                 "running": GenerationState.RUNNING, "lease_end": now + check_lease})
+
+    async def orphans(self, now: float) -> list[Generation]:
+        """Charged generations whose create was under way in an instance that is gone: the
+        task may never have reached Kie."""
+        rows = await self._rows(
+            f"SELECT * FROM generations WHERE state = :pending AND {self._free} ORDER BY id",
+            {**self._owning(now), "pending": GenerationState.PENDING})
+        return [row_to(Generation, row) for row in rows]
 
     async def mark_delivered(self, generation_id: int, state: GenerationState) -> None:
         async with self._tx() as db:

@@ -10,15 +10,17 @@ is kept.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from bot.store import migrations
 from bot.store.database import Database
-from bot.store.lock import DatabaseInUse
 from bot.store.postgres import PostgresDatabase
 from bot.store.sqlite import SqliteDatabase
+from bot.store.store import INSTANCE_TIMEOUT
 
-# Parents before the rows that name them (users before generations before ledger rows).
+# Parents before the rows that name them (users before generations before ledger rows). Not
+# `instances`: the file's were one process's past runs.
 TABLES = ("users", "generations", "ledger", "drafts", "purchases", "updates", "chats",
           "model_overrides", "flags")
 IDENTITIES = ("generations", "ledger", "drafts")  # ids the database hands out
@@ -34,16 +36,12 @@ async def migrate_to(source: Path, url: str, *, pool_size: int = 2) -> str:
     sqlite = await SqliteDatabase.open(source)
     try:
         await sqlite.migrate(migrations.SQLITE)  # an older file is brought up to date first
-        # exclusive: no bot may run on the target meanwhile (and none may have written to it).
-        postgres = await PostgresDatabase.open(url, pool_size=pool_size, exclusive=True)
+        postgres = await PostgresDatabase.open(url, pool_size=pool_size)
         try:
             await postgres.migrate(migrations.POSTGRES)
             return await _copy(sqlite, postgres)
         finally:
             await postgres.close()
-    except DatabaseInUse as error:
-        raise TransferError("the PostgreSQL database is in use by a running bot "
-                            f"(pid {error.holder or '?'}); stop it first") from None
     finally:
         await sqlite.close()
 
@@ -51,6 +49,10 @@ async def migrate_to(source: Path, url: str, *, pool_size: int = 2) -> str:
 async def _copy(source: Database, target: Database) -> str:
     counts: dict[str, int] = {}
     async with target.transaction() as tx:
+        if (await tx.fetch("SELECT count(*) FROM instances WHERE seen_at > ?",
+                           (time.time() - INSTANCE_TIMEOUT,)))[0][0]:
+            raise TransferError("the PostgreSQL database is in use by a running bot; stop it "
+                                "first")
         for table in TABLES:
             if (await tx.fetch(f"SELECT count(*) FROM {table}"))[0][0]:
                 raise TransferError(f"the PostgreSQL database already holds {table}; "
