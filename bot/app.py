@@ -96,7 +96,8 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
     store = await Store.open(settings.store.target, pool_size=settings.store.pool_size)
     limiter = RateLimiter(settings.kie.rate_limit, settings.kie.rate_window)
     kie = KieClient(settings.kie.api_key, base_url=str(settings.kie.api_url),
-                    upload_url=str(settings.kie.upload_url), limiter=limiter)
+                    upload_url=str(settings.kie.upload_url), limiter=limiter,
+                    more_keys=settings.kie.api_keys)
     # Redirects are followed by Delivery itself: a few, to http(s) only.
     downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
     bot = Bot(settings.bot.token.get_secret_value(),

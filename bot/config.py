@@ -104,6 +104,8 @@ class KieSettings(_Group):
     """Kie.ai: the account, its rate limit, how tasks are followed, and its callbacks."""
 
     api_key: SecretStr = env("kie_api_key")
+    # More keys (accounts) beside it: each with its own KIE_RATE_LIMIT.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = env("kie_api_keys", ())
     api_url: AnyHttpUrl = env("kie_api_url", AnyHttpUrl(KIE_API_URL))
     upload_url: AnyHttpUrl = env("kie_upload_url", AnyHttpUrl(KIE_UPLOAD_URL))
     rate_limit: Annotated[int, Field(ge=1)] = env("kie_rate_limit", 20)
@@ -119,6 +121,21 @@ class KieSettings(_Group):
     webhook_hmac_key: SecretStr | None = env("kie_webhook_hmac_key", None)
     # Admins are alerted once each time the Kie.ai account's credits fall below this; 0 = off.
     low_credit_alert: Annotated[float, Field(ge=0)] = env("kie_low_credit_alert", 0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        """Comma-separated; blanks ignored."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def keys(self) -> list[SecretStr]:
+        """Every key, KIE_API_KEY first, each once."""
+        found: dict[str, SecretStr] = {}
+        for key in (self.api_key, *self.api_keys):
+            found.setdefault(key.get_secret_value(), key)
+        return list(found.values())
 
     def deadline(self, kind: str) -> float:
         return {"image": self.deadline_image, "video": self.deadline_video,
@@ -269,7 +286,7 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that redacts them."""
-        values = [self.bot.token, self.kie.api_key, self.kie.webhook_hmac_key,
+        values = [self.bot.token, *self.kie.keys(), self.kie.webhook_hmac_key,
                   self.webhook.secret]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.store.url is not None:  # its password, and the whole URL around it

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -74,29 +75,69 @@ def _wire(family: str) -> _Wire:
         raise ValueError(f"unknown Kie API {family!r}; expected one of {known}") from None
 
 
+def key_id(key: SecretStr) -> str:
+    """A name for a key that does not show it (kept on each generation, told to admins)."""
+    return hashlib.sha256(key.get_secret_value().encode()).hexdigest()[:8]
+
+
+@dataclass
+class _Key:
+    id: str
+    authorization: str
+    limiter: RateLimiter  # each key is an account with its own rate limit
+    retired: bool = False  # Kie refused it (401, 402): no new tasks on it
+
+
 class KieClient:
+    """Kie.ai's API through one key, or a pool of them (`more_keys`): a new task goes to the key
+    with the most room in its budget; whatever concerns a task afterwards (its status, its
+    files) goes through the key that created it, which callers keep (`key=`)."""
+
     def __init__(self, api_key: SecretStr, *, base_url: str, upload_url: str,
-                 limiter: RateLimiter, timeout: float = 30.0, read_attempts: int = 4,
-                 backoff: float = 1.0) -> None:
-        self._limiter = limiter
+                 limiter: RateLimiter, more_keys: Sequence[SecretStr] = (),
+                 timeout: float = 30.0, read_attempts: int = 4, backoff: float = 1.0) -> None:
+        keys = [_Key(key_id(api_key), f"Bearer {api_key.get_secret_value()}", limiter)]
+        keys += [_Key(key_id(key), f"Bearer {key.get_secret_value()}", limiter.sibling())
+                 for key in more_keys if key_id(key) not in {k.id for k in keys}]
+        self._keys = {key.id: key for key in keys}
+        self._primary = keys[0]
         self._read_attempts = read_attempts
         self._backoff = backoff
         self._upload_url = upload_url.rstrip("/")
         self.last_success_at: float | None = None  # the last call Kie answered (for /healthz)
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
-            timeout=httpx.Timeout(timeout, connect=10.0),
-        )
+            base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def pick_key(self) -> str:
+        """The key a new task should go to: of those Kie has not refused, the one with the
+        most room in its budget now (the first, on a tie)."""
+        active = [key for key in self._keys.values() if not key.retired] or [self._primary]
+        return max(active, key=lambda key: key.limiter.room()).id
+
+    def key_ids(self) -> list[str]:
+        """Every key's id, KIE_API_KEY's first."""
+        return list(self._keys)
+
+    def retire(self, key: str) -> bool:
+        """Kie refused `key` (401, 402): no new task goes to it. True the first time, and only
+        while another key is left to use (a lone key stays: its refusals are answered as ever)."""
+        found = self._keys.get(key)
+        others = [k for k in self._keys.values() if not k.retired and k is not found]
+        if found is None or found.retired or not others:
+            return False
+        found.retired = True
+        return True
 
     def share_budget(self, parts: int) -> None:
-        """`parts` instances share the key: this one spends its part of the rate limit."""
-        self._limiter.share(parts)
+        """`parts` instances share the keys: this one spends its part of each key's limit."""
+        for key in self._keys.values():
+            key.limiter.share(parts)
 
     @property
     def rate_limit(self) -> int:
-        """Requests this process may make per window (its part of the key's)."""
-        return self._limiter.limit
+        """Requests this process may make per window, all its keys together."""
+        return sum(key.limiter.limit for key in self._keys.values() if not key.retired) \
+            or self._primary.limiter.limit
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -104,33 +145,38 @@ class KieClient:
     # -- the calls -------------------------------------------------------------
 
     async def start(self, api: str, model: str, input: dict[str, Any], *,
-                    owner: int | None = None, callback_url: str | None = None) -> str:
-        """Start a task on `api` (API_MARKET or API_SUNO); returns its id. Never retried
-        once the request may have reached Kie. `owner` (a Telegram user id) shares the budget
-        fairly between users. For Suno, `model` is its version (`V4_5`) and `input` the body."""
+                    owner: int | None = None, callback_url: str | None = None,
+                    key: str | None = None) -> str:
+        """Start a task on `api` (API_MARKET or API_SUNO) through `key` (pick_key's, by
+        default); returns its id. Never retried once the request may have reached Kie. `owner`
+        (a Telegram user id) shares the budget fairly between users. For Suno, `model` is its
+        version (`V4_5`) and `input` the body."""
         wire = _wire(api)
-        data = await self._send("POST", wire.create_path, Priority.CREATE, owner=owner,
+        data = await self._send("POST", wire.create_path, Priority.CREATE, owner=owner, key=key,
                                 retry_reads=False, json=wire.body(model, input, callback_url))
         return self._parse(TaskCreated, data).task_id
 
     async def status(self, api: str, task_id: str, *, owner: int | None = None,
-                     priority: Priority = Priority.POLL) -> TaskStatus:
-        """The task's fate in one shape for every API family (see TaskStatus)."""
+                     priority: Priority = Priority.POLL, key: str | None = None) -> TaskStatus:
+        """The task's fate in one shape for every API family (see TaskStatus); `key`: the one
+        that created it (None: KIE_API_KEY)."""
         wire = _wire(api)
         data = await self._send("GET", wire.record_path, priority, owner=owner,
-                                params={"taskId": task_id})
+                                key=key or self._primary.id, params={"taskId": task_id})
         return self._parse(wire.record, data).to_status()
 
     async def get_credits(self) -> float:
-        """The account's remaining Kie credits (`data` is a bare number)."""
-        data = await self._send("GET", constants.CREDIT_PATH, Priority.READ)
+        """The account's remaining Kie credits (`data` is a bare number): KIE_API_KEY's."""
+        data = await self._send("GET", constants.CREDIT_PATH, Priority.READ, key=self._primary.id)
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise KieProtocolError(f"credit is not a number: {type(data).__name__}")
         return data
 
-    async def download_url(self, url: str) -> str:
-        """A fresh direct link (valid 20 minutes) for a file Kie generated."""
+    async def download_url(self, url: str, *, key: str | None = None) -> str:
+        """A fresh direct link (valid 20 minutes) for a file Kie generated, through the key of
+        the task that made it (None: KIE_API_KEY)."""
         data = await self._send("POST", constants.DOWNLOAD_URL_PATH, Priority.READ,
+                                key=key or self._primary.id,
                                 json=DownloadUrlRequest(url=url).model_dump())
         if not isinstance(data, str) or not data:
             raise KieProtocolError("download-url answered no link")
@@ -150,14 +196,16 @@ class KieClient:
     # -- plumbing --------------------------------------------------------------
 
     async def _send(self, method: str, url: str, priority: Priority, *, owner: int | None = None,
-                    retry_reads: bool = True, **kwargs: Any) -> Any:
-        """One call under the shared budget. Reads retry with backoff on 429, 5xx and timeouts;
-        other calls retry only when Kie surely did not take the request (429, no connection)."""
+                    key: str | None = None, retry_reads: bool = True, **kwargs: Any) -> Any:
+        """One call under `key`'s budget (None: pick_key's). Reads retry with backoff on 429,
+        5xx and timeouts; other calls retry only when Kie surely did not take the request (429,
+        no connection)."""
+        chosen = self._keys.get(key or self.pick_key(), self._primary)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._once(method, url, priority, owner, **kwargs)
+                return await self._once(method, url, priority, owner, chosen, **kwargs)
             except KieError as error:
                 may_retry = error.retryable if retry_reads else isinstance(
                     error, KieRateLimited | _NotSent)
@@ -171,11 +219,12 @@ class KieClient:
                 await asyncio.sleep(delay)
 
     async def _once(self, method: str, url: str, priority: Priority, owner: int | None,
-                    **kwargs: Any) -> Any:
+                    key: _Key, **kwargs: Any) -> Any:
         try:
             # The slot is held until the answer is in: Kie counted the request somewhere before.
-            async with self._limiter.slot(priority, owner=owner):
-                response = await self._http.request(method, url, **kwargs)
+            async with key.limiter.slot(priority, owner=owner):
+                response = await self._http.request(
+                    method, url, headers={"Authorization": key.authorization}, **kwargs)
         except httpx.ConnectError as error:
             raise _NotSent(str(error) or "cannot connect") from error
         except (httpx.TimeoutException, httpx.TransportError) as error:
@@ -193,7 +242,7 @@ class KieClient:
             return envelope.data
         message = envelope.text if envelope else response.reason_phrase
         if code == 429 or response.status_code == 429:
-            self._limiter.pause(RATE_LIMIT_PAUSE)
+            key.limiter.pause(RATE_LIMIT_PAUSE)
             raise KieRateLimited(message, 429)
         raise error_for(code, message)
 

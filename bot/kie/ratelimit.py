@@ -65,6 +65,17 @@ class RateLimiter:
         self.limit = max(1, self._whole // max(1, parts))
         self._dispatch()
 
+    def sibling(self) -> RateLimiter:
+        """A budget of the same size for another key (another account)."""
+        return RateLimiter(self._whole, self.window)
+
+    def room(self) -> int:
+        """Requests that could start now, less those already waiting (negative: a queue)."""
+        now = time.monotonic()
+        while self._stamps and self._stamps[0] <= now - self.window:
+            self._stamps.popleft()
+        return self.limit - self._in_flight - len(self._stamps) - len(self._waiting)
+
     def pause(self, seconds: float) -> None:
         """Hold every caller back for `seconds` (after a 429)."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)

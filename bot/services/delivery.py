@@ -264,7 +264,8 @@ class Delivery:
             log.info("%s: Telegram refused the URL (%s); uploading", generation, error)
         with tempfile.TemporaryDirectory(prefix="delivery-") as folder:
             try:
-                files = [await self._download(url, Path(folder) / str(n), sender.content_type)
+                files = [await self._download(url, Path(folder) / str(n), sender.content_type,
+                                              generation.kie_key)
                          for n, url in enumerate(urls)]
             except DownloadError as error:
                 log.warning("%s: download failed: %s", generation, error)
@@ -313,15 +314,17 @@ class Delivery:
             # The album is in the chat: sending it again for the sake of its buttons is worse.
             log.warning("%s: the balance line after the album was not sent: %s", generation, error)
 
-    async def _download(self, url: str, target: Path, content_type: str) -> Downloaded:
-        """Fetch a result; when Kie's URL itself fails, ask Kie for a fresh download link."""
+    async def _download(self, url: str, target: Path, content_type: str,
+                        key: str | None) -> Downloaded:
+        """Fetch a result; when Kie's URL itself fails, ask Kie for a fresh download link
+        (through `key`, the one that made it)."""
         try:
             return await self._fetch(url, target, content_type)
         except TooLarge:
             raise
         except DownloadError as first:
             try:
-                fresh = await self.kie.download_url(url)
+                fresh = await self.kie.download_url(url, key=key)
             except KieError as error:
                 raise DownloadError(f"{first}; download-url: {error}") from error
             return await self._fetch(fresh, target, content_type)

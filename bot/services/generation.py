@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bot.catalog import Model, Offer
 from bot.config import Settings
@@ -205,9 +206,7 @@ class Generations:
             if generation.picture is not None:
                 kie_input = model.with_picture(kie_input,
                                                await self.pictures.upload(generation.picture))
-            task_id = await self.kie.start(model.api, model.kie_model, kie_input,
-                                           owner=generation.user_id,
-                                           callback_url=callback_url(self.settings, generation.id))
+            task_id, key = await self._start(generation, model, kie_input)
         except PictureError as error:
             await self._fail(generation, error.reason)
             return
@@ -215,9 +214,31 @@ class Generations:
             await self._refuse(generation, model, error)
             return
         first_check = self._clock() + self.schedule.first_delay(model)
-        await self.store.mark_submitted(generation.id, task_id, first_check)
+        await self.store.mark_submitted(generation.id, task_id, first_check, key=key)
         log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()
+
+    async def _start(self, generation: Generation, model: Model,
+                     kie_input: dict[str, Any]) -> tuple[str, str]:
+        """Create the task through the key with the most room: (task id, key). A key Kie
+        refuses (401, 402: it surely took nothing) leaves the pool, admins are told once, and
+        the next key is tried; the last one's refusal is the answer."""
+        while True:
+            key = self.kie.pick_key()
+            try:
+                task_id = await self.kie.start(
+                    model.api, model.kie_model, kie_input, owner=generation.user_id,
+                    callback_url=callback_url(self.settings, generation.id), key=key)
+            except (KieAuthError, KieInsufficientCredits) as error:
+                if not self.kie.retire(key):
+                    raise
+                log.warning("Kie.ai refused key %s (%s): it leaves the pool", key, error)
+                await self.notifier.alert_admins(
+                    f"key:{key}", N_("Kie.ai refuses the key {key} ({reason}): no new task goes "
+                                     "to it until the bot restarts. The other keys go on."),
+                    key=key, reason=str(error.code))
+                continue
+            return task_id, key
 
     async def _refuse(self, generation: Generation, model: Model, error: KieError) -> None:
         log.warning("%s: Kie.ai refused the task: %s", generation, error)

@@ -211,7 +211,7 @@ class Tracker:
         model = get_model(generation.model)
         try:
             status = await self.kie.status(model.api if model else API_MARKET, generation.task_id,
-                                           owner=generation.user_id)
+                                           owner=generation.user_id, key=generation.kie_key)
         except KieNotFound:
             await self._fail(generation, "lost")
             return
@@ -250,19 +250,26 @@ class Tracker:
 
     async def _recover(self, generation: Generation, task_id: str) -> None:
         model = get_model(generation.model)
-        try:
-            status = await self.kie.status(model.api if model else API_MARKET, task_id,
-                                           owner=generation.user_id)
-        except KieError as error:
-            log.warning("%s: task %s not read for recovery: %s", generation, task_id, error)
+        # Which key created it was never stored: the one whose account knows the task.
+        for key in self.kie.key_ids():
+            try:
+                status = await self.kie.status(model.api if model else API_MARKET, task_id,
+                                               owner=generation.user_id, key=key)
+                break
+            except KieNotFound:
+                continue
+            except KieError as error:
+                log.warning("%s: task %s not read for recovery: %s", generation, task_id, error)
+                return
+        else:
+            log.warning("%s: task %s is unknown to every key", generation, task_id)
             return
         if status.phase != "success":
             return
         now = self._clock()
         recovered = await self.store.recover(
             generation.id, task_id, status.urls, deliver_by=now + self.settings.bot.delivery_deadline,
-            lease_until=now + DELIVERY_LEASE,
-            files=_file_details(status))
+            lease_until=now + DELIVERY_LEASE, files=_file_details(status), key=key)
         if recovered is not None:
             log.info("%s: recovered task %s, delivered free", generation, task_id)
             self._deliver(recovered)

@@ -156,6 +156,11 @@ SQLITE: list[str] = [
     );
     ALTER TABLE generations ADD COLUMN owner TEXT;
     """,
+    # 6: a pool of Kie keys: the key (store: its fingerprint, kie.client.key_id) that created
+    # a generation's task, through which alone its status and files can be read.
+    """
+    ALTER TABLE generations ADD COLUMN kie_key TEXT;
+    """,
 ]
 
 POSTGRES: list[str] = [
@@ -295,5 +300,9 @@ POSTGRES: list[str] = [
         seen_at    DOUBLE PRECISION NOT NULL
     );
     ALTER TABLE generations ADD COLUMN owner TEXT;
+    """,
+    # 3: SQLite's 6.
+    """
+    ALTER TABLE generations ADD COLUMN kie_key TEXT;
     """,
 ]

@@ -159,6 +159,7 @@ class Generation:
     # What Kie said of each result file, by position: {"title": ..., "duration": ...}.
     result_files: list[dict[str, Any]] = field(default_factory=list)
     owner: str | None = None  # the instance working on it right now (Store.instance)
+    kie_key: str | None = None  # the Kie key that created its task (None: KIE_API_KEY)
 
     def __str__(self) -> str:
         """How log lines name it: every id an operator greps for, in one place."""

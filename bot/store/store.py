@@ -479,13 +479,15 @@ class Store:
             await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation.id)
             return generation
 
-    async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float) -> None:
+    async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float, *,
+                             key: str | None = None) -> None:
+        """Kie took the task, through `key` (None: KIE_API_KEY)."""
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET state = ?, task_id = ?, submitted_at = ?, owner = NULL,"
-                " next_check_at = least(coalesce(next_check_at, ?), ?, deadline_at)"
+                "UPDATE generations SET state = ?, task_id = ?, kie_key = ?, submitted_at = ?,"
+                " owner = NULL, next_check_at = least(coalesce(next_check_at, ?), ?, deadline_at)"
                 " WHERE id = ? AND state = ?",
-                (GenerationState.RUNNING, task_id, time.time(), next_check_at, next_check_at,
+                (GenerationState.RUNNING, task_id, key, time.time(), next_check_at, next_check_at,
                  generation_id, GenerationState.PENDING))
         await self._db.announce()
 
@@ -529,17 +531,18 @@ class Store:
 
     async def recover(self, generation_id: int, task_id: str, urls: list[str], *,
                       deliver_by: float, lease_until: float,
-                      files: Sequence[dict[str, Any]] = ()) -> Generation | None:
+                      files: Sequence[dict[str, Any]] = (),
+                      key: str | None = None) -> Generation | None:
         """A generation refunded as interrupted (the bot died between Kie's answer and storing
         the task id) whose task Kie confirms finished: its result is delivered after all, free
         (the refund stands), recorded as recovered. None unless it is in exactly that state."""
         rows = await self._rows(
             "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
             " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
-            " deadline_at = ?, next_check_at = ?, owner = ? WHERE id = ? AND state = ?"
-            " AND failure = 'interrupted' AND task_id IS NULL RETURNING *",
+            " deadline_at = ?, next_check_at = ?, owner = ?, kie_key = ? WHERE id = ?"
+            " AND state = ? AND failure = 'interrupted' AND task_id IS NULL RETURNING *",
             (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
-             deliver_by, lease_until, self.instance, generation_id, GenerationState.FAILED))
+             deliver_by, lease_until, self.instance, key, generation_id, GenerationState.FAILED))
         return row_to(Generation, rows[0]) if rows else None
 
     async def count_open(self) -> int:

@@ -41,7 +41,7 @@ import time
 import urllib.parse
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -101,6 +101,7 @@ class Req:
     time: float  # time.monotonic() on arrival
     status: int | None = None  # HTTP status answered
     code: int | None = None  # the envelope's `code` answered, if JSON
+    key: str = ""  # the API key it carried (Authorization: Bearer ...)
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Task:
     started: float = field(default_factory=time.monotonic)  # time.monotonic() at creation
     progress: float = 0.0  # finish_after plans: the share of finish_after gone by (1 = done)
     finished: bool = False  # ended by finish() or by its finish_after clock
+    key: str = ""  # the API key that created it: only that key's account can read it
 
     @property
     def input(self) -> dict[str, Any]:
@@ -510,14 +512,22 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _key_of(request: web.Request) -> str:
+    """The API key a request carries."""
+    return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+
 # -- the server --------------------------------------------------------------------------------
 
 class FakeKie(LocalServer):
     """Kie.ai's API host and upload host in one local aiohttp server (use `url` for both)."""
 
-    def __init__(self, api_key: str = "kie-test-key", rate_limit: int = 20, window: float = 10.0) -> None:
+    def __init__(self, api_key: str = "kie-test-key", rate_limit: int = 20, window: float = 10.0,
+                 more_keys: Sequence[str] = ()) -> None:
         super().__init__()
         self.api_key = api_key
+        # Every key is an account of its own: its own rate window, its own tasks.
+        self.more_keys = list(more_keys)
         self.rate_limit = rate_limit
         self.window = window
 
@@ -544,6 +554,9 @@ class FakeKie(LocalServer):
         self.requests: list[Req] = []  # every /api/* request, accepted or not
         self.file_requests: list[Req] = []  # GETs of result files and uploads (no auth, no rate limit)
         self.rate_limited: int = 0  # 429s answered by the rate limiter (injected failures not counted)
+        self.rate_limited_by_key: collections.Counter[str] = collections.Counter()
+        # Keys answered with this code whatever they ask (401: revoked; 402: out of credits).
+        self.refused_keys: dict[str, int] = {}
         self.tasks: dict[str, Task] = {}
         self.uploads: dict[str, bytes] = {}  # "uploadPath/fileName" -> bytes
         self.upload_types: dict[str, str] = {}  # "uploadPath/fileName" -> mime type
@@ -556,7 +569,9 @@ class FakeKie(LocalServer):
         self._create_failures: collections.deque[_Failure] = collections.deque()
         self._read_failures: collections.deque[_Failure] = collections.deque()
         self._upload_failures: collections.deque[int] = collections.deque()  # HTTP statuses
-        self._admitted: collections.deque[float] = collections.deque()  # arrival times within the window
+        # per key: arrival times within the window
+        self._admitted: collections.defaultdict[str, collections.deque[float]] = \
+            collections.defaultdict(collections.deque)
         self._tokens: dict[str, str] = {}  # download-url token -> the file path it opens
         self._counter = 0
 
@@ -879,13 +894,15 @@ class FakeKie(LocalServer):
             return web.Response(text=f.raw_body, status=f.http_status, content_type="text/html")
         return web.json_response({"code": f.code, "msg": f.msg, "data": None}, status=f.http_status)
 
-    def _admit(self, now: float) -> bool:
-        """Sliding window over accepted calls: a refused call does not count against later ones."""
-        while self._admitted and now - self._admitted[0] >= self.window:
-            self._admitted.popleft()
-        if len(self._admitted) >= self.rate_limit:
+    def _admit(self, now: float, key: str) -> bool:
+        """Sliding window over a key's accepted calls: a refused call does not count against
+        later ones."""
+        admitted = self._admitted[key]
+        while admitted and now - admitted[0] >= self.window:
+            admitted.popleft()
+        if len(admitted) >= self.rate_limit:
             return False
-        self._admitted.append(now)
+        admitted.append(now)
         return True
 
     @staticmethod
@@ -924,19 +941,25 @@ class FakeKie(LocalServer):
         await self._travel()
         now = time.monotonic()
         is_api = request.path.startswith("/api/")
-        req = Req(request.method, request.path, dict(request.query), await self._read_body(request), now)
+        key = _key_of(request)
+        req = Req(request.method, request.path, dict(request.query), await self._read_body(request), now,
+                  key=key)
         (self.requests if is_api else self.file_requests).append(req)
         try:
             if not is_api:  # result files and uploads are public links, like Kie's CDN
                 response = await handler(request)
-            elif not self._admit(now):
+            elif not self._admit(now, key):
                 self.rate_limited += 1
+                self.rate_limited_by_key[key] += 1
                 body: dict[str, Any] = {"code": 429, "msg": "Rate limited", "data": None}
                 if self._is_upload_host(request.path):
                     body = {"success": False, **body}
                 response = web.json_response(body, status=429)
-            elif request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            elif key not in (self.api_key, *self.more_keys):
                 response = self._error(request.path, 401, DEFAULT_MESSAGES[401])
+            elif key in self.refused_keys:
+                code = self.refused_keys[key]
+                response = self._error(request.path, code, DEFAULT_MESSAGES[code])
             elif TELEGRAM_SECRET.search(request.query_string + json.dumps(req.body, default=str)):
                 self.token_leaks.append(json.dumps(req.body, default=str))
                 msg = "Refusing a Telegram file URL or bot token"
@@ -998,7 +1021,8 @@ class FakeKie(LocalServer):
         if error := self._validate_create(body):
             return self._kie(422, error)
         rule = self.rules.get(body["model"])
-        return await self._new_task(API_MARKET, body, body["input"], rule.kind if rule else "image")
+        return await self._new_task(API_MARKET, body, body["input"], rule.kind if rule else "image",
+                                    _key_of(request))
 
     async def _suno_generate(self, request: web.Request) -> web.Response:
         if self._create_failures:
@@ -1006,10 +1030,10 @@ class FakeKie(LocalServer):
         body = await self._json(request)
         if error := validate_suno(body, require_callback=self.suno_require_callback):
             return self._kie(422, error)
-        return await self._new_task(API_SUNO, body, body, "audio")
+        return await self._new_task(API_SUNO, body, body, "audio", _key_of(request))
 
     async def _new_task(self, api: str, body: dict[str, Any], inp: dict[str, Any],
-                        kind: str) -> web.Response:
+                        kind: str, key: str) -> web.Response:
         self._counter += 1
         prefix = "task" if api == API_MARKET else "suno"
         slug = re.sub(r"[^a-z0-9]+", "-", body["model"].lower()).strip("-")
@@ -1022,7 +1046,7 @@ class FakeKie(LocalServer):
         task = Task(task_id, body["model"], body, plan,
                     [f"{self.url}/files/{task_id}/{n}{ext}" for n in range(count)],
                     create_time=now, update_time=now, api=api, content_type=content_type,
-                    state=LIFECYCLE[api][0][0])
+                    state=LIFECYCLE[api][0][0], key=key)
         if api == API_SUNO:
             task.cover_urls = [f"{self.url}/files/{task_id}/cover{n}.jpg" for n in range(count)]
         self.tasks[task_id] = task
@@ -1069,7 +1093,8 @@ class FakeKie(LocalServer):
         if not task_id:
             return self._kie(422, "taskId is required")
         task = self.tasks.get(task_id)
-        if task is None or task.api != api:  # each API knows only its own tasks (assumed)
+        # Each API knows only its own tasks (assumed), and each account only its own.
+        if task is None or task.api != api or task.key != _key_of(request):
             return self._kie(404, DEFAULT_MESSAGES[404])
         task.reads += 1
         task.step += 1
