@@ -27,6 +27,7 @@ from bench.harness import (
     callback_settings,
     fakes,
     free_port,
+    more_keys,
     scaled_settings,
     start,
 )
@@ -177,10 +178,13 @@ class GenerationBench:
 
 
 @contextlib.asynccontextmanager
-async def generation_bench(mode: Mode, scale: Scale, folder: Path) -> AsyncIterator[GenerationBench]:
-    async with fakes(scale.window) as (tg, kie):
+async def generation_bench(mode: Mode, scale: Scale, folder: Path,
+                           keys: int = 1) -> AsyncIterator[GenerationBench]:
+    """The bot between the fakes, with `keys` Kie keys (each its own budget)."""
+    extra = more_keys(keys)
+    async with fakes(scale.window, more_keys=extra) as (tg, kie):
         kie.plan = realistic_plans(scale)
-        settings = scaled_settings(scale)
+        settings = scaled_settings(scale) | {"kie_api_keys": ",".join(extra) or None}
         if mode == "callbacks":
             kie.auto_callbacks = True
             settings |= callback_settings(free_port())

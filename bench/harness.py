@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -77,11 +77,18 @@ REAL_TIME = Scale(1.0)
 
 
 @contextlib.asynccontextmanager
-async def fakes(window: float, limit: int = KIE_LIMIT) -> AsyncIterator[tuple[FakeTelegram, FakeKie]]:
-    """The fake Bot API and the fake Kie.ai on 127.0.0.1, Kie counting `limit` per `window`."""
+async def fakes(window: float, limit: int = KIE_LIMIT,
+                more_keys: Sequence[str] = ()) -> AsyncIterator[tuple[FakeTelegram, FakeKie]]:
+    """The fake Bot API and the fake Kie.ai on 127.0.0.1, Kie counting `limit` per `window`
+    for each key (KIE_KEY, and `more_keys`: each an account of its own)."""
     async with FakeTelegram(token=TOKEN) as tg, \
-            FakeKie(api_key=KIE_KEY, rate_limit=limit, window=window) as kie:
+            FakeKie(api_key=KIE_KEY, rate_limit=limit, window=window, more_keys=more_keys) as kie:
         yield tg, kie
+
+
+def more_keys(keys: int) -> list[str]:
+    """The keys a bot with `keys` Kie keys has beside KIE_KEY (its KIE_API_KEYS)."""
+    return [f"{KIE_KEY}-{n}" for n in range(1, keys)]
 
 
 def free_port() -> int:
