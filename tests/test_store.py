@@ -5,6 +5,7 @@ file, a PostgreSQL schema: tests/databases.py), nothing mocked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -400,7 +401,7 @@ async def test_claims_overdue_and_next_wakeup(store: Store) -> None:
     await store.record_check(due.id, "waiting", now + 20)
     assert await store.next_wakeup() == now + 20
     await store.claim_checks(now + 20, now + 50, 10)
-    await store.release_leases(now + 21, 30)  # a restart: the read under way is due again
+    await store.release_leases(now + 21)  # a restart: the read under way is due again
     assert (await store.get_generation(due.id)).next_check_at == now + 21
     assert (await store.get_generation(later.id)).next_check_at == now + 600  # as planned
     assert [g.id for g in await store.claim_checks(now + 601, now + 700, 10)] == [
@@ -570,7 +571,7 @@ async def test_deliveries_are_claimed_retried_released_and_refunded_only_when_as
     now = time.time()
     await succeed(store, generation.id, ["https://x/1.png"])
     assert await store.claim_deliveries(now, now + 600, 10) == []  # held by the marker's lease
-    await store.release_leases(now, 30)
+    await store.release_leases(now)
     [claimed] = await store.claim_deliveries(now, now + 600, 10)
     assert claimed.id == generation.id and claimed.next_check_at == now + 600
     assert await store.claim_deliveries(now, now + 600, 10) == []  # claimed once
@@ -651,3 +652,41 @@ async def test_money_from_outside_is_committed_fully_synced_and_the_rest_normall
     assert syncs == ["COMMIT", *durable * 3, "COMMIT", "COMMIT"]
     rows = await store._rows("PRAGMA synchronous")
     assert rows[0][0] == 1  # NORMAL again afterwards
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_an_instance_owns_what_it_works_on_until_it_is_gone(engine: str, tmp_path: Path) -> None:
+    """Two instances on one database: a step one of them has under way (a create, a read) is
+    neither claimed, refunded nor released by the other while it lives; once it is gone (its
+    connection closed; on SQLite, any other instance is a past run), the other takes it all
+    over. Between steps a generation is nobody's: whoever has room reads it."""
+    async with database(engine, tmp_path) as target:
+        first, second = await Store.open(target), await Store.open(target)
+        try:
+            now = time.time()
+            for store in (first, second):
+                await store.heartbeat(now)
+            await add_user(first, credits=100)
+            creating = await start(first, await open_draft(first))  # first's create under way
+            reading = await start(first, await open_draft(first))
+            await first.mark_submitted(reading.id, "t-read", now - 1)
+            assert (await first.get_generation(reading.id)).owner is None  # between steps
+            [claimed] = await first.claim_checks(now, now + 30, 10)
+            assert (claimed.id, claimed.owner) == (reading.id, first.instance)
+            if engine == "postgres":  # SQLite: one process per file, so no second live one
+                assert await second.orphans(now) == []
+                await second.release_leases(now)
+                await first.heartbeat(now + 25)  # still there when its read's lease runs out
+                assert await second.claim_checks(now + 31, now + 60, 10) == []  # first's, alive
+                await first.close()  # gone: its presence connection ends with it
+            else:
+                await first.close()
+            await second.heartbeat(time.time())
+            assert [g.id for g in await second.orphans(time.time())] == [creating.id]
+            await second.release_leases(now + 1)
+            [taken] = await second.claim_checks(now + 1, now + 30, 10)
+            assert (taken.id, taken.owner) == (reading.id, second.instance)
+        finally:
+            await second.close()
+            with contextlib.suppress(Exception):
+                await first.close()

@@ -108,7 +108,7 @@ class Tracker:
         time is in the database, and whichever instance claims them first owns them."""
         for generation in await self.store.orphans(self._clock()):
             await self._fail(generation, "interrupted")
-        await self.store.release_leases(self._clock(), CHECK_LEASE)
+        await self.store.release_leases(self._clock())
 
     async def _present(self) -> None:
         """Say this instance is alive, and spend its part of Kie's budget: all instances

@@ -155,6 +155,8 @@ SQLITE: list[str] = [
         seen_at    REAL NOT NULL
     );
     ALTER TABLE generations ADD COLUMN owner TEXT;
+    -- What was open before: a past run's, to be taken over at the next start.
+    UPDATE generations SET owner = '-' WHERE state IN ('pending', 'running', 'succeeded');
     """,
     # 6: a pool of Kie keys: the key (store: its fingerprint, kie.client.key_id) that created
     # a generation's task, through which alone its status and files can be read.
@@ -300,6 +302,8 @@ POSTGRES: list[str] = [
         seen_at    DOUBLE PRECISION NOT NULL
     );
     ALTER TABLE generations ADD COLUMN owner TEXT;
+    -- What was open before: a past run's, to be taken over at the next start.
+    UPDATE generations SET owner = '-' WHERE state IN ('pending', 'running', 'succeeded');
     """,
     # 3: SQLite's 6.
     """

@@ -601,17 +601,15 @@ class Store:
                 " next_check_at = least(?, deadline_at)"
                 " WHERE id = ? AND state = ?", (at, generation_id, GenerationState.SUCCEEDED))
 
-    async def release_leases(self, now: float, check_lease: float) -> None:
-        """What gone instances held (a past run of this one too) is due now: every delivery;
-        and the reads they had under way, whose lease ends within `check_lease` (so do reads
-        planned for then, which only come a little early)."""
+    async def release_leases(self, now: float) -> None:
+        """What gone instances (a past run of this one too) were doing is due now and free:
+        the deliveries they were making, the status reads they had under way."""
         async with self._tx() as db:
             await db.execute(
-                "UPDATE generations SET next_check_at = :now WHERE (state = :succeeded"
-                " OR (state = :running AND next_check_at BETWEEN :now AND :lease_end))"
-                f" AND {self._free}",
+                "UPDATE generations SET next_check_at = :now, owner = NULL"
+                f" WHERE state IN (:running, :succeeded) AND owner IS NOT NULL AND {self._free}",
                 {**self._owning(now), "now": now, "succeeded": GenerationState.SUCCEEDED,
-                 "running": GenerationState.RUNNING, "lease_end": now + check_lease})
+                 "running": GenerationState.RUNNING})
 
     async def orphans(self, now: float) -> list[Generation]:
         """Charged generations whose create was under way in an instance that is gone: the
