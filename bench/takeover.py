@@ -187,6 +187,22 @@ async def both_alive(store: Store, tg: FakeTelegram, children: Sequence[Child]) 
         await asyncio.sleep(0.05)
 
 
+async def recounted(store: Store, since: float, children: Sequence[Child]) -> None:
+    """Every instance has had a heartbeat after `since` (its row's seen_at), so counted the
+    instances alive then."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        rows = await store._rows("SELECT min(seen_at) FROM instances")
+        if rows[0][0] is not None and rows[0][0] > since:
+            await asyncio.sleep(0.5)  # its count comes just after the row is written
+            return
+        for child in children:
+            child.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError("no heartbeat after both instances started")
+        await asyncio.sleep(0.1)
+
+
 async def all_running(store: Store, count: int, children: Sequence[Child]) -> None:
     """Every task's id stored: a create still under way when its instance dies is refunded."""
     deadline = time.monotonic() + PATIENCE
@@ -220,10 +236,11 @@ async def start_pair(pair: Pair, folder: Path, phase: float) -> None:
         pair.children.append(await spawn(BOT, env, home, f"instance{n}"))
     await both_alive(pair.store, pair.tg, pair.children)
     # Each recounts the others at its heartbeat, and only then spends just its half of Kie's
-    # budget: the steady state of two instances, not the first seconds of one. The phase moves
-    # the kill within the survivor's heartbeat, which starts with the process: else every run
-    # would kill at the same point of it.
-    await asyncio.sleep(HEARTBEAT + 1 + phase)
+    # budget: the steady state of two instances, not the first seconds of one.
+    await recounted(pair.store, time.time(), pair.children)
+    # The heartbeat starts with the process: without a phase, every run would kill at the same
+    # point of it.
+    await asyncio.sleep(phase)
 
 
 async def put_in_flight(pair: Pair, people: int) -> list[Person]:
@@ -447,7 +464,8 @@ def notes(runs: list[Takeover], people: int, url: str, server: str) -> list[str]
         f"new `python -m bot` processes in real time with production settings (KIE_RATE_LIMIT 20 per "
         f"10 s for both, the catalog's read schedule; only STARTING_CREDITS={CREDITS} added); "
         "min / median / max of the runs.",
-        f"{people} people ask for an Imagen 4 picture each, once both instances count each other; "
+        f"{people} people ask for an Imagen 4 picture each, once both instances count each other "
+        "(a heartbeat of each after both were up); "
         "their tasks run on the fake Kie until the poller (the holder of the advisory lock in "
         "pg_locks) is SIGKILLed, then all end on Kie at that instant and a new person sends /start. "
         "Times are from the kill to a call's arrival at the fake Bot API (the lock and the presence: "
