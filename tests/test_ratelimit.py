@@ -288,3 +288,25 @@ async def test_waiter_cancelled_as_it_is_granted_frees_its_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await asyncio.wait_for(timed_slot(limiter), 0.5)
+
+
+async def test_a_share_shrinks_at_once_and_grows_only_a_window_later() -> None:
+    """Instances sharing a key: a newcomer halves each one's part at once; when one goes, the
+    survivor's part grows only after a whole window, once the gone one's requests no longer
+    count in Kie's. Asked again meanwhile (each heartbeat), the growth is not put off."""
+    limiter = RateLimiter(20, 0.2)
+    limiter.share(2)
+    assert limiter.limit == 10
+    limiter.share(1)
+    assert limiter.limit == 10
+    await asyncio.sleep(0.1)
+    limiter.share(1)  # the next heartbeat, within the window
+    await asyncio.sleep(0.15)
+    assert limiter.limit == 20  # 0.2 s after the first ask
+    limiter.share(3)
+    assert limiter.limit == 6
+    limiter.share(2)
+    limiter.share(4)  # one more came before the growth: the smaller part, at once
+    assert limiter.limit == 5
+    await asyncio.sleep(0.25)
+    assert limiter.limit == 5

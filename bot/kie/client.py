@@ -128,6 +128,10 @@ class KieClient:
         found.retired = True
         return True
 
+    def retired(self, key: str) -> bool:
+        found = self._keys.get(key)
+        return found is not None and found.retired
+
     def share_budget(self, parts: int) -> None:
         """`parts` instances share the keys: this one spends its part of each key's limit."""
         for key in self._keys.values():

@@ -58,11 +58,29 @@ class RateLimiter:
         self._owners: dict[tuple[int, Hashable], _Owner] = {}  # only owners with a waiter queued
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._widening: asyncio.TimerHandle | None = None  # a larger share, due a window later
+        self._widening_to = limit
 
     def share(self, parts: int) -> None:
         """`parts` processes spend the key's budget (instances sharing a database): this one
-        keeps an equal part of it (at least one request per window)."""
-        self.limit = max(1, self._whole // max(1, parts))
+        keeps an equal part of it (at least one request per window). A smaller part applies at
+        once; a larger one (another process gone) only a window later, when what the gone one
+        sent no longer counts in Kie's window."""
+        part = max(1, self._whole // max(1, parts))
+        if self._widening is not None:
+            if part == self._widening_to:  # asked again (every heartbeat): the first ask holds
+                return
+            self._widening.cancel()
+            self._widening = None
+        if part <= self.limit:
+            self.limit = part
+        else:
+            self._widening_to = part
+            self._widening = asyncio.get_running_loop().call_later(self.window, self._widen)
+
+    def _widen(self) -> None:
+        self._widening = None
+        self.limit = self._widening_to
         self._dispatch()
 
     def sibling(self) -> RateLimiter:

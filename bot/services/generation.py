@@ -230,14 +230,15 @@ class Generations:
                     model.api, model.kie_model, kie_input, owner=generation.user_id,
                     callback_url=callback_url(self.settings, generation.id), key=key)
             except (KieAuthError, KieInsufficientCredits) as error:
-                if not self.kie.retire(key):
+                if self.kie.retire(key):
+                    log.warning("Kie.ai refused key %s (%s): it leaves the pool", key, error)
+                    await self.notifier.alert_admins(
+                        f"key:{key}", N_("Kie.ai refuses the key {key} ({reason}): no new task "
+                                         "goes to it until the bot restarts. The other keys go on."),
+                        key=key, reason=str(error.code))
+                elif not self.kie.retired(key):  # the last key left: its refusal is the answer
                     raise
-                log.warning("Kie.ai refused key %s (%s): it leaves the pool", key, error)
-                await self.notifier.alert_admins(
-                    f"key:{key}", N_("Kie.ai refuses the key {key} ({reason}): no new task goes "
-                                     "to it until the bot restarts. The other keys go on."),
-                    key=key, reason=str(error.code))
-                continue
+                continue  # (retired by a create that was refused just before this one)
             return task_id, key
 
     async def _refuse(self, generation: Generation, model: Model, error: KieError) -> None:
