@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark, one after another, and one table.
 
-    .venv/bin/python -m bench [startup updates memory throughput kie_budget latency store_latency]
+    .venv/bin/python -m bench [startup updates memory throughput kie_budget latency store_latency
+                               takeover]
 
 Each is also a script of its own (`python -m bench.<name> --help`); given names, only those run.
 The notes printed above the table say how each figure was measured.
@@ -13,7 +14,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import kie_budget, latency, memory, startup, store_latency, throughput, updates
+from bench import (
+    kie_budget,
+    latency,
+    memory,
+    startup,
+    store_latency,
+    takeover,
+    throughput,
+    updates,
+)
 from bench.report import Row, load, print_report
 
 Benchmark = Callable[[], Awaitable[tuple[list[str], list[Row]]]]
@@ -25,6 +35,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "updates": updates.run,
     "startup": startup.run,
     "store_latency": store_latency.run,
+    "takeover": takeover.run,
 }
 
 
