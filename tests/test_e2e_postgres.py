@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.tracker import HEARTBEAT
 from bot.store import GenerationState, Store
 from tests.chat import Person
 from tests.databases import database, environment
@@ -65,9 +64,8 @@ async def start_instances(count: int, tmp_path: Path, tg, kie, url: str) -> list
             process.kill()
             await process.wait()
         raise
-    # Each learns of the others within a heartbeat, and only then spends just its part of
-    # Kie's budget.
-    await asyncio.sleep(HEARTBEAT + 1)
+    # Each newcomer announces itself: the others recount their part of Kie's budget at once.
+    await asyncio.sleep(1.0)
     return processes
 
 

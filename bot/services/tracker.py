@@ -69,7 +69,7 @@ class Tracker:
         self._recheck: set[int] = set()  # woken (a callback) while its read was under way
         self._full = False  # the last pass had more reads due than room for them
         self._deliveries: dict[int, asyncio.Task[None]] = {}
-        self._recoveries: set[asyncio.Task[None]] = set()
+        self._errands: set[asyncio.Task[None]] = set()  # recoveries, recounts
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
@@ -84,6 +84,7 @@ class Tracker:
     async def start(self) -> None:
         self.schedule.observe_all(await self.store.recent_durations(REMEMBERED))
         self.store.on_work(self.wake)
+        self.store.on_instances(self._recount_soon)
         await self._present()
         await self.resume()
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
@@ -91,7 +92,7 @@ class Tracker:
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop_task, self._heartbeat_task, *self._checks.values(),
-                             *self._deliveries.values(), *self._recoveries) if t is not None]
+                             *self._deliveries.values(), *self._errands) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -111,11 +112,23 @@ class Tracker:
         await self.store.release_leases(self._clock())
 
     async def _present(self) -> None:
-        """Say this instance is alive, and spend its part of Kie's budget: all instances
-        together stay within KIE_RATE_LIMIT (one joining or leaving is seen within HEARTBEAT)."""
-        now = self._clock()
-        await self.store.heartbeat(now)
-        self.kie.share_budget(await self.store.live_instances(now))
+        """Say this instance is alive, and spend its part of Kie's budget."""
+        await self.store.heartbeat(self._clock())
+        await self._recount()
+
+    async def _recount(self) -> None:
+        """All instances together stay within KIE_RATE_LIMIT: each spends its part, recounted
+        when one announces it starts or stops, and every HEARTBEAT (one killed says nothing)."""
+        self.kie.share_budget(await self.store.live_instances(self._clock()))
+
+    def _recount_soon(self) -> None:
+        self._errand(self._recount(), "tracker-recount")
+
+    def _errand(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` in the background, kept until it ends (and cancelled at stop)."""
+        task = asyncio.create_task(work, name=name)
+        self._errands.add(task)
+        task.add_done_callback(self._errands.discard)
 
     async def _beat(self) -> None:
         while True:
@@ -243,10 +256,7 @@ class Tracker:
     def recover(self, generation: Generation, task_id: str) -> None:
         """A callback names the task of a generation refunded as interrupted (the bot died
         between Kie's answer and storing it): if Kie confirms a result, deliver it, free."""
-        task = asyncio.create_task(self._recover(generation, task_id),
-                                   name=f"recover-{generation.id}")
-        self._recoveries.add(task)
-        task.add_done_callback(self._recoveries.discard)
+        self._errand(self._recover(generation, task_id), f"recover-{generation.id}")
 
     async def _recover(self, generation: Generation, task_id: str) -> None:
         model = get_model(generation.model)

@@ -63,12 +63,13 @@ class Database(ABC):
         as it lives."""
 
     @abstractmethod
-    async def announce(self) -> None:
-        """Tell the other processes sharing the database that there is work for them."""
+    async def announce(self, topic: str) -> None:
+        """Tell the other processes sharing the database of `topic` (new work, an instance
+        come or gone)."""
 
     @abstractmethod
-    def on_announce(self, callback: Callable[[], None]) -> None:
-        """Call `callback` when another process announces work (from be_present on)."""
+    def on_announce(self, topic: str, callback: Callable[[], None]) -> None:
+        """Call `callback` when a process announces `topic` (from be_present on)."""
 
     @abstractmethod
     async def take_turn(self, name: str) -> asyncio.Event:

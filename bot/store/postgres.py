@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
 # The advisory lock key under which migrations run.
 _MIGRATION_LOCK = "kie-bot migrations"
-# NOTIFY's channel: new work for every instance's tracker (a task created, a callback heard).
-_WORK_CHANNEL = "kie_bot_work"
+# NOTIFY's channel; the payload is the topic (store.Store: new work, instances changed).
+_CHANNEL = "kie_bot"
 TURN_RETRY = 2.0  # seconds between two asks for a turn another process holds
 
 
@@ -106,7 +106,7 @@ class PostgresDatabase(Database):
         self._url = url
         self._presence: asyncpg.Connection | None = None
         self._instance = ""
-        self._heard: list[Callable[[], None]] = []  # on_announce's callbacks
+        self._heard: dict[str, list[Callable[[], None]]] = {}  # on_announce's callbacks
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
@@ -120,18 +120,18 @@ class PostgresDatabase(Database):
         if self._presence is None or self._presence.is_closed():
             self._presence = await asyncpg.connect(
                 self._url, server_settings={"application_name": f"kie-bot {instance}"})
-            await self._presence.add_listener(_WORK_CHANNEL, self._hear)
+            await self._presence.add_listener(_CHANNEL, self._hear)
 
-    def _hear(self, *_: object) -> None:
-        for callback in self._heard:
+    def _hear(self, connection: object, pid: int, channel: str, topic: object) -> None:
+        for callback in self._heard.get(str(topic), ()):
             callback()
 
-    async def announce(self) -> None:
+    async def announce(self, topic: str) -> None:
         async with self._pool.acquire() as connection:
-            await connection.execute("SELECT pg_notify($1, '')", _WORK_CHANNEL)
+            await connection.execute("SELECT pg_notify($1, $2)", _CHANNEL, topic)
 
-    def on_announce(self, callback: Callable[[], None]) -> None:
-        self._heard.append(callback)
+    def on_announce(self, topic: str, callback: Callable[[], None]) -> None:
+        self._heard.setdefault(topic, []).append(callback)
 
     async def take_turn(self, name: str) -> asyncio.Event:
         """A session advisory lock on the presence connection: the server frees it the moment

@@ -107,10 +107,10 @@ class SqliteDatabase(Database):
     async def be_present(self, instance: str) -> None:
         """There are no others: the file is locked to one process."""
 
-    async def announce(self) -> None:
+    async def announce(self, topic: str) -> None:
         """No other process to tell."""
 
-    def on_announce(self, callback: Callable[[], None]) -> None:
+    def on_announce(self, topic: str, callback: Callable[[], None]) -> None:
         """No other process to hear from."""
 
     async def take_turn(self, name: str) -> asyncio.Event:

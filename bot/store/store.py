@@ -41,6 +41,9 @@ MINUTE = 60.0
 # An instance not seen for this long is gone (killed, cut off): its generations pass to others.
 # Every instance refreshes its row several times within it (services.tracker.HEARTBEAT).
 INSTANCE_TIMEOUT = 30.0
+# What instances tell each other (Database.announce).
+WORK = "work"
+INSTANCES = "instances"
 
 
 class InsufficientCredits(Exception):
@@ -104,15 +107,20 @@ class Store:
 
     async def heartbeat(self, now: float) -> None:
         """This instance is alive. On SQLite it is the only one (the file is locked to one
-        process): every other row is a past run's, and goes."""
+        process): every other row is a past run's, and goes. The first beat is announced: the
+        others recount at once (their part of Kie's budget) rather than at their next beat."""
         await self._db.be_present(self.instance)
         async with self._tx() as db:
             if not self._db.shared:
                 await db.execute("DELETE FROM instances WHERE id != ?", (self.instance,))
-            await db.execute(
+            new = await db.execute(
                 "INSERT INTO instances (id, started_at, seen_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-                (self.instance, now, now))
+                " ON CONFLICT (id) DO NOTHING", (self.instance, now, now)) == 1
+            if not new:
+                await db.execute("UPDATE instances SET seen_at = ? WHERE id = ?",
+                                 (now, self.instance))
+        if new:
+            await self._db.announce(INSTANCES)
 
     async def take_turn(self, name: str) -> asyncio.Event:
         """Wait until this instance is the one among those sharing the database that does
@@ -123,12 +131,17 @@ class Store:
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another instance sharing the database has new work due (a task
         submitted, a callback heard), so that whoever has room takes it."""
-        self._db.on_announce(callback)
+        self._db.on_announce(WORK, callback)
+
+    def on_instances(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when an instance sharing the database starts or stops."""
+        self._db.on_announce(INSTANCES, callback)
 
     async def retire(self) -> None:
         """This instance stops: what it owns passes to the others at once."""
         async with self._tx() as db:
             await db.execute("DELETE FROM instances WHERE id = ?", (self.instance,))
+        await self._db.announce(INSTANCES)
 
     async def live_instances(self, now: float) -> int:
         rows = await self._rows(f"SELECT count(*) FROM ({self._db.live_instances}) AS live",
@@ -489,7 +502,7 @@ class Store:
                 " WHERE id = ? AND state = ?",
                 (GenerationState.RUNNING, task_id, key, time.time(), next_check_at, next_check_at,
                  generation_id, GenerationState.PENDING))
-        await self._db.announce()
+        await self._db.announce(WORK)
 
     async def fail_generation(
             self, generation_id: int, failure: str, detail: str | None = None,
@@ -526,7 +539,7 @@ class Store:
                 (time.time(), generation_id, GenerationState.PENDING, GenerationState.RUNNING,
                  task_id)) == 1
         if woken:
-            await self._db.announce()
+            await self._db.announce(WORK)
         return woken
 
     async def recover(self, generation_id: int, task_id: str, urls: list[str], *,
