@@ -19,18 +19,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
+
 from bench.harness import (
     SCALED_BOT,
     Child,
     Scale,
+    all_alive,
     bot_env,
     callback_settings,
     fakes,
     free_port,
     more_keys,
+    postgres_url,
+    recounted,
     scaled_settings,
+    schema,
+    spawn,
     start,
+    stop_all,
 )
+from bot.store import Store
 from tests.chat import button
 from tests.fakes.kie import FakeKie, Req, Task, TaskPlan
 from tests.fakes.telegram import Call, FakeTelegram
@@ -164,36 +173,89 @@ FIRST_USER = 50_000
 class GenerationBench:
     """The bot (`python -m bench.scaled_bot`) in its own process between the fakes; tasks end by
     the clock after realistic durations. Polling only, or with Kie's callbacks (the fake sends
-    them; the poll is the late fallback)."""
+    them; the poll is the late fallback). Several instances on one PostgreSQL schema, or one on
+    its SQLite file."""
 
     tg: FakeTelegram
     kie: FakeKie
-    child: Child
+    children: list[Child]  # the first polls Telegram
     watcher: Watcher
     mode: Mode
     scale: Scale
+
+    @property
+    def child(self) -> Child:
+        return self.children[0]
 
     def client(self, n: int, timeout: float) -> Client:
         return Client(self.tg, self.watcher, FIRST_USER + n, timeout)
 
 
 @contextlib.asynccontextmanager
-async def generation_bench(mode: Mode, scale: Scale, folder: Path,
-                           keys: int = 1) -> AsyncIterator[GenerationBench]:
-    """The bot between the fakes, with `keys` Kie keys (each its own budget)."""
+async def generation_bench(mode: Mode, scale: Scale, folder: Path, keys: int = 1, *,
+                           instances: int | None = None,
+                           url: str | None = None) -> AsyncIterator[GenerationBench]:
+    """The bot between the fakes, with `keys` Kie keys (each its own budget): one process on a
+    SQLite file, or `instances` processes sharing a new schema on the PostgreSQL server at `url`
+    (harness.postgres_url), all with the same settings."""
     extra = more_keys(keys)
     async with fakes(scale.window, more_keys=extra) as (tg, kie):
         kie.plan = realistic_plans(scale)
         settings = scaled_settings(scale) | {"kie_api_keys": ",".join(extra) or None}
         if mode == "callbacks":
+            if instances is not None:  # one KIE_CALLBACK_URL would reach one instance only
+                raise ValueError("several instances run in polling mode only")
             kie.auto_callbacks = True
             settings |= callback_settings(free_port())
-        child, _ = await start(SCALED_BOT, bot_env(folder, tg, kie, **settings), folder, tg)
-        try:
-            async with Watcher(tg) as watcher:
-                yield GenerationBench(tg, kie, child, watcher, mode, scale)
-        finally:
-            await child.stop()
+        bots = (one_bot(settings, folder, tg, kie) if instances is None
+                else shared_bots(settings, folder, tg, kie, count=instances, server=postgres_url(url)))
+        async with bots as children, Watcher(tg) as watcher:
+            yield GenerationBench(tg, kie, children, watcher, mode, scale)
+
+
+@contextlib.asynccontextmanager
+async def one_bot(settings: dict[str, object], folder: Path, tg: FakeTelegram,
+                  kie: FakeKie) -> AsyncIterator[list[Child]]:
+    """One bot on a SQLite file in `folder`, polling."""
+    child, _ = await start(SCALED_BOT, bot_env(folder, tg, kie, **settings), folder, tg)
+    try:
+        yield [child]
+    finally:
+        await child.stop()
+
+
+@contextlib.asynccontextmanager
+async def shared_bots(settings: dict[str, object], folder: Path, tg: FakeTelegram, kie: FakeKie, *,
+                      count: int, server: str) -> AsyncIterator[list[Child]]:
+    """`count` bots on one new schema of `server`, each in a folder of its own; yielded once
+    each has counted the others (a heartbeat after all are up), so spends only its part of
+    Kie's budget: the steady state, not the first seconds of one instance alone."""
+    admin = await asyncpg.connect(server, timeout=5)
+    try:
+        async with schema(admin, server) as (url, _):
+            children: list[Child] = []
+            store: Store | None = None
+            try:
+                for n in range(count):
+                    home = folder / f"instance{n}"
+                    home.mkdir()
+                    env = bot_env(home, tg, kie, **settings, database_url=url)
+                    if n == 0:  # it migrates the schema and takes the polling turn
+                        children.append((await start(SCALED_BOT, env, home, tg, home.name))[0])
+                    else:  # stands by: it never polls, so no getUpdates to wait for
+                        children.append(await spawn(SCALED_BOT, env, home, home.name))
+                store = await Store.open(url)
+                await all_alive(store, tg, children)
+                await recounted(store, time.time(), children)
+                yield children
+            finally:
+                try:
+                    await stop_all(children)
+                finally:
+                    if store is not None:
+                        await store.close()
+    finally:
+        await admin.close()
 
 
 # -- Kie's side ----------------------------------------------------------------------------------

@@ -16,14 +16,20 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tests.conftest import ADMIN_ID, KIE_KEY, TOKEN
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import Call, FakeTelegram
+
+if TYPE_CHECKING:  # only for hints: the benchmarks on SQLite need neither
+    import asyncpg
+
+    from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 KIE_WINDOW = 10.0  # Kie.ai's real window: KIE_RATE_LIMIT requests per 10 s
@@ -259,6 +265,72 @@ def problems(log: str) -> list[str]:
     """The lines of a bot's log that say something went wrong."""
     return [line for line in log.splitlines()
             if "Traceback" in line or " ERROR " in line or "CRITICAL" in line]
+
+
+# -- several instances on one PostgreSQL database ---------------------------------------------------
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_url(url: str | None = None) -> str:
+    """The server to make schemas on: `url`, else TEST_DATABASE_URL, else the local one."""
+    return url or os.environ.get("TEST_DATABASE_URL", DEFAULT_URL)
+
+
+@contextlib.asynccontextmanager
+async def schema(admin: asyncpg.Connection, url: str) -> AsyncIterator[tuple[str, str]]:
+    """(URL, name) of a new schema, dropped afterwards (bench.store_latency, tests/databases.py)."""
+    name = f"bench_{uuid.uuid4().hex[:16]}"
+    await admin.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}search_path={name}", name
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+async def all_alive(store: Store, tg: FakeTelegram, children: Sequence[Child],
+                    patience: float = 60.0) -> None:
+    """Every instance present (heartbeat and presence connection), one of them polling."""
+    deadline = time.monotonic() + patience
+    while await store.live_instances(time.time()) < len(children) or not tg.calls_of("getUpdates"):
+        for child in children:
+            child.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {len(children)} instances did not all start")
+        await asyncio.sleep(0.05)
+
+
+async def recounted(store: Store, since: float, children: Sequence[Child],
+                    patience: float = 60.0) -> None:
+    """Every instance has had a heartbeat after `since` (its row's seen_at), so counted the
+    instances alive then, and spends only its part of Kie's budget."""
+    deadline = time.monotonic() + patience
+    while True:
+        rows = await store._rows("SELECT min(seen_at) FROM instances")
+        if rows[0][0] is not None and rows[0][0] > since:
+            await asyncio.sleep(0.5)  # its count comes just after the row is written
+            return
+        for child in children:
+            child.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError("no heartbeat of every instance after all started")
+        await asyncio.sleep(0.1)
+
+
+async def stop_all(children: Sequence[Child]) -> None:
+    """SIGTERM each (a killed one is only reaped), SIGKILL what that did not end, whatever
+    went wrong (an interrupt too): no bot outlives the benchmark."""
+    failures: list[BaseException] = []
+    for child in children:
+        try:
+            await child.stop()
+        except BaseException as error:  # the others are still stopped; raised after
+            failures.append(error)
+        finally:
+            if child.process.returncode is None:
+                child.process.kill()
+    if failures:
+        raise failures[0]
 
 
 # -- /proc ---------------------------------------------------------------------------------------

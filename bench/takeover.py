@@ -17,21 +17,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from bench.harness import BOT, KIE_WINDOW, Child, bot_env, fakes, problems, spawn
+from bench.harness import (
+    BOT,
+    DEFAULT_URL,
+    KIE_WINDOW,
+    Child,
+    all_alive,
+    bot_env,
+    fakes,
+    postgres_url,
+    problems,
+    recounted,
+    schema,
+    spawn,
+    stop_all,
+)
 from bench.report import Row, median, print_report
 from bench.store_latency import where
 from bot.app import POLLING_TURN
@@ -47,7 +58,6 @@ from tests.fakes.telegram import Call, FakeTelegram
 from tests.load import IMAGEN
 from tests.test_e2e_image import generate
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 RUNS = 3
 PEOPLE = 20
 FIRST_USER = 30_000
@@ -87,17 +97,6 @@ class Takeover:
 
 
 # -- the database --------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def schema(admin: asyncpg.Connection, url: str) -> AsyncIterator[tuple[str, str]]:
-    """(URL, name) of a new schema, dropped afterwards (bench.store_latency, tests/databases.py)."""
-    name = f"bench_{uuid.uuid4().hex[:16]}"
-    await admin.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}search_path={name}", name
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 async def poller(db: asyncpg.Connection, name: str) -> str:
@@ -176,33 +175,6 @@ async def photos(tg: FakeTelegram, count: int, children: Sequence[Child]) -> lis
 # -- one run -------------------------------------------------------------------------------------
 
 
-async def both_alive(store: Store, tg: FakeTelegram, children: Sequence[Child]) -> None:
-    """Both instances present (heartbeat and presence connection), one of them polling."""
-    deadline = time.monotonic() + PATIENCE
-    while await store.live_instances(time.time()) < len(children) or not tg.calls_of("getUpdates"):
-        for child in children:
-            child.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError("the instances did not both start")
-        await asyncio.sleep(0.05)
-
-
-async def recounted(store: Store, since: float, children: Sequence[Child]) -> None:
-    """Every instance has had a heartbeat after `since` (its row's seen_at), so counted the
-    instances alive then."""
-    deadline = time.monotonic() + PATIENCE
-    while True:
-        rows = await store._rows("SELECT min(seen_at) FROM instances")
-        if rows[0][0] is not None and rows[0][0] > since:
-            await asyncio.sleep(0.5)  # its count comes just after the row is written
-            return
-        for child in children:
-            child.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError("no heartbeat after both instances started")
-        await asyncio.sleep(0.1)
-
-
 async def all_running(store: Store, count: int, children: Sequence[Child]) -> None:
     """Every task's id stored: a create still under way when its instance dies is refunded."""
     deadline = time.monotonic() + PATIENCE
@@ -234,10 +206,10 @@ async def start_pair(pair: Pair, folder: Path, phase: float) -> None:
         home.mkdir()
         env = bot_env(home, pair.tg, pair.kie, database_url=pair.url, starting_credits=CREDITS)
         pair.children.append(await spawn(BOT, env, home, f"instance{n}"))
-    await both_alive(pair.store, pair.tg, pair.children)
+    await all_alive(pair.store, pair.tg, pair.children, PATIENCE)
     # Each recounts the others at its heartbeat, and only then spends just its half of Kie's
     # budget: the steady state of two instances, not the first seconds of one.
-    await recounted(pair.store, time.time(), pair.children)
+    await recounted(pair.store, time.time(), pair.children, PATIENCE)
     # The heartbeat starts with the process: without a phase, every run would kill at the same
     # point of it.
     await asyncio.sleep(phase)
@@ -337,22 +309,6 @@ async def takeover(admin: asyncpg.Connection, server: str, people: int, folder: 
     if timeline:
         print_timeline(tg, kie, seen)
     return measured(seen, crowd, tg, kie, refunds=refunds, seconds=time.monotonic() - began)
-
-
-async def stop_all(children: Sequence[Child]) -> None:
-    """SIGTERM each (the killed one is only reaped), SIGKILL what that did not end, whatever
-    went wrong (an interrupt too): no bot outlives the benchmark."""
-    failures: list[BaseException] = []
-    for child in children:
-        try:
-            await child.stop()
-        except BaseException as error:  # the others are still stopped; raised after
-            failures.append(error)
-        finally:
-            if child.process.returncode is None:
-                child.process.kill()
-    if failures:
-        raise failures[0]
 
 
 def measured(seen: Seen, crowd: Sequence[Person], tg: FakeTelegram, kie: FakeKie, *, refunds: int,
@@ -489,7 +445,7 @@ def notes(runs: list[Takeover], people: int, url: str, server: str) -> list[str]
 
 async def run(runs: int = RUNS, people: int = PEOPLE, url: str | None = None,
               timeline: bool = False) -> tuple[list[str], list[Row]]:
-    url = url or os.environ.get("TEST_DATABASE_URL", DEFAULT_URL)
+    url = postgres_url(url)
     admin = await asyncpg.connect(url, timeout=5)
     results: list[Takeover] = []
     try:
