@@ -14,9 +14,10 @@ per key.
 
 With `--instances N`, polling only: N bot processes share one new PostgreSQL schema (on `--url`,
 TEST_DATABASE_URL, else the local server; dropped after) and the keys. The first polls Telegram,
-so makes every create, within its part of each key's budget (KIE_RATE_LIMIT / N); all of them read
-and deliver. Counting starts once each has had a heartbeat with all of them up. Each instance's
-log says what it did within the span (creates, reads that found the result, deliveries).
+so makes every create, within its part of each key's budget (half of it; the others share the
+other half: bot.kie.ratelimit.part_of); all of them read and deliver. Counting starts once each
+has had a heartbeat with all of them up. Each instance's log says what it did within the span
+(creates, reads that found the result, deliveries).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from bench.driver import (
 from bench.harness import KIE_LIMIT, SCALED, Scale, postgres_url, problems
 from bench.report import Row, median, ms, percentile, print_report
 from bench.store_latency import where
+from bot.kie.ratelimit import part_of
 from tests.load import IMAGEN
 
 TIMEOUT = 120.0  # seconds one generation may take before the person gives up
@@ -191,7 +193,8 @@ def instance_rows(r: Sustained) -> list[Row]:
     """Where the budget went: all of Kie's requests against the keys' budget, then each
     instance's steps against its part of it."""
     scale, span = r.scale, r.measure
-    part = KIE_LIMIT // (r.instances or 1)
+    poller = part_of(KIE_LIMIT, r.instances or 1, polling=True)
+    other = part_of(KIE_LIMIT, r.instances or 1, polling=False)
     split = "; ".join(
         f"{n + 1}{' (polls)' if n == 0 else ''}: {w.creates / span:.1f} creates/s, "
         f"{w.finished / span:.1f} results read/s, {w.delivered / span:.1f} sent/s"
@@ -203,7 +206,7 @@ def instance_rows(r: Sustained) -> list[Row]:
             f"budget {r.budget:g}/s (KIE_RATE_LIMIT={KIE_LIMIT} per {scale.window:g} s"
             f"{f' × {r.keys} keys' if r.keys > 1 else ''})"),
         Row(f"  by instance (its log), {r.name}", split,
-            f"each one's part: {part} per {scale.window:g} s per key = {part * r.keys / scale.window:g}/s"),
+            f"parts per {scale.window:g} s per key: the poller's {poller}, each other's {other}"),
     ]
 
 
@@ -218,7 +221,8 @@ def notes(results: list[Sustained], users: int, url: str | None = None) -> list[
             f"N instances: N processes of `python -m bench.scaled_bot` on one new schema of PostgreSQL "
             f"at {where(postgres_url(url))}, the same settings; the first started alone and polls "
             "(every create is its), the others stand by; the warm-up starts once each has had a "
-            f"heartbeat with all up (each spends KIE_RATE_LIMIT / N = {KIE_LIMIT} / N per window). "
+            "heartbeat with all up (the poller spends half of KIE_RATE_LIMIT per window, the others "
+            "share the other half). "
             "By instance: steps its log shows within the span (a create answered, a read that found "
             "the result, a delivery); reads that found the task still running are not logged.")
     for r in results:

@@ -162,6 +162,8 @@ class Application:
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
         try:
             # Every instance tracks and delivers, whether or not it is the one polling.
+            if settings.webhook.url is None:
+                parts.tracker.polling = False  # until this one gets the turn
             await parts.tracker.start()
             if parts.watch is not None:
                 parts.watch.start()
@@ -206,11 +208,13 @@ class Application:
                 await asyncio.gather(turn, return_exceptions=True)
                 return
             watch = asyncio.ensure_future(self._watch_turn(parts, turn.result()))
+            parts.tracker.polls(True)  # it makes every create now
             try:
                 await dp.start_polling(parts.bot, allowed_updates=dp.resolve_used_update_types(),
                                        handle_signals=False, close_bot_session=False,
                                        tasks_concurrency_limit=UPDATE_CONCURRENCY)
             finally:
+                parts.tracker.polls(False)
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
 

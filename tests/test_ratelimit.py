@@ -310,3 +310,14 @@ async def test_a_share_shrinks_at_once_and_grows_only_a_window_later() -> None:
     assert limiter.limit == 5
     await asyncio.sleep(0.25)
     assert limiter.limit == 5
+
+
+def test_with_long_polling_the_poller_has_half_of_a_key_and_the_others_share_the_rest() -> None:
+    """The poller makes every create (a picture: a create and about one read)."""
+    parts = []
+    for instances, polling in ((1, True), (2, True), (2, False), (3, True), (3, False),
+                               (4, False), (3, None)):
+        limiter = RateLimiter(20, 10.0)
+        limiter.share(instances, polling=polling)
+        parts.append(limiter.limit)
+    assert parts == [20, 10, 10, 10, 5, 3, 6]

@@ -132,10 +132,11 @@ class KieClient:
         found = self._keys.get(key)
         return found is not None and found.retired
 
-    def share_budget(self, parts: int) -> None:
-        """`parts` instances share the keys: this one spends its part of each key's limit."""
+    def share_budget(self, parts: int, *, polling: bool | None = None) -> None:
+        """`parts` instances share the keys: this one spends its part of each key's limit
+        (RateLimiter.share; `polling`: with long polling, whether this one polls)."""
         for key in self._keys.values():
-            key.limiter.share(parts)
+            key.limiter.share(parts, polling=polling)
 
     @property
     def rate_limit(self) -> int:

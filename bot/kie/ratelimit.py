@@ -61,12 +61,14 @@ class RateLimiter:
         self._widening: asyncio.TimerHandle | None = None  # a larger share, due a window later
         self._widening_to = limit
 
-    def share(self, parts: int) -> None:
-        """`parts` processes spend the key's budget (instances sharing a database): this one
-        keeps an equal part of it (at least one request per window). A smaller part applies at
-        once; a larger one (another process gone) only a window later, when what the gone one
-        sent no longer counts in Kie's window."""
-        part = max(1, self._whole // max(1, parts))
+    def share(self, parts: int, *, polling: bool | None = None) -> None:
+        """`parts` processes spend the key's budget (instances sharing a database): this
+        one's part is an equal one; with long polling (`polling`: whether this one polls), the
+        poller, which makes every create, has half and the others share the other half (a
+        picture costs a create and about one read). At least one request per window. A
+        smaller part applies at once; a larger one (another process gone) only a window
+        later, when what the gone one sent no longer counts in Kie's window."""
+        part = max(1, part_of(self._whole, parts, polling))
         if self._widening is not None:
             if part == self._widening_to:  # asked again (every heartbeat): the first ask holds
                 return
@@ -77,6 +79,11 @@ class RateLimiter:
         else:
             self._widening_to = part
             self._widening = asyncio.get_running_loop().call_later(self.window, self._widen)
+
+    @property
+    def whole(self) -> int:
+        """The key's limit, of which this process spends `limit`."""
+        return self._whole
 
     def _widen(self) -> None:
         self._widening = None
@@ -171,3 +178,13 @@ class RateLimiter:
         mine.queued -= 1
         if not mine.queued:
             del self._owners[key]
+
+
+def part_of(whole: int, parts: int, polling: bool | None) -> int:
+    """One of `parts` processes' part of a key's `whole` limit (RateLimiter.share)."""
+    if parts <= 1:
+        return whole
+    if polling is None:
+        return whole // parts
+    half = whole // 2
+    return whole - half if polling else half // (parts - 1)

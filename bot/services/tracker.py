@@ -71,6 +71,9 @@ class Tracker:
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._errands: set[asyncio.Task[None]] = set()  # recoveries, recounts
         self._heartbeat_task: asyncio.Task[None] | None = None
+        # With long polling: whether this instance polls (it makes every create); None with a
+        # webhook, where every instance takes updates. Set by the application.
+        self.polling: bool | None = None
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
 
@@ -119,7 +122,13 @@ class Tracker:
     async def _recount(self) -> None:
         """All instances together stay within KIE_RATE_LIMIT: each spends its part, recounted
         when one announces it starts or stops, and every HEARTBEAT (one killed says nothing)."""
-        self.kie.share_budget(await self.store.live_instances(self._clock()))
+        self.kie.share_budget(await self.store.live_instances(self._clock()),
+                              polling=self.polling)
+
+    def polls(self, polling: bool) -> None:
+        """This instance now polls Telegram, or no longer does: its part of the budget changes."""
+        self.polling = polling
+        self._recount_soon()
 
     def _recount_soon(self) -> None:
         self._errand(self._recount(), "tracker-recount")
