@@ -173,3 +173,44 @@ async def test_database_url_that_cannot_be_used(tg, kie, tmp_path, url):
     assert len(lines) == 1 and "DATABASE_URL" in lines[0], output
     assert "Traceback" not in output and "s3cretpass" not in output
     assert tg.calls_of("getMe") == []
+
+
+async def test_two_webhook_instances_with_callbacks_landing_on_the_other(tg, kie, tmp_path):
+    """Webhook mode needs no election: both instances serve, neither polls. Telegram posts to
+    the one whose webhook was set last, which creates the tasks; Kie's callbacks all land on
+    the other one (as behind a load balancer), which wakes whoever has room: each picture
+    delivered once, nobody refunded."""
+    from tests.test_e2e_web import WEBHOOK_SECRET, free_port  # noqa: PLC0415
+
+    kie.auto_callbacks = True
+    kie.default_plan = TaskPlan(finish_after=1.0)  # ends by the clock: its callback comes then
+    ports = [free_port(), free_port()]
+    async with database("postgres", tmp_path) as url:
+        processes = []
+        try:
+            for n, port in enumerate(ports):
+                folder = tmp_path / f"instance{n}"
+                folder.mkdir()
+                processes.append(await start_process(
+                    folder, NoStartWait(tg), kie, **environment(url), WEB_HOST="127.0.0.1",
+                    WEB_PORT=str(port), WEBHOOK_URL=f"http://127.0.0.1:{port}/telegram",
+                    WEBHOOK_SECRET=WEBHOOK_SECRET,
+                    KIE_CALLBACK_URL=f"http://127.0.0.1:{ports[0]}/kie"))
+                await tg.wait_for("setWebhook", count=n + 1, timeout=20)
+            people = [Person(tg, 5000 + n, f"W{n}") for n in range(10)]
+            await asyncio.gather(*(generate(p, f"heron number {n}") for n, p in enumerate(people)))
+            await tg.wait_for("sendPhoto", count=10, timeout=30)
+            await asyncio.sleep(0.5)
+        finally:
+            outputs = [await stop(process) for process in processes]
+        assert all(p.returncode == 0 for p in processes), outputs
+        assert tg.calls_of("getUpdates") == []
+        assert len(tg.calls_of("sendPhoto")) == 10 and kie.rate_limited == 0
+        assert all(status == 200 for _, status in kie.callbacks_sent) and kie.callbacks_sent
+        store = await Store.open(url)
+        try:
+            for person in people:
+                assert len(await charges(store, person.user["id"])) == 1
+                assert await refunds(store, person.user["id"]) == []
+        finally:
+            await store.close()
