@@ -9,6 +9,8 @@ import asyncio
 import signal
 import time
 from asyncio.subprocess import Process
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -33,13 +35,26 @@ async def test_a_generation_paid_and_delivered_on_postgres(tg, kie, tmp_path):
             output = await stop(process)
         assert process.returncode == 0, output
         assert not (tmp_path / "bot.sqlite3").exists()  # DATABASE_URL wins over DATABASE_PATH
-        store = await Store.open(url)
-        try:
+        async with store_at(url) as store:
             assert len(await charges(store, 42)) == 1 and await refunds(store, 42) == []
             assert (await store.get_user(42)).balance == 60
             assert await store.ledger_sum(42) == 60
-        finally:
-            await store.close()
+
+
+@asynccontextmanager
+async def store_at(url: str) -> AsyncIterator[Store]:
+    """A connection of the test's own to the instances' database."""
+    store = await Store.open(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def assert_charged_once(store: Store, people: list[Person]) -> None:
+    for person in people:
+        assert len(await charges(store, person.user["id"])) == 1
+        assert await refunds(store, person.user["id"]) == []
 
 
 async def start_instances(count: int, tmp_path: Path, tg, kie, url: str) -> list[Process]:
@@ -52,13 +67,10 @@ async def start_instances(count: int, tmp_path: Path, tg, kie, url: str) -> list
             # The first polls (getMe first); the others stand by, calling Telegram to deliver.
             processes.append(await start_process(folder, tg if n == 0 else NoStartWait(tg), kie,
                                                  **environment(url)))
-        store = await Store.open(url)
-        try:
+        async with store_at(url) as store:
             async with asyncio.timeout(20):
                 while await store.live_instances(time.time()) < count:
                     await asyncio.sleep(0.1)
-        finally:
-            await store.close()
     except BaseException:
         for process in processes:
             process.kill()
@@ -71,14 +83,11 @@ async def start_instances(count: int, tmp_path: Path, tg, kie, url: str) -> list
 
 async def poller_pid(url: str) -> int:
     """The process holding long polling's turn (its presence connection names its pid)."""
-    store = await Store.open(url)
-    try:
+    async with store_at(url) as store:
         rows = await store._rows(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
             " WHERE l.locktype = 'advisory' AND l.granted"
             " AND a.application_name IN (SELECT 'kie-bot ' || id FROM instances)")
-    finally:
-        await store.close()
     assert len(rows) == 1, rows
     return int(rows[0][0].removeprefix("kie-bot ").split("-")[0])
 
@@ -110,15 +119,10 @@ async def test_instances_share_one_database_and_deliver_each_result_once(tg, kie
         photos = sorted(int(c.params["chat_id"]) for c in tg.calls_of("sendPhoto"))
         assert photos == sorted(p.user["id"] for p in people)  # one each
         assert len(kie.creates) == 40 and kie.rate_limited == 0
-        store = await Store.open(url)
-        try:
-            for person in people:
-                assert len(await charges(store, person.user["id"])) == 1
-                assert await refunds(store, person.user["id"]) == []
+        async with store_at(url) as store:
+            await assert_charged_once(store, people)
             owners = {g.owner for g in await store.generations_in([GenerationState.DELIVERED])}
             assert len(owners) >= 2, owners  # the work was shared, not done by one
-        finally:
-            await store.close()
 
 
 async def test_the_poller_killed_another_takes_over_and_finishes_everything(tg, kie, tmp_path):
@@ -130,12 +134,10 @@ async def test_the_poller_killed_another_takes_over_and_finishes_everything(tg, 
         try:
             people = [Person(tg, 2000 + n, f"Q{n}") for n in range(20)]
             await asyncio.gather(*(generate(p, f"owl number {n}") for n, p in enumerate(people)))
-            store = await Store.open(url)
-            try:  # killed once every task id is stored (a create under way would be refunded)
+            # Killed once every task id is stored (a create under way would be refunded).
+            async with store_at(url) as store:
                 while len(await store.generations_in([GenerationState.RUNNING])) < 20:
                     await asyncio.sleep(0.05)
-            finally:
-                await store.close()
             pid = await poller_pid(url)
             poller = next(p for p in processes if p.pid == pid)
             poller.send_signal(signal.SIGKILL)
@@ -152,13 +154,8 @@ async def test_the_poller_killed_another_takes_over_and_finishes_everything(tg, 
             outputs = [await stop(process) for process in processes if process.returncode is None]
         assert survivor.returncode == 0, outputs
         assert len(tg.calls_of("sendPhoto")) == 20 and len(kie.creates) == 20
-        store = await Store.open(url)
-        try:
-            for person in people:
-                assert len(await charges(store, person.user["id"])) == 1
-                assert await refunds(store, person.user["id"]) == []
-        finally:
-            await store.close()
+        async with store_at(url) as store:
+            await assert_charged_once(store, people)
 
 
 @pytest.mark.parametrize("url", [
@@ -207,10 +204,5 @@ async def test_two_webhook_instances_with_callbacks_landing_on_the_other(tg, kie
         assert tg.calls_of("getUpdates") == []
         assert len(tg.calls_of("sendPhoto")) == 10 and kie.rate_limited == 0
         assert all(status == 200 for _, status in kie.callbacks_sent) and kie.callbacks_sent
-        store = await Store.open(url)
-        try:
-            for person in people:
-                assert len(await charges(store, person.user["id"])) == 1
-                assert await refunds(store, person.user["id"]) == []
-        finally:
-            await store.close()
+        async with store_at(url) as store:
+            await assert_charged_once(store, people)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -61,33 +61,35 @@ def _postgres_args(sql: str, params: Params) -> tuple[str, Sequence[Any]]:
     return translated, [params[name] for name in names]
 
 
+@contextmanager
+def _postgres_errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise IntegrityError(str(error)) from error
+
+
 class _PostgresConnection(Connection):
     def __init__(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
         self._connection = connection
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         translated, args = _postgres_args(sql, params)
-        try:
+        with _postgres_errors():
             return list(await self._connection.fetch(translated, *args))
-        except asyncpg.IntegrityConstraintViolationError as error:
-            raise IntegrityError(str(error)) from error
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         translated, args = _postgres_args(sql, params)
-        try:
+        with _postgres_errors():
             status = await self._connection.execute(translated, *args)
-        except asyncpg.IntegrityConstraintViolationError as error:
-            raise IntegrityError(str(error)) from error
         # "UPDATE 3", "INSERT 0 1", "DELETE 0": the count is the last word.
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         translated, _ = _postgres_sql(sql)
-        try:
+        with _postgres_errors():
             await self._connection.executemany(translated, rows)
-        except asyncpg.IntegrityConstraintViolationError as error:
-            raise IntegrityError(str(error)) from error
 
 
 class PostgresDatabase(Database):

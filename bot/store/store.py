@@ -306,7 +306,7 @@ class Store:
         asked twice, it is applied once, and the second time returns None."""
         async with self._tx(durable=True) as db:
             # Two tries of one source wait for each other here: the second finds the first's row.
-            await db.fetch("SELECT 1 FROM users WHERE id = ? FOR UPDATE", (user_id,))
+            await _user(db, user_id, lock=True)
             if source is not None and await db.fetch(
                     "SELECT 1 FROM ledger WHERE source = ?", (source,)):
                 return None
