@@ -129,6 +129,7 @@ LEDGER_KINDS = {
     "refund": N_("refund"),
     "purchase": N_("bought with Stars"),
     "purchase_refund": N_("Stars refunded"),
+    "purchase_refund_undone": N_("Stars refund refused, credits back"),
 }
 
 

@@ -173,7 +173,8 @@ async def test_stats_and_user_agree_with_the_ledger_after_a_scripted_run(tg, kie
     await admin.told("Added 50")
     await store.record_purchase(43, charge_id="ch-1", package="100:50", credits=100, stars=50)
     await store.record_purchase(43, charge_id="ch-2", package="500:200", credits=500, stars=200)
-    await store.record_purchase_refund("ch-2", admin_id=ADMIN_ID)
+    await store.hold_purchase_refund("ch-2", admin_id=ADMIN_ID, force=True)
+    await store.confirm_purchase_refund("ch-2")
     await generate(alice, "delivered", "Imagen 4")  # 40
     await tg.wait_for("sendPhoto")
     kie.default_plan = TaskPlan(outcome="fail", reads_before_done=0, fail_msg="nope")

@@ -11,7 +11,9 @@ import pytest
 from bot.store import LedgerKind, Store
 from tests.chat import Person, button, buttons
 from tests.conftest import ADMIN_ID, make_settings
+from tests.fakes.kie import TaskPlan
 from tests.fakes.telegram import ALREADY_REFUNDED, Call, FakeTelegram
+from tests.test_e2e_image import generate
 
 Dict = dict[str, Any]
 START = 100  # starting credits in the test settings
@@ -377,27 +379,96 @@ async def test_refund_of_an_unknown_charge_is_refused(tg, bot, store):
 
 
 @pytest.mark.parametrize("error_code, description, told", [
-    (500, None, "Telegram did not confirm the refund"),
-    (502, None, "Telegram did not confirm the refund"),
     (400, "Bad Request: CHARGE_NOT_FOUND", "Telegram refused the refund: Bad Request: CHARGE_NOT_FOUND"),
     (403, "Forbidden: bot was blocked by the user", "Telegram refused the refund"),
 ])
-async def test_a_refund_telegram_refuses_records_nothing(tg, bot, store, error_code, description,
-                                                         told):
+async def test_a_refund_telegram_refuses_gives_the_credits_back(tg, bot, store, error_code,
+                                                                description, told):
     alice = Person(tg, 42, "Alice")
     admin = Person(tg, ADMIN_ID, "Admin")
     charge_id = await paid(tg, store, alice)
     tg.fail_next("refundStarPayment", error_code=error_code, description=description)
     admin.say(f"/refund {charge_id}")
     await admin.told(told)
-    assert len(refund_calls(tg)) == 1  # a 5xx is not retried: the admin repeats the command
-    assert (await store.get_purchase(charge_id)).refunded_at is None
+    assert len(refund_calls(tg)) == 1
+    purchase = await store.get_purchase(charge_id)
+    assert purchase.refunded_at is None and purchase.taken_back is None
     assert (await store.get_user(42)).balance == START + 100
+    assert [r.amount for r in await store.ledger(42, 2)] == [100, -100]  # held, given back
     assert not tg.charges[charge_id].refunded
 
-    admin.say(f"/refund {charge_id}")  # the repeat goes through
+    admin.say(f"/refund {charge_id}")  # the repeat goes through, with sources of its own
     await admin.told("Refunded 50 ⭐")
     assert (await store.get_user(42)).balance == START
+    assert (await store.get_purchase(charge_id)).taken_back == 100
+    await books_balance(store, 42)
+
+
+@pytest.mark.parametrize("error_code", [500, 502])
+async def test_a_refund_telegram_does_not_confirm_stays_held_until_repeated(tg, bot, store,
+                                                                           error_code):
+    """A 5xx may or may not have refunded: the credits stay held (nobody can spend them) and
+    the repeat asks Telegram again, taking nothing twice."""
+    alice = Person(tg, 42, "Alice")
+    admin = Person(tg, ADMIN_ID, "Admin")
+    charge_id = await paid(tg, store, alice)
+    tg.fail_next("refundStarPayment", error_code=error_code)
+    admin.say(f"/refund {charge_id}")
+    call = await admin.told("Telegram did not confirm the refund")
+    assert "100 credits stay held" in call.params["text"]
+    assert len(refund_calls(tg)) == 1  # a 5xx is not retried: the admin repeats the command
+    purchase = await store.get_purchase(charge_id)
+    assert purchase.refunded_at is None and purchase.taken_back == 100
+    assert (await store.get_user(42)).balance == START
+    assert not tg.charges[charge_id].refunded
+
+    admin.say(f"/refund {charge_id}")
+    await admin.told("Refunded 50 ⭐")
+    assert tg.charges[charge_id].refunded
+    assert (await store.get_user(42)).balance == START
+    assert [r.amount for r in purchase_rows(await store.ledger(42))] == [-100, 100]
+    await books_balance(store, 42)
+
+
+async def test_credits_spent_while_telegram_refunds_are_never_the_refunded_ones(tg, kie, bot,
+                                                                              store):
+    """A ✅ pressed while Telegram is answering the refund: the credits were held first, so the
+    press cannot spend them (it finds the balance without them), and nothing needs force."""
+    alice = Person(tg, 42, "Alice")
+    admin = Person(tg, ADMIN_ID, "Admin")
+    charge_id = await paid(tg, store, alice)
+    await store.topup(42, -START, admin_id=ADMIN_ID)  # the purchase is all she has
+    _, picker = await alice.ask("/image a fox")
+    await alice.press(picker, "Imagen 4")
+    tg.slow("refundStarPayment", 1.5)
+    admin.say(f"/refund {charge_id}")
+    await tg.wait_for("refundStarPayment")  # asked, not yet answered
+    answer = await alice.press(alice.refreshed(picker), "✅")
+    assert "credits" in answer["text"].lower()  # not enough: the price and the balance
+    await admin.told("Refunded 50 ⭐")
+    assert [r.kind for r in await store.ledger(42, 100)
+            if r.kind == LedgerKind.CHARGE] == [] and kie.creates == []
+    assert (await store.get_purchase(charge_id)).taken_back == 100
+    assert (await store.get_user(42)).balance == 0
+    await books_balance(store, 42)
+
+
+async def test_a_forced_refund_waits_for_running_generations(tg, kie, bot, store):
+    """Credits held by a running generation would come back by its refund after the purchase's
+    refund took what was left: refused until it is settled."""
+    alice = Person(tg, 42, "Alice")
+    admin = Person(tg, ADMIN_ID, "Admin")
+    charge_id = await paid(tg, store, alice)
+    await store.topup(42, -START, admin_id=ADMIN_ID)
+    kie.default_plan = TaskPlan(outcome="never")
+    await generate(alice, "a fox")  # Imagen 4: 40 credits, running
+    await tg.wait_for("editMessageText", lambda c: "generating" in str(c.params.get("text")))
+    admin.say(f"/refund {charge_id} force")
+    call = await admin.told("held by generations still running")
+    assert "The buyer's balance is 60 credits and 40 credits more" in call.params["text"]
+    assert refund_calls(tg) == []
+    assert (await store.get_purchase(charge_id)).taken_back is None
+    assert (await store.get_user(42)).balance == 60
     await books_balance(store, 42)
 
 

@@ -39,7 +39,8 @@ async def fill(store: Store) -> None:
                                 tg_language="ru", starting_credits=100)
     await store.topup(2, 250, admin_id=9, note="gift", source="9:77")
     await store.record_purchase(3, charge_id="ch1", package="100:50", credits=100, stars=50)
-    await store.record_purchase_refund("ch1", admin_id=9)
+    await store.hold_purchase_refund("ch1", admin_id=9, force=True)
+    await store.confirm_purchase_refund("ch1")
     await store.set_model_price("imagen4", 33)
     await store.set_flag("kie_low", "1")
     await store.first_sight_of_update(5000)
@@ -137,3 +138,14 @@ async def test_a_running_bot_on_the_file_is_refused(tmp_path: Path) -> None:
         code, output = await migrate(tmp_path, "postgresql://postgres@127.0.0.1:5432/postgres")
     assert code == 2 and "in use by a running bot" in output
     assert len(output.strip().splitlines()) == 1
+
+
+async def test_a_target_with_a_bad_host_or_port_is_one_line_naming_the_argument(
+        tmp_path: Path) -> None:
+    await (await Store.open(tmp_path / "bot.sqlite3")).close()
+    for url in ("postgresql://u@h:99999/db", "postgresql://u@[::1/kie"):
+        code, output = await migrate(tmp_path, url)
+        assert code == 2, output
+        assert len(output.strip().splitlines()) == 1, output
+        assert "target URL (migrate-to's argument)" in output and "host or port" in output
+        assert "Traceback" not in output and url not in output

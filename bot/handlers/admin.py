@@ -139,7 +139,8 @@ async def stats(message: Message, *, store: Store, kie: KieClient) -> None:
         _("charged {charged}, refunded {refunded}, bought {bought}, granted {granted}, "
           "added by admins {topups}").format(
             charged=-ledger.get("charge", 0), refunded=ledger.get("refund", 0),
-            bought=ledger.get("purchase", 0) + ledger.get("purchase_refund", 0),
+            bought=sum(ledger.get(kind, 0) for kind in (
+                "purchase", "purchase_refund", "purchase_refund_undone")),
             granted=ledger.get("grant", 0), topups=ledger.get("topup", 0)),
         _("Stars received: {stars} in {purchases} purchases (refunds deducted)").format(
             stars=report.stars, purchases=report.purchases),

@@ -20,7 +20,7 @@ from bot.errors import Refusal
 from bot.i18n import N_
 from bot.services.accounts import UsageError, ascii_number
 from bot.services.telegram import with_retry
-from bot.store import LedgerRow, Purchase, Store, User
+from bot.store import AlreadyRefunded, CreditsReserved, CreditsSpent, LedgerRow, Purchase, Store, User
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ CHECKOUT_MISMATCH = N_("This invoice does not match the package it names. Send /
 REFUND_USAGE = N_("Usage: <code>/refund &lt;charge id&gt;</code>, or "
                   "<code>/refund &lt;charge id&gt; force</code> when the buyer has already spent "
                   "some of the credits.\nExample: <code>/refund stxAbC123 force</code>")
+RESERVED = N_("The buyer's balance is {left} and {reserved} more are held by generations still "
+              "running, whose refunds would bring them back after the purchase ({credits}) is "
+              "refunded. Nothing was refunded; try again when they have finished.")
 SPENT = N_("The buyer has already spent some of these credits: their balance is {left}, the "
            "purchase was {credits}. Nothing was refunded. To refund the {stars} ⭐ anyway and "
            "take back only what is left, send <code>/refund {charge_id} force</code>.")
@@ -156,33 +159,45 @@ class Refunded:
 
 
 async def refund(bot: Bot, store: Store, request: RefundRequest, *, admin_id: int) -> Refunded:
-    """Refund a purchase's Stars, then take its credits back: at most once per charge.
+    """Refund a purchase's Stars and take its credits back: at most once per charge.
 
-    Telegram goes first, so the ledger never says "refunded" for Stars that were not. When
-    Telegram says the charge was already refunded (an earlier call whose answer was lost, or a
-    refund made elsewhere), the ledger catches up. A 5xx or a timeout may or may not have
-    refunded: nothing is recorded and the admin repeats the command, which then takes one of
-    the two paths above."""
-    purchase = await store.get_purchase(request.charge_id)
-    if purchase is None:
+    The credits are held first (one locked transaction: nothing bought meanwhile can spend
+    them), then Telegram is asked. Telegram's refusal gives them back; its "already refunded"
+    (an earlier call whose answer was lost, a refund made elsewhere) confirms as a success
+    does. A 5xx or a timeout may or may not have refunded: the credits stay held and the admin
+    repeats the command, which asks Telegram again without taking anything twice."""
+    try:
+        purchase = await store.hold_purchase_refund(
+            request.charge_id, admin_id=admin_id, force=request.force)
+    except LookupError:
         raise Refusal(N_("I know no purchase with the charge id {charge_id}."),
-                      charge_id=request.charge_id)
-    if purchase.refunded_at is not None:
+                      charge_id=request.charge_id) from None
+    except AlreadyRefunded as done:
         raise Refusal(N_("This purchase was already refunded. Taken back then: {taken} "
                          "(bought: {credits})."),
-                      taken=texts.credits(purchase.taken_back or 0),
-                      credits=texts.credits(purchase.credits))
-    buyer = await _buyer(store, purchase)
-    if buyer.balance < purchase.credits and not request.force:
-        raise Refusal(SPENT, left=texts.credits(buyer.balance), credits=texts.credits(
-            purchase.credits), stars=purchase.stars, charge_id=purchase.charge_id)
-    await _refund_at_telegram(bot, purchase)
-    row = await store.record_purchase_refund(purchase.charge_id, admin_id=admin_id)
-    if row is None:  # another /refund of this charge recorded it meanwhile
+                      taken=texts.credits(done.purchase.taken_back or 0),
+                      credits=texts.credits(done.purchase.credits)) from None
+    except CreditsReserved as held:
+        raise Refusal(RESERVED, left=texts.credits(held.balance),
+                      reserved=texts.credits(held.reserved),
+                      credits=texts.credits(held.purchase.credits)) from None
+    except CreditsSpent as spent:
+        raise Refusal(SPENT, left=texts.credits(spent.balance),
+                      credits=texts.credits(spent.purchase.credits), stars=spent.purchase.stars,
+                      charge_id=spent.purchase.charge_id) from None
+    try:
+        await _refund_at_telegram(bot, purchase)
+    except _Refused as refused:
+        await store.release_purchase_refund(purchase.charge_id, admin_id=admin_id)
+        raise Refusal(N_("Telegram refused the refund: {reason}. The credits stay with the "
+                         "buyer; nothing was changed."), reason=refused.reason) from None
+    if await store.confirm_purchase_refund(purchase.charge_id) is None:
         raise Refusal(N_("This purchase was refunded meanwhile by another command."))
+    taken = purchase.taken_back or 0
     log.info("purchase %s of user %s refunded by %s: %s stars, %s credits taken back",
-             purchase.charge_id, purchase.user_id, admin_id, purchase.stars, -row.amount)
-    return Refunded(purchase=purchase, buyer=buyer, taken=-row.amount, balance=row.balance_after)
+             purchase.charge_id, purchase.user_id, admin_id, purchase.stars, taken)
+    buyer = await _buyer(store, purchase)
+    return Refunded(purchase=purchase, buyer=buyer, taken=taken, balance=buyer.balance)
 
 
 async def _buyer(store: Store, purchase: Purchase) -> User:
@@ -192,20 +207,31 @@ async def _buyer(store: Store, purchase: Purchase) -> User:
     return buyer
 
 
+class _Refused(Exception):
+    """Telegram surely did not refund: the held credits go back."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 async def _refund_at_telegram(bot: Bot, purchase: Purchase) -> None:
-    """refundStarPayment; returns when the Stars are back with the buyer (now or before)."""
+    """refundStarPayment; returns when the Stars are back with the buyer (now or before).
+    Raises _Refused, or Refusal when the outcome is unknown (the credits stay held)."""
     try:
         await with_retry(lambda: bot.refund_star_payment(purchase.user_id, purchase.charge_id),
                          REFUND_ATTEMPTS, retry_server_errors=False)
     except (TelegramServerError, TelegramNetworkError) as error:
         log.warning("refund of %s: Telegram did not answer (%s)", purchase.charge_id, error)
-        raise Refusal(N_("Telegram did not confirm the refund ({reason}). Nothing was recorded; "
-                         "send the same command again in a minute: if the Stars did go back, "
-                         "the repeat records it."), reason=type(error).__name__) from error
+        raise Refusal(N_("Telegram did not confirm the refund ({reason}). The {taken} stay held "
+                         "back from the buyer until it does: send the same command again in a "
+                         "minute. If the Stars went back, the repeat records it; if Telegram "
+                         "refuses, the credits are given back."),
+                      reason=type(error).__name__,
+                      taken=texts.credits(purchase.taken_back or 0)) from error
     except TelegramAPIError as error:
         if ALREADY_REFUNDED in error.message:
             log.info("refund of %s: Telegram had refunded it already", purchase.charge_id)
             return
         log.warning("refund of %s refused by Telegram: %s", purchase.charge_id, error.message)
-        raise Refusal(N_("Telegram refused the refund: {reason}. Nothing was changed."),
-                      reason=error.message) from error
+        raise _Refused(error.message) from error

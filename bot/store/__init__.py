@@ -14,10 +14,22 @@ from bot.store.models import (
     Stats,
     User,
 )
-from bot.store.store import DraftChanged, DraftClosed, InsufficientCredits, LimitReached, Store
+from bot.store.store import (
+    AlreadyRefunded,
+    CreditsReserved,
+    CreditsSpent,
+    DraftChanged,
+    DraftClosed,
+    InsufficientCredits,
+    LimitReached,
+    Store,
+)
 
 __all__ = [
     "WITHOUT_RESULT",
+    "AlreadyRefunded",
+    "CreditsReserved",
+    "CreditsSpent",
     "Draft",
     "DraftChanged",
     "DraftClosed",

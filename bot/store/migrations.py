@@ -163,6 +163,13 @@ SQLITE: list[str] = [
     """
     ALTER TABLE generations ADD COLUMN kie_key TEXT;
     """,
+    # 7: a Stars refund holds the credits before Telegram is asked (taken_back set,
+    # refunded_at not yet), and gives them back if Telegram refuses: each try is counted, so
+    # that every try's ledger rows have sources of their own.
+    """
+    ALTER TABLE purchases ADD COLUMN refund_tries INTEGER NOT NULL DEFAULT 0;
+    UPDATE purchases SET refund_tries = 1 WHERE taken_back IS NOT NULL;
+    """,
 ]
 
 POSTGRES: list[str] = [
@@ -308,5 +315,10 @@ POSTGRES: list[str] = [
     # 3: SQLite's 6.
     """
     ALTER TABLE generations ADD COLUMN kie_key TEXT;
+    """,
+    # 4: SQLite's 7.
+    """
+    ALTER TABLE purchases ADD COLUMN refund_tries INTEGER NOT NULL DEFAULT 0;
+    UPDATE purchases SET refund_tries = 1 WHERE taken_back IS NOT NULL;
     """,
 ]

@@ -22,6 +22,7 @@ class LedgerKind(StrEnum):
     REFUND = "refund"
     PURCHASE = "purchase"                # credits bought with Telegram Stars
     PURCHASE_REFUND = "purchase_refund"  # taken back when the Stars were refunded
+    PURCHASE_REFUND_UNDONE = "purchase_refund_undone"  # given back: Telegram refused the refund
 
 
 class GenerationState(StrEnum):
@@ -48,8 +49,9 @@ class Purchase:
     credits: int
     stars: int
     created_at: float
-    refunded_at: float | None
-    taken_back: int | None
+    refunded_at: float | None  # when Telegram confirmed the Stars went back
+    taken_back: int | None      # credits held back for the refund (refunded_at None: pending)
+    refund_tries: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,29 @@ class InsufficientCredits(Exception):
         self.balance = balance
 
 
+class AlreadyRefunded(Exception):
+    def __init__(self, purchase: Purchase) -> None:
+        super().__init__(f"purchase {purchase.charge_id} was refunded")
+        self.purchase = purchase
+
+
+class CreditsSpent(Exception):
+    """A purchase's credits are no longer all on the balance (a refund then needs `force`)."""
+
+    def __init__(self, purchase: Purchase, balance: int) -> None:
+        super().__init__(f"balance {balance} < {purchase.credits}")
+        self.purchase = purchase
+        self.balance = balance
+
+
+class CreditsReserved(CreditsSpent):
+    """Part of the missing credits are held by open generations, whose refunds may return them."""
+
+    def __init__(self, purchase: Purchase, balance: int, reserved: int) -> None:
+        super().__init__(purchase, balance)
+        self.reserved = reserved
+
+
 class DraftClosed(Exception):
     """The draft was already confirmed or cancelled (a second press, a repeated update)."""
 
@@ -346,25 +369,59 @@ class Store:
                                 " ORDER BY created_at DESC LIMIT ?", (user_id, limit))
         return [row_to(Purchase, row) for row in rows]
 
-    async def record_purchase_refund(self, charge_id: str, *, admin_id: int) -> LedgerRow | None:
-        """The Stars of a purchase went back: take back its credits, or what is left of them
-        (the balance never goes below 0). Once per purchase: None when it was already."""
+    async def hold_purchase_refund(self, charge_id: str, *, admin_id: int,
+                                   force: bool) -> Purchase:
+        """First step of a Stars refund: take the purchase's credits back, in one locked
+        transaction, before Telegram is asked (so nothing bought meanwhile spends them). Returns
+        the purchase, now holding `taken_back`. Without `force` all of
+        the credits must still be there (CreditsSpent); with it, what is left is taken, unless
+        credits are reserved by open generations (CreditsReserved: their refund would land
+        after this one and stay). A refund already held (its Telegram answer never came) is
+        returned as it is. Raises LookupError, AlreadyRefunded."""
         async with self._tx(durable=True) as db:
-            rows = await db.fetch(
-                "SELECT * FROM purchases WHERE charge_id = ? FOR UPDATE", (charge_id,))
-            if not rows:
-                raise LookupError(f"no purchase {charge_id}")
-            purchase = row_to(Purchase, rows[0])
+            purchase = await _purchase(db, charge_id)
             if purchase.refunded_at is not None:
-                return None
+                raise AlreadyRefunded(purchase)
             balance = (await _user(db, purchase.user_id, lock=True)).balance
+            if purchase.taken_back is not None:
+                return purchase
+            if balance < purchase.credits:
+                if not force:
+                    raise CreditsSpent(purchase, balance)
+                reserved = await _reserved(db, purchase.user_id)
+                if reserved:
+                    raise CreditsReserved(purchase, balance, reserved)
             taken = min(balance, purchase.credits)
-            await db.execute(
-                "UPDATE purchases SET refunded_at = ?, taken_back = ? WHERE charge_id = ?",
-                (time.time(), taken, charge_id))
-            return await _apply(db, purchase.user_id, -taken, LedgerKind.PURCHASE_REFUND,
-                                admin_id=admin_id, note=f"{purchase.stars} stars",
-                                source=f"purchase_refund:{charge_id}")
+            tries = purchase.refund_tries
+            await db.execute("UPDATE purchases SET taken_back = ?, refund_tries = ? WHERE charge_id = ?",
+                             (taken, tries + 1, charge_id))
+            await _apply(db, purchase.user_id, -taken, LedgerKind.PURCHASE_REFUND,
+                         admin_id=admin_id, note=f"{purchase.stars} stars",
+                         source=_refund_source("purchase_refund", charge_id, tries))
+            return await _purchase(db, charge_id)
+
+    async def confirm_purchase_refund(self, charge_id: str) -> Purchase | None:
+        """Telegram says the Stars are back: the held refund is done. None if none was held
+        (another command settled it meanwhile)."""
+        rows = await self._rows(
+            "UPDATE purchases SET refunded_at = ? WHERE charge_id = ? AND refunded_at IS NULL"
+            " AND taken_back IS NOT NULL RETURNING *", (time.time(), charge_id))
+        return row_to(Purchase, rows[0]) if rows else None
+
+    async def release_purchase_refund(self, charge_id: str, *, admin_id: int) -> LedgerRow | None:
+        """Telegram refused the refund: the held credits go back to the buyer, as a ledger row.
+        None if nothing was held."""
+        async with self._tx(durable=True) as db:
+            purchase = await _purchase(db, charge_id)
+            if purchase.refunded_at is not None or purchase.taken_back is None:
+                return None
+            await db.execute("UPDATE purchases SET taken_back = NULL WHERE charge_id = ?",
+                             (charge_id,))
+            return await _apply(db, purchase.user_id, purchase.taken_back,
+                                LedgerKind.PURCHASE_REFUND_UNDONE, admin_id=admin_id,
+                                note="Telegram refused the refund",
+                                source=_refund_source("purchase_refund_undone", charge_id,
+                                                      purchase.refund_tries - 1))
 
     # -- admins' catalog overrides and flags -----------------------------------
 
@@ -732,6 +789,25 @@ async def _apply(db: Connection, user_id: int, amount: int, kind: LedgerKind, *,
         " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, source, time.time()))
     return row_to(LedgerRow, added[0])
+
+
+async def _purchase(db: Connection, charge_id: str) -> Purchase:
+    """A purchase, locked until the transaction ends."""
+    rows = await db.fetch("SELECT * FROM purchases WHERE charge_id = ? FOR UPDATE", (charge_id,))
+    if not rows:
+        raise LookupError(f"no purchase {charge_id}")
+    return row_to(Purchase, rows[0])
+
+
+async def _reserved(db: Connection, user_id: int) -> int:
+    """Credits charged for a user's generations that are still open (refunded if they fail)."""
+    return await _scalar(db, f"SELECT coalesce(sum(price), 0) FROM generations"
+                             f" WHERE user_id = ? AND state IN {_IN_OPEN}", (user_id, *OPEN_STATES))
+
+
+def _refund_source(kind: str, charge_id: str, attempt: int) -> str:
+    """The ledger source of a refund's row: the first attempt's names only the charge."""
+    return f"{kind}:{charge_id}" + (f"#{attempt}" if attempt else "")
 
 
 async def _scalar(db: Connection, sql: str, params: Sequence[Any] = ()) -> int:

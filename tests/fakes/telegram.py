@@ -77,7 +77,8 @@ WRONG_FILE = "Bad Request: wrong file identifier/HTTP URL specified"
 BLOCKED = "Forbidden: bot was blocked by the user"
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 UPGRADED = "Bad Request: group chat was upgraded to a supergroup chat"  # + parameters.migrate_to_chat_id
-KICKED = "Forbidden: bot was kicked from the {type} chat"  # type: group, supergroup or channel
+KICKED = "Forbidden: bot was kicked from the {type} chat"
+CANNOT_INITIATE = "Forbidden: bot can't initiate conversation with a user"  # never opened a chat  # type: group, supergroup or channel
 # Telegram Stars. CHARGE_ALREADY_REFUNDED, STARS_INVOICE_INVALID and PAYMENT_PROVIDER_INVALID are
 # what api.telegram.org answers; the other descriptions are the fake's (same shape).
 ALREADY_REFUNDED = "Bad Request: CHARGE_ALREADY_REFUNDED"
@@ -269,6 +270,14 @@ class Charge:
 class _FailRule:
     method: str  # lowercase
     error: ApiError
+    times: int
+    when: Callable[[dict[str, Any]], bool] | None
+
+
+@dataclass
+class _SlowRule:
+    method: str
+    seconds: float
     times: int
     when: Callable[[dict[str, Any]], bool] | None
 
@@ -641,6 +650,8 @@ class FakeTelegram(LocalServer):
         self.chats: dict[int, dict[str, Any]] = {}  # chat id -> Chat
         self.users: dict[int, dict[str, Any]] = {}  # user id -> User
         self.blocked: set[int] = set()
+        # People who never opened a private chat with the bot (until they write to it there).
+        self.strangers: set[int] = set()
         self.kicked: set[int] = set()  # groups the bot was removed from (kick)
         self.upgraded: dict[int, int] = {}  # old group id -> supergroup id (upgrade_group)
         self.deleted_by_users: list[tuple[int, int]] = []  # (chat id, message id) deleted by people
@@ -655,6 +666,7 @@ class FakeTelegram(LocalServer):
         self.update_log: list[dict[str, Any]] = []  # every update ever queued, as queued
 
         self._fail_rules: list[_FailRule] = []
+        self._slow_rules: list[_SlowRule] = []
         self._file_records: dict[str, _FileRecord] = {}
         self._callback_ids: set[str] = set()
         self._checkouts: dict[str, float] = {}  # open pre-checkout query id -> time.monotonic() queued
@@ -811,6 +823,8 @@ class FakeTelegram(LocalServer):
         elif from_user["id"] not in self.users:
             self.user(from_user["id"], from_user.get("first_name", "User"), from_user.get("username"))
         chat = chat or self.private_chat(from_user)
+        if chat["id"] == from_user["id"]:
+            self.strangers.discard(from_user["id"])  # writing to the bot opens the chat
         if chat["id"] in self.upgraded:
             raise ValueError(f"group {chat['id']} was upgraded: people now write in "
                              f"{self.upgraded[chat['id']]}")
@@ -970,6 +984,12 @@ class FakeTelegram(LocalServer):
             }.get(error_code, f"Error {error_code}: injected failure")
         error = ApiError(error_code, description, retry_after)
         self._fail_rules.append(_FailRule(_norm(method), error, times, when))
+
+    def slow(self, method: str, seconds: float, *, times: int = 1,
+             when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next `times` calls of `method` (matching `when(params)`) are answered only after
+        `seconds` (the call is carried out then: a slow upload, a slow refund)."""
+        self._slow_rules.append(_SlowRule(_norm(method), seconds, times, when))
 
     def block(self, user_id: int) -> None:
         """From now on every send/edit/copy/forward into this chat answers 403 "bot was blocked"."""
@@ -1178,6 +1198,7 @@ class FakeTelegram(LocalServer):
                 raise ApiError(401, "Unauthorized")
             self._inject_outage(method, call)
             self._inject_fault(method, call)
+            await self._inject_delay(method, call)
             handler = self._handlers.get(method.lower(), self._fallback(method))
             result = handler(call.params)
             if asyncio.iscoroutine(result):
@@ -1263,6 +1284,15 @@ class FakeTelegram(LocalServer):
                 call.injected = True
                 raise rule.error
         self._fail_rules = [r for r in self._fail_rules if r.times > 0]
+
+    async def _inject_delay(self, method: str, call: Call) -> None:
+        key = _norm(method)
+        for rule in self._slow_rules:
+            if rule.method == key and rule.times > 0 and (rule.when is None or rule.when(call.params)):
+                rule.times -= 1
+                await asyncio.sleep(rule.seconds)
+                break
+        self._slow_rules = [r for r in self._slow_rules if r.times > 0]
 
     def _fallback(self, method: str) -> Callable[[dict[str, Any]], Any]:
         """Unknown methods answer True; other send* methods still create a (plain) message."""
@@ -1671,6 +1701,8 @@ class FakeTelegram(LocalServer):
         self._check_member(chat_id)
         if chat_id in self.blocked:
             raise ApiError(403, BLOCKED)
+        if chat_id in self.strangers:
+            raise ApiError(403, CANNOT_INITIATE)
         return chat
 
     def _check_member(self, chat_id: int) -> None:
