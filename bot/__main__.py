@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from bot.config import Settings, StoreSettings, describe_error
+from bot.config import Settings, StoreSettings, describe_error, postgres_url_problem
 from bot.logs import setup_logging
 from bot.store.backup import BackupError, copy_database
 from bot.store.lock import DatabaseInUse, DatabaseLock
@@ -158,8 +158,9 @@ def migrate(url: str) -> int:
     try:
         if not source.is_file():
             raise TransferError(f"DATABASE_PATH {source} does not exist; nothing to copy")
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise TransferError("the target must be a postgresql:// URL")
+        problem = postgres_url_problem(url)
+        if problem:
+            raise TransferError(f"the target URL (migrate-to's argument) {problem}")
         try:
             lock.acquire()  # the bot must not write to the file while it is copied
         except DatabaseInUse as error:

@@ -122,6 +122,15 @@ class KieSettings(_Group):
     # Admins are alerted once each time the Kie.ai account's credits fall below this; 0 = off.
     low_credit_alert: Annotated[float, Field(ge=0)] = env("kie_low_credit_alert", 0)
 
+    @field_validator("callback_url")
+    @classmethod
+    def _appendable(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        """Each task's callback URL is this one plus /<secret>/<generation id>."""
+        if value is not None and (value.query is not None or value.fragment is not None):
+            raise ValueError("must have no query string (?) or fragment (#): the bot appends "
+                             "/<secret>/<id> to it")
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _keys(cls, value: object) -> object:
@@ -156,6 +165,20 @@ class WebhookSettings(_Group):
     secret: SecretStr | None = env("webhook_secret", None)
 
 
+def postgres_url_problem(url: str) -> str | None:
+    """What keeps `url` from being a PostgreSQL URL, or None; never its text (it may hold a
+    password). Checked before asyncpg sees it: a host or port it cannot parse is a traceback."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return "must be a postgresql:// URL"
+    try:
+        hosts = urlsplit(url).netloc.rpartition("@")[2]
+        if all(urlsplit(f"//{host}").port != 0 for host in hosts.split(",")):  # h1:p1,h2:p2
+            return None
+    except ValueError:  # "Invalid IPv6 URL", a port that is no number or is over 65535
+        pass
+    return "has a malformed host or port (a port is 1-65535, an IPv6 address goes in [brackets])"
+
+
 class StoreSettings(_Group):
     """Where the data lives: the SQLite file, or PostgreSQL when a URL is given."""
 
@@ -171,9 +194,9 @@ class StoreSettings(_Group):
     @field_validator("url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(
-                ("postgresql://", "postgres://")):
-            raise ValueError("it must be a postgresql:// URL")
+        problem = postgres_url_problem(value.get_secret_value()) if value is not None else None
+        if problem:
+            raise ValueError(f"it {problem}")
         return value
 
     @field_validator("path")

@@ -37,6 +37,12 @@ class WebhookHandler(SimpleRequestHandler):
         # limit holds the rest back (as the concurrency limit does for long polling).
         self._slots = asyncio.Semaphore(concurrency)
 
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        # aiogram's compare_digest raises TypeError (a 500) on a non-ASCII header; Telegram
+        # never sends one (a secret_token is A-Z a-z 0-9 _ - only): refused, a 401.
+        return telegram_secret_token.isascii() and super().verify_secret(telegram_secret_token,
+                                                                          bot)
+
     async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
         raw = await request.json(loads=bot.session.json_loads)
         message = raw.get("message") if isinstance(raw, dict) else None
@@ -110,7 +116,17 @@ class WebServer:
 
     async def kie_callback(self, request: web.Request) -> web.Response:
         assert self.callbacks is not None
-        status = await self.callbacks.receive(request.match_info["secret"],
-                                              request.match_info["generation"],
-                                              await request.read(), request.headers)
-        return web.Response(status=status)
+        generation_id = self.callbacks.addressed(request.match_info["secret"],
+                                                 request.match_info["generation"])
+        if generation_id is None:  # answered before the body is read: a stranger costs nothing
+            return web.Response(status=404)
+        try:
+            body = await request.read()
+        except (ConnectionError, web.RequestPayloadError) as error:
+            # A client gone (or a broken body) mid-read: one line, not aiohttp's traceback.
+            # The answer goes nowhere if the connection is gone; aiohttp drops it silently.
+            log.info("callback for generation %s: body not received (%s)", generation_id,
+                     error.__class__.__name__)
+            return web.Response(status=400)
+        return web.Response(status=await self.callbacks.receive(generation_id, body,
+                                                                request.headers))

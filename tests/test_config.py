@@ -230,3 +230,42 @@ def test_database_path_in_unwritable_folder_is_refused(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o755)
     assert line is not None and "DATABASE_PATH" in line and "not writable" in line, line
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h:99999/db", "postgresql://u@[::1/kie",
+                                 "postgresql://u:pw-SECRET@h:port/db", "postgresql://u@h:0/db",
+                                 "postgresql://u@h1:5432,h2:70000/db"],
+                         ids=["port-too-big", "open-bracket", "port-not-a-number", "port-0",
+                              "second-host"])
+def test_database_url_with_a_bad_host_or_port_stops_with_one_line(tmp_path: Path, url: str) -> None:
+    """asyncpg would stop with a traceback on it: refused as every invalid setting is."""
+    code, output = run_bot(tmp_path, **GOOD, DATABASE_URL=url)
+    assert code == 2, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "DATABASE_URL is invalid" in output and "host or port" in output, output
+    assert "Traceback" not in output and "SECRET" not in output and url not in output
+
+
+@pytest.mark.parametrize("url", ["https://x/kie?a=1", "https://x/kie#f", "https://x/kie?"])
+def test_kie_callback_url_with_a_query_or_fragment_stops_with_one_line(tmp_path: Path,
+                                                                       url: str) -> None:
+    """The bot appends /<secret>/<id> to KIE_CALLBACK_URL: after ? or # no callback would
+    reach its route."""
+    code, output = run_bot(tmp_path, **GOOD, WEB_PORT="8080", KIE_CALLBACK_URL=url)
+    assert code == 2, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "KIE_CALLBACK_URL is invalid" in output and "Traceback" not in output, output
+
+
+def test_kie_callback_url_with_a_path_is_fine(no_env: Path) -> None:
+    settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY,  # type: ignore[call-arg]
+                        web_port=8080, kie_callback_url="https://bot.example.com/kie/")
+    assert str(settings.kie.callback_url) == "https://bot.example.com/kie/"
+
+
+@pytest.mark.parametrize("url", ["postgresql://bot:pw@db:5432/bot", "postgres://u@[::1]:5432/db",
+                                 "postgresql://u@h1:5432,h2/db", "postgresql:///db?host=/run/pg"])
+def test_database_url_forms_asyncpg_takes_are_accepted(no_env: Path, url: str) -> None:
+    settings = Settings(_env_file=None, bot_token=TOKEN, kie_api_key=KEY,  # type: ignore[call-arg]
+                        database_url=url)
+    assert settings.store.target == url

@@ -55,13 +55,19 @@ class KieCallbacks:
         self._secret = path_secret(settings)
         self._clock = clock
 
-    async def receive(self, secret: str, generation: str, body: bytes,
-                      headers: Mapping[str, str]) -> int:
-        """Handle one callback; returns the HTTP status to answer. Anything that is not a
-        current task of ours changes nothing (and is answered 200, so Kie stops retrying)."""
-        if not hmac.compare_digest(secret, self._secret) or not generation.isdecimal() \
-                or len(generation) > 18:
-            return 404
+    def addressed(self, secret: str, generation: str) -> int | None:
+        """The generation id a callback path of ours names, or None (answer 404). Checked
+        before the body is read: a stranger's request costs no read."""
+        # compare_digest raises TypeError on a non-ASCII str; such a secret is not ours anyway.
+        if not secret.isascii() or not hmac.compare_digest(secret, self._secret) \
+                or not generation.isdecimal() or len(generation) > 18:
+            return None
+        return int(generation)
+
+    async def receive(self, generation_id: int, body: bytes, headers: Mapping[str, str]) -> int:
+        """Handle one callback to a path `addressed` accepted; returns the HTTP status to
+        answer. Anything that is not a current task of ours changes nothing (and is answered
+        200, so Kie stops retrying)."""
         try:
             payload = json.loads(body)
         except ValueError:
@@ -71,9 +77,9 @@ class KieCallbacks:
             return 400
         if self.hmac_key is not None and not signature_ok(self.hmac_key, task_id, headers,
                                                           self._clock()):
-            log.warning("callback for generation %s refused: bad or stale signature", generation)
+            log.warning("callback for generation %s refused: bad or stale signature",
+                        generation_id)
             return 401
-        generation_id = int(generation)
         if interim(payload):  # a read now would only say "still running"
             log.info("generation %s: Kie says task %s is under way", generation_id, task_id)
             return 200
