@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 # queue on one database anyway, and a burst of thousands held in memory at once costs
 # ~100 MB that the allocator never gives back (bench/memory.py: opened through the chat).
 UPDATE_CONCURRENCY = 64
-# On a graceful stop, creates under way get this long to be answered and recorded.
-SUBMIT_GRACE = 10.0
+# On a graceful stop, creates and deliveries under way get this long (together) to be answered
+# and recorded: one cut off is refunded (a create) or sent again (a delivery) at the next start.
+# Well within the 30 s that docker-compose.yml allows a stop.
+STOP_GRACE = 10.0
 # Long polling's turn among instances sharing a database.
 POLLING_TURN = "kie-bot polling"
 
@@ -181,10 +183,11 @@ class Application:
                 self.started.set()
                 await self._stopping.wait()
         finally:
-            # A stop asked for (a signal, stop()) lets creates under way finish; a cancelled
-            # run (its task killed) stops them at once.
+            # A stop asked for (a signal, stop()) lets creates and deliveries under way finish;
+            # a cancelled run (its task killed) stops them at once.
             task = asyncio.current_task()
-            await parts.generations.stop(0.0 if task and task.cancelling() else SUBMIT_GRACE)
+            grace = 0.0 if task and task.cancelling() else STOP_GRACE
+            await asyncio.gather(parts.generations.stop(grace), parts.tracker.settle(grace))
             await parts.halt()
             if parts.watch is not None:
                 await parts.watch.stop()

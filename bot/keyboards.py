@@ -107,7 +107,7 @@ def again_keyboard(generation_id: int) -> InlineKeyboardMarkup:
 
 def history_keyboard(owner: int, page: int, pages: int,
                      resendable: Sequence[tuple[int, int]]) -> InlineKeyboardMarkup | None:
-    """📤 for each delivered result on the page (`resendable`: its number in the list, its
+    """📤 for each finished result on the page (`resendable`: its number in the list, its
     generation id), then ◀ ▶ where there is a page to go to."""
     builder = InlineKeyboardBuilder()
     for number, generation_id in resendable:

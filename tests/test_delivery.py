@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.services.delivery import UPLOAD_LIMIT, Delivery, Outcome
+from bot.services.delivery import UPLOAD_LIMIT, Delivery, Outcome, sniff
 from bot.store import Generation, GenerationState
 from tests import test_tracker
 from tests.fakes.kie import TaskPlan
@@ -217,3 +217,43 @@ async def test_an_html_page_where_a_video_was_expected_is_not_uploaded(rig, kie,
     for method in ("sendVideo", "sendDocument", "sendPhoto"):
         assert not uploads(tg, method)
     assert await rig.refunds() == 0
+
+
+async def test_eleven_pictures_go_as_two_albums_and_no_lone_one(rig, kie, tg):
+    generation = await result_of(rig, kie, "image", TaskPlan(urls=11))
+    assert await delivery_of(rig).deliver(generation) is Outcome.DELIVERED
+    albums = [c for c in tg.calls_of("sendMediaGroup") if c.ok]
+    assert [len(c.params["media"]) for c in albums] == [5, 6]
+    sent = [m["media"] for c in albums for m in c.params["media"]]
+    assert sent == generation.result_urls  # each once, in order
+    assert [bool(m.get("caption")) for c in albums for m in c.params["media"]].count(True) == 1
+    assert not [c for c in tg.calls if c.method == "sendMessage" and "<a href" in
+                str(c.params.get("text"))]  # no fallback to links
+    assert await state_of(rig, generation) is GenerationState.DELIVERED
+
+
+async def test_a_picture_served_as_octet_stream_is_uploaded_by_its_first_bytes(rig, kie, tg):
+    tg.refuse_urls = True
+    generation = await result_of(rig, kie, "image",
+                                 TaskPlan(content_type="application/octet-stream"))
+    assert await delivery_of(rig).deliver(generation) is Outcome.DELIVERED
+    [photo] = uploads(tg, "sendPhoto")
+    assert photo.filename.endswith(".png")
+    assert not [c for c in tg.calls if c.method == "sendMessage" and "<a href" in
+                str(c.params.get("text"))]
+
+
+@pytest.mark.parametrize("head, kind", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "image/png"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "image/jpeg"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+    (b"\x00\x00\x00\x18ftypmp42\x00\x00", "video/mp4"),
+    (b"ID3\x04\x00\x00\x00", "audio/mpeg"),
+    (b"\xff\xfb\x90\x64\x00", "audio/mpeg"),
+    (b"<!DOCTYPE html><html>", None),
+    (b"<html><body>403", None),
+    (b"{\"code\": 404}", None),
+    (b"", None),
+])
+def test_first_bytes_say_what_a_file_is(head, kind):
+    assert sniff(head) == kind

@@ -184,7 +184,7 @@ async def test_only_delivered_results_can_be_sent_again(tg, kie, bot, store):
     listing = await history(alice)
     assert labels(listing) == []
     answer = await alice.press(listing, "", data=Resend(generation=generation.id).pack())
-    assert answer["show_alert"] and "Only a delivered result" in answer["text"]
+    assert answer["show_alert"] and "Only a finished result" in answer["text"]
     assert tg.calls_of("sendPhoto") == []
     assert [r.kind for r in await store.ledger(42, 100)] == [
         LedgerKind.REFUND, LedgerKind.CHARGE, LedgerKind.GRANT]

@@ -109,3 +109,43 @@ async def test_a_key_kie_refuses_leaves_the_pool_and_admins_are_told_once(
     for person in people:
         assert len(await charges(store, person.user["id"])) == 1
         assert await refunds(store, person.user["id"]) == []
+
+
+@pytest.mark.parametrize("pool", [True, False], ids=["pool", "lone-key"])
+async def test_a_key_revoked_while_its_task_runs_refunds_it_once_and_reads_it_no_more(
+        tg, kie, tmp_path, start_bot, store, pool):
+    """Kie answers 401 to the status reads of a running task (its key was revoked): the task is
+    refunded at once as Kie being unavailable, not read until its deadline; admins are told
+    once; the key is not read again. In a pool the key leaves it and the next task goes to
+    another key; a lone key refuses the next create too, and admins are still told once."""
+    kie.plan_by_prompt["revoked"] = TaskPlan(outcome="never")
+    kie.default_plan = TaskPlan(reads_before_done=1)
+    more = {"kie_api_keys": ",".join(MORE)} if pool else {}
+    await start_bot(make_settings(tmp_path, tg, kie, **more))
+    admin = Person(tg, ADMIN_ID, "Admin")
+    admin.say("/start")
+    await admin.told("Hi")
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "a fox on a revoked key")
+    while not kie.tasks or next(iter(kie.tasks.values())).reads == 0:  # made, and running
+        await asyncio.sleep(0.01)
+    [task] = kie.tasks.values()
+    kie.refused_keys[task.key] = 401
+
+    told = await alice.told("temporarily unavailable")
+    assert "40 credits returned" in told.params["text"]
+    await asyncio.sleep(1)  # five poll gaps: time enough for reads that should not come
+    reads = [r for r in kie.requests if r.key == task.key and r.path.endswith("recordInfo")]
+    assert [r.code for r in reads if r.code != 200] == [401]
+    assert len(await refunds(store, 42)) == 1 and (await store.get_user(42)).balance == 100
+
+    bob = Person(tg, 43, "Bob")
+    await generate(bob, "a fox after it")
+    if pool:
+        await tg.wait_for("sendPhoto", lambda c: c.params["chat_id"] == 43)
+        assert [t.key for t in kie.tasks.values()].count(task.key) == 1
+    else:
+        await bob.told("temporarily unavailable")
+    alerts = [c for c in tg.calls_of("sendMessage")
+              if c.params["chat_id"] == ADMIN_ID and "Kie.ai refuses" in c.params["text"]]
+    assert len(alerts) == 1, alerts

@@ -279,6 +279,19 @@ async def test_buy_and_paysupport_are_in_the_command_menu(tg, bot):
         assert {"buy", "paysupport"} <= {c["command"] for c in commands}
 
 
+async def test_a_payment_for_no_known_package_is_told_not_credited_and_logged_in_one_line(
+        tg, bot, store, caplog):
+    alice = Person(tg, 42, "Alice")
+    charge_id, _ = tg.pay(alice.user, currency="XTR", total_amount=50, invoice_payload="nonsense")
+    call = await alice.told("cannot tell which package")
+    assert charge_id in call.params["text"]
+    assert await store.get_purchase(charge_id) is None
+    assert (await store.get_user(42)).balance == START
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback for a known case
+    assert [r.levelname for r in caplog.records if charge_id in r.getMessage()
+            and r.name.startswith("bot.")] == ["WARNING", "ERROR"]  # fetched, then handled
+
+
 # -- /refund --------------------------------------------------------------------------------------
 
 async def test_admin_refund_gives_the_stars_back_and_takes_the_credits_once(tg, bot, store):

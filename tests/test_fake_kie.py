@@ -472,6 +472,17 @@ async def test_suno_failure_plan(http: httpx.AsyncClient, kie: FakeKie) -> None:
     assert (await suno_read(http, other))["data"]["status"] == "GENERATE_AUDIO_FAILED"
 
 
+async def test_garbage_knobs_spoil_only_the_finished_record(http: httpx.AsyncClient, kie: FakeKie) -> None:
+    kie.default_plan = TaskPlan(reads_before_done=0, bad_urls=[None, 7, ""])
+    task_id = (await create(http))["data"]["taskId"]
+    urls = json.loads((await read(http, task_id))["data"]["resultJson"])["resultUrls"]
+    assert urls == [*kie.tasks[task_id].result_urls, None, 7, ""]
+    kie.default_plan = TaskPlan(reads_before_done=0, track_duration="NaN")
+    song = (await http.post(GENERATE, json=SIMPLE)).json()["data"]["taskId"]
+    tracks = (await suno_read(http, song))["data"]["response"]["sunoData"]
+    assert [t["duration"] for t in tracks] == ["NaN", "NaN"]
+
+
 async def test_suno_callback_shape(http: httpx.AsyncClient, kie: FakeKie) -> None:
     received: list[Any] = []
 

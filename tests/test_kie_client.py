@@ -344,6 +344,18 @@ async def test_task_fail_exposes_code_and_msg(kie: FakeKie, client: KieClient) -
     assert (record.fail_code, record.fail_msg) == ("400", "content policy violation")
 
 
+async def test_junk_among_the_result_urls_costs_only_itself(kie: FakeKie, client: KieClient) -> None:
+    """A null, a number, an empty string among resultUrls: the real files are the result."""
+    task_id = await new_task(client, kie, TaskPlan(reads_before_done=0, urls=2, bad_urls=[None, 7, ""]))
+    status = await client.status(API_MARKET, task_id)
+    assert status.phase == "success" and status.urls == kie.tasks[task_id].result_urls
+
+
+async def test_junk_result_urls_only_is_a_failed_task(kie: FakeKie, client: KieClient) -> None:
+    task_id = await new_task(client, kie, TaskPlan(reads_before_done=0, urls=0, bad_urls=[None]))
+    assert await client.status(API_MARKET, task_id) == TaskStatus("fail", "success", message="no result")
+
+
 # -- other endpoints ---------------------------------------------------------------------------
 
 async def test_get_credits_bare_number(kie: FakeKie, client: KieClient) -> None:

@@ -34,7 +34,7 @@ SUNO_FAILURES = ["CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPT
 
 # -- the market mapping ------------------------------------------------------------------------
 
-def market(state: str, *, urls: list[str] | None = None, fail_msg: str = "",
+def market(state: str, *, urls: list[Any] | None = None, fail_msg: str = "",
            fail_code: str = "") -> TaskStatus:
     data = {"taskId": "task_1", "state": state, "param": "",
             "resultJson": json.dumps({"resultUrls": urls}) if urls is not None else "",
@@ -63,6 +63,20 @@ def test_market_fail_carries_fail_msg_and_code() -> None:
     status = market("fail", fail_msg="content policy violation", fail_code="400")
     assert status == TaskStatus("fail", "fail", message="content policy violation", code="400")
     assert market("fail") == TaskStatus("fail", "fail")  # empty strings are no message
+
+
+@pytest.mark.parametrize("junk", [None, 7, "", "  ", {"url": "https://k/1.png"}, ["https://k/1.png"]],
+                         ids=["null", "number", "empty", "blank", "object", "list"])
+def test_market_success_keeps_the_good_urls_among_junk(junk: Any) -> None:
+    status = market("success", urls=["https://k/0.png", junk, "https://k/2.png"])
+    assert status.phase == "success" and status.urls == ["https://k/0.png", "https://k/2.png"]
+
+
+def test_market_success_with_junk_urls_only_is_a_failure() -> None:
+    assert market("success", urls=[None, 7, ""]) == TaskStatus("fail", "success", message="no result")
+    data = {"taskId": "task_1", "state": "success", "resultJson": json.dumps({"resultUrls": None})}
+    assert TaskRecord.model_validate(data).to_status() == TaskStatus("fail", "success",
+                                                                     message="no result")
 
 
 def test_market_unknown_state_keeps_running() -> None:
@@ -128,6 +142,27 @@ def test_suno_null_suno_data_is_no_tracks() -> None:
 def test_suno_failures_carry_error_message_and_status(status: str) -> None:
     result = suno(status, error=f"why {status}", error_code=400)
     assert result == TaskStatus("fail", status, message=f"why {status}", code="400")
+
+
+def test_suno_success_keeps_the_tracks_among_junk() -> None:
+    junk = {**TRACKS[1], "audioUrl": 42, "title": 5, "tags": ["x"], "imageUrl": {}}
+    status = suno("SUCCESS", [None, TRACKS[0], 7, junk, {**TRACKS[1], "title": 5, "tags": None}])
+    assert status.urls == ["https://k/a.mp3", "https://k/b.mp3"]
+    assert (status.files[1].title, status.files[1].tags) == (None, None)
+
+
+@pytest.mark.parametrize("duration", ["NaN", "nan", float("nan"), "inf", float("-inf"), -1, "-0.5",
+                                      1e12, "long", True, [], {}, None,
+                                      pytest.param(10**400, id="too-large-for-a-float")])
+def test_suno_duration_that_is_no_length_is_none(duration: Any) -> None:
+    [track] = suno("SUCCESS", [{**TRACKS[0], "duration": duration}]).files
+    assert track.url == "https://k/a.mp3" and track.duration is None
+
+
+@pytest.mark.parametrize(("duration", "seconds"), [("198.5", 198.5), (0, 0.0), (3600, 3600.0)])
+def test_suno_duration_as_a_number_or_numeric_text_is_kept(duration: Any, seconds: float) -> None:
+    [track] = suno("SUCCESS", [{**TRACKS[0], "duration": duration}]).files
+    assert track.duration == seconds
 
 
 def test_suno_unknown_status_keeps_running() -> None:
@@ -226,6 +261,15 @@ async def test_suno_status_first_success_stays_running_then_two_tracks(kie: Fake
     async with httpx.AsyncClient() as http:  # the tracks really are MP3 files
         answer = await http.get(files[1].url)
     assert answer.status_code == 200 and answer.headers["content-type"] == "audio/mpeg"
+
+
+async def test_suno_status_with_a_nan_length_gives_the_tracks_without_it(kie: FakeKie,
+                                                                         client: KieClient) -> None:
+    kie.default_plan = TaskPlan(reads_before_done=0, track_duration="NaN")
+    task_id = await client.start(API_SUNO, SUNO_MODEL, SUNO_SIMPLE)
+    status = await client.status(API_SUNO, task_id)
+    assert status.urls == kie.tasks[task_id].result_urls
+    assert [f.duration for f in status.files] == [None, None]
 
 
 async def test_suno_sensitive_words_fail(kie: FakeKie, client: KieClient) -> None:

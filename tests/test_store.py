@@ -24,6 +24,7 @@ from bot.store import (
     User,
     migrations,
 )
+from bot.store.store import DRAFTS_PER_USER
 from tests.databases import ENGINES, database, open_store
 
 USER = 42
@@ -620,6 +621,37 @@ async def test_a_recovered_generation_is_delivered_free_and_never_refunded_twice
     assert await store.ledger_sum(USER) == (await store.get_user(USER)).balance
 
 
+async def test_a_persons_unconfirmed_pickers_are_bounded(store: Store) -> None:
+    """One picker a second for hours (with long prompts) keeps at most DRAFTS_PER_USER of them;
+    confirmed ones (their generations refer to them) and other people's stay."""
+    await add_user(store, credits=PRICE * 3)
+    await add_user(store, user_id=USER + 1, credits=0)
+    confirmed = await start(store, await open_draft(store))
+    other = await store.create_draft(user_id=USER + 1, chat_id=1, request_message_id=None,
+                                     kind="image", prompt="x", model="imagen4")
+    drafts = [await open_draft(store) for _ in range(DRAFTS_PER_USER + 5)]
+    await store.cancel_draft(drafts[-1])
+    kept = await store._rows("SELECT id FROM drafts WHERE user_id = ? AND state != 'confirmed'"
+                             " ORDER BY id", (USER,))
+    assert [row[0] for row in kept] == drafts[-DRAFTS_PER_USER:]
+    assert await store.get_draft(confirmed.draft_id) is not None
+    assert await store.get_draft(other.id) is not None
+
+
+async def test_a_task_of_another_generation_recovers_nothing(store: Store) -> None:
+    """A signed callback captured and replayed to another generation's path names a task that
+    generation never had: nothing changes, and nothing raises (the unique task id)."""
+    await add_user(store, credits=PRICE * 3)
+    running = await start(store, await open_draft(store))
+    await store.mark_submitted(running.id, "task_a", time.time() + 60)
+    interrupted = await start(store, await open_draft(store))
+    await store.fail_generation(interrupted.id, "interrupted")
+    now = time.time()
+    assert await store.recover(interrupted.id, "task_a", ["https://x/1.png"],
+                               deliver_by=now + 60, lease_until=now + 60) is None
+    assert (await store.get_generation(interrupted.id)).state is GenerationState.FAILED
+
+
 async def test_only_an_interrupted_generation_without_a_task_can_be_recovered(store: Store) -> None:
     await add_user(store, credits=PRICE * 3)
     timed_out = await start(store, await open_draft(store))
@@ -675,7 +707,7 @@ async def test_an_instance_owns_what_it_works_on_until_it_is_gone(engine: str, t
             [claimed] = await first.claim_checks(now, now + 30, 10)
             assert (claimed.id, claimed.owner) == (reading.id, first.instance)
             if engine == "postgres":  # SQLite: one process per file, so no second live one
-                assert await second.orphans(now) == []
+                assert await second.refund_orphans(now) == []
                 await second.release_leases(now)
                 await first.heartbeat(now + 25)  # still there when its read's lease runs out
                 assert await second.claim_checks(now + 31, now + 60, 10) == []  # first's, alive
@@ -683,7 +715,7 @@ async def test_an_instance_owns_what_it_works_on_until_it_is_gone(engine: str, t
             else:
                 await first.close()
             await second.heartbeat(time.time())
-            assert [g.id for g in await second.orphans(time.time())] == [creating.id]
+            assert [g.id for g in await second.refund_orphans(time.time())] == [creating.id]
             await second.release_leases(now + 1)
             [taken] = await second.claim_checks(now + 1, now + 30, 10)
             assert (taken.id, taken.owner) == (reading.id, second.instance)

@@ -343,3 +343,45 @@ async def test_the_tracker_learns_from_each_result_and_from_the_database_at_star
     fresh = Schedule(rig.settings)
     fresh.observe_all(await rig.store.recent_durations(30))
     assert fresh.usual(imagen) == pytest.approx(12, abs=1)
+
+
+async def test_settling_lets_the_delivery_under_way_end_and_starts_nothing_new(rig, kie, tg):
+    """A graceful stop: the send under way is waited for (up to the grace) and recorded; a task
+    that falls due meanwhile is left for the next start."""
+    held = HeldDelivery(rig.tracker.delivery)
+    tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
+                      notifier=rig.tracker.notifier, settings=rig.settings)
+    try:
+        sending = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
+        await tracker.start()
+        while not held.started:
+            await asyncio.sleep(0.01)
+        settling = asyncio.create_task(tracker.settle(10.0))
+        await rig.running(await create_task(kie), user_id=43)
+        tracker.wake()
+        await asyncio.sleep(0.2)
+        assert not settling.done() and kie.count("recordInfo") == 1
+        held.release.set()
+        await asyncio.wait_for(settling, 5)
+        assert (await rig.store.get_generation(sending.id)).state is GenerationState.DELIVERED
+        await asyncio.sleep(0.2)
+        assert kie.count("recordInfo") == 1
+    finally:
+        held.release.set()
+        await tracker.stop()
+
+
+async def test_settling_waits_no_longer_than_the_grace(rig, kie, tg):
+    held = HeldDelivery(rig.tracker.delivery)  # never released: a send that hangs
+    tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
+                      notifier=rig.tracker.notifier, settings=rig.settings)
+    try:
+        await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
+        await tracker.start()
+        while not held.started:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await tracker.settle(0.3)
+        assert 0.25 < time.monotonic() - started < 2
+    finally:
+        await tracker.stop()

@@ -39,6 +39,8 @@ STATES = {
     GenerationState.UNDELIVERABLE: N_("finished, not delivered"),
 }
 
+# Made and paid for: sent again (or at last, to someone who could not be reached) on request.
+SENDABLE = (GenerationState.DELIVERED, GenerationState.UNDELIVERABLE)
 NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
 OUTDATED = N_("This menu is out of date.")
 
@@ -72,8 +74,8 @@ async def resend(query: CallbackQuery, *, callback_data: Resend, account: User, 
         raise Refusal(OUTDATED)
     if generation.user_id != account.id:  # someone else's menu, or forged data
         raise Refusal(NOT_YOURS)
-    if generation.state != GenerationState.DELIVERED:
-        raise Refusal(N_("Only a delivered result can be sent again."))
+    if generation.state not in SENDABLE:
+        raise Refusal(N_("Only a finished result can be sent again."))
     # Answer now: fetching and uploading a large result may outlast the press's answer time.
     await query.answer()
     callback_answer.disable()
@@ -110,7 +112,7 @@ async def page_of(store: Store, user_id: int, page: int, *,
         lines += ["", f"{number}. {entry(generation)}"]
         if private or generation.chat_id == chat.id:
             lines.append(f"<i>{texts.quote(generation.prompt, PROMPT_PREVIEW)}</i>")
-        if generation.state == GenerationState.DELIVERED:
+        if generation.state in SENDABLE:
             resendable.append((number, generation.id))
     return "\n".join(lines), history_keyboard(user_id, page, pages, resendable)
 

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,6 +38,9 @@ from bot.kie.suno import SunoRecord, generate_body
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+
+# Awaited just before a request goes out; raises to stop it (see KieClient.start).
+Fence = Callable[[], Awaitable[None]]
 
 # Kie gives no Retry-After; how long everyone holds back after a 429.
 RATE_LIMIT_PAUSE = 2.0
@@ -151,14 +154,17 @@ class KieClient:
 
     async def start(self, api: str, model: str, input: dict[str, Any], *,
                     owner: int | None = None, callback_url: str | None = None,
-                    key: str | None = None) -> str:
+                    key: str | None = None, fence: Fence | None = None) -> str:
         """Start a task on `api` (API_MARKET or API_SUNO) through `key` (pick_key's, by
         default); returns its id. Never retried once the request may have reached Kie. `owner`
-        (a Telegram user id) shares the budget fairly between users. For Suno, `model` is its
-        version (`V4_5`) and `input` the body."""
+        (a Telegram user id) shares the budget fairly between users. `fence` is awaited just
+        before each try goes out, after the wait for the budget: it raises to stop the create
+        (the caller no longer holds the generation). For Suno, `model` is its version (`V4_5`)
+        and `input` the body."""
         wire = _wire(api)
         data = await self._send("POST", wire.create_path, Priority.CREATE, owner=owner, key=key,
-                                retry_reads=False, json=wire.body(model, input, callback_url))
+                                retry_reads=False, fence=fence,
+                                json=wire.body(model, input, callback_url))
         return self._parse(TaskCreated, data).task_id
 
     async def status(self, api: str, task_id: str, *, owner: int | None = None,
@@ -201,7 +207,8 @@ class KieClient:
     # -- plumbing --------------------------------------------------------------
 
     async def _send(self, method: str, url: str, priority: Priority, *, owner: int | None = None,
-                    key: str | None = None, retry_reads: bool = True, **kwargs: Any) -> Any:
+                    key: str | None = None, retry_reads: bool = True, fence: Fence | None = None,
+                    **kwargs: Any) -> Any:
         """One call under `key`'s budget (None: pick_key's). Reads retry with backoff on 429,
         5xx and timeouts; other calls retry only when Kie surely did not take the request (429,
         no connection)."""
@@ -210,7 +217,8 @@ class KieClient:
         while True:
             attempt += 1
             try:
-                return await self._once(method, url, priority, owner, chosen, **kwargs)
+                return await self._once(method, url, priority, owner, chosen, fence=fence,
+                                        **kwargs)
             except KieError as error:
                 may_retry = error.retryable if retry_reads else isinstance(
                     error, KieRateLimited | _NotSent)
@@ -224,10 +232,12 @@ class KieClient:
                 await asyncio.sleep(delay)
 
     async def _once(self, method: str, url: str, priority: Priority, owner: int | None,
-                    key: _Key, **kwargs: Any) -> Any:
+                    key: _Key, *, fence: Fence | None = None, **kwargs: Any) -> Any:
         try:
             # The slot is held until the answer is in: Kie counted the request somewhere before.
             async with key.limiter.slot(priority, owner=owner):
+                if fence is not None:
+                    await fence()
                 response = await self._http.request(
                     method, url, headers={"Authorization": key.authorization}, **kwargs)
         except httpx.ConnectError as error:

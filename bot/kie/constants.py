@@ -40,6 +40,9 @@ SUNO_INTERIM_CALLBACKS = frozenset({"text", "first"})
 
 # TaskStatus.message when Kie says success but hands over no file.
 NO_RESULT = "no result"
+# The longest a result file's length can be, in seconds (Suno's songs last minutes): anything
+# longer is garbage, kept as "length unknown".
+MAX_DURATION = 24 * 3600.0
 
 # Every state either API documents: any other is logged by the caller and polled again.
 KNOWN_STATES = (STATES_RUNNING | {STATE_SUCCESS, STATE_FAIL} | SUNO_STATES_RUNNING

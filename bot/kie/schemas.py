@@ -95,10 +95,38 @@ def _parse_json_string(value: Any) -> Any:
     return value
 
 
+def _usable_urls(value: Any) -> Any:
+    """Kie's list of result URLs with only the entries that can be a file: a null, a number or
+    an empty string among them must not cost the good files. (Not a list: left to fail.)"""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [url for url in value if isinstance(url, str) and url.strip()]
+    return value
+
+
+def duration_or_none(value: Any) -> float | None:
+    """A length in seconds as Kie gives it (a number, or a number in a string), or None when it
+    is no usable length: "NaN", inf, negative, absurdly long, or not a number at all. A bad
+    length only loses a detail; it must not fail the record or every delivery of it."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if 0 <= seconds <= api.MAX_DURATION else None  # (False for NaN)
+
+
 class TaskResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     result_urls: list[str] = Field(default_factory=list, alias="resultUrls")
+
+    @field_validator("result_urls", mode="before")
+    @classmethod
+    def _usable(cls, value: Any) -> Any:
+        return _usable_urls(value)
 
 
 class TaskRecord(StatusRecord):
@@ -132,7 +160,7 @@ class TaskRecord(StatusRecord):
 
     def to_status(self) -> TaskStatus:
         if self.state == api.STATE_SUCCESS:
-            return done([ResultFile(url) for url in self.result_urls if url], self.state)
+            return done([ResultFile(url) for url in self.result_urls], self.state)
         if self.state == api.STATE_FAIL:
             return TaskStatus("fail", self.state, message=self.fail_msg or None,
                               code=self.fail_code or None)

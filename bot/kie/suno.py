@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.kie import constants as api
-from bot.kie.schemas import ResultFile, StatusRecord, TaskStatus, done
+from bot.kie.schemas import ResultFile, StatusRecord, TaskStatus, done, duration_or_none
 
 MODEL_FIELD = "model"
 CALLBACK_FIELD = "callBackUrl"
@@ -39,6 +39,18 @@ class SunoTrack(BaseModel):
     tags: str | None = None
     duration: float | None = None  # seconds
 
+    @field_validator("audio_url", "image_url", "title", "tags", mode="before")
+    @classmethod
+    def _text_or_none(cls, value: Any) -> Any:
+        """A number or an object where Kie should give a string loses that detail (or, for the
+        audio, that track), not the other tracks."""
+        return value if isinstance(value, str) else None
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return duration_or_none(value)
+
     def to_file(self) -> ResultFile | None:
         if not self.audio_url:
             return None
@@ -53,8 +65,13 @@ class SunoResponse(BaseModel):
 
     @field_validator("suno_data", mode="before")
     @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+    def _tracks_only(cls, value: Any) -> Any:
+        """Null is no tracks; a null (or any non-object) among them is no track."""
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [track for track in value if isinstance(track, dict)]
+        return value
 
 
 class SunoRecord(StatusRecord):

@@ -19,15 +19,19 @@ when its files are gone (Kie keeps result URLs about a day) it says so instead o
 from __future__ import annotations
 
 import html
+import itertools
 import logging
+import math
 import mimetypes
 import re
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from aiogram import Bot
@@ -63,16 +67,38 @@ from bot.services.telegram import reply_kwargs, with_retry
 from bot.store import Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MB = 1024 * 1024
 PHOTO_UPLOAD_LIMIT = 10 * MB
 UPLOAD_LIMIT = 50 * MB
 CHUNK = 256 * 1024
 MAX_REDIRECTS = 3
+ALBUM_MAX = 10  # items in one sendMediaGroup
 # A chat may move (group → supergroup) or turn the bot away (group → the person's private
 # chat): at most this many sends for one attempt.
 MAX_HOPS = 3
 PASSING = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter)
+# A delivery under way holds its row this long (renewed as each send starts); another instance
+# takes it over sooner only when this one's process is gone.
+DELIVERY_LEASE = 600.0
+# Kie keeps result files about a day (kie-api.md, Retention): older ones cannot be sent.
+RESULT_RETENTION = 24 * 3600.0
+
+
+def albums(items: Sequence[T]) -> list[Sequence[T]]:
+    """`items` cut into albums of 2-10 (Telegram's bounds), as even as they come: 11 are 6 and
+    5, never 10 and a lone one."""
+    count = -(-len(items) // ALBUM_MAX)
+    cuts = [len(items) * n // count for n in range(count + 1)]
+    return [items[start:end] for start, end in itertools.pairwise(cuts)]
+
+
+def blocked_by_user(error: TelegramForbiddenError) -> bool:
+    """403 because the person blocked the bot (or is gone), not because they never opened a
+    private chat with it ("can't initiate conversation"), nor a group's doing."""
+    message = error.message.lower()
+    return "blocked" in message or "deactivated" in message
 
 
 class DownloadError(Exception):
@@ -98,8 +124,11 @@ class FileDetails:
     duration: float | None = None  # seconds
 
     def fields(self, names: Sequence[str]) -> dict[str, Any]:
+        # (A length stored before Kie's answers were checked may be NaN: dropped, not raised.)
+        duration = self.duration
         values = {"title": self.title, "performer": self.performer,
-                  "duration": round(self.duration) if self.duration is not None else None}
+                  "duration": round(duration) if duration is not None and math.isfinite(duration)
+                  else None}
         return {name: values[name] for name in names if values[name] is not None}
 
 
@@ -146,6 +175,7 @@ class Outcome(Enum):
     UNREACHABLE = "unreachable"   # the person blocked the bot: settled, not refunded
     RETRY = "retry"               # Telegram is having trouble: try again later
     GIVE_UP = "give_up"           # Telegram refuses it for good: refund
+    NOT_MINE = "not_mine"         # its lease ran out while this instance was away: another's
 
 
 @dataclass(frozen=True)
@@ -182,7 +212,14 @@ class Delivery:
         self.http = http
 
     async def deliver(self, generation: Generation) -> Outcome:
-        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on."""
+        """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on.
+        Sent only while this instance still holds the delivery (Store.fence_delivery): one that
+        was frozen past its lease leaves it to the instance that took it over."""
+        now = time.time()
+        if not await self.store.fence_delivery(generation.id, now, now + DELIVERY_LEASE):
+            log.warning("%s: no longer this instance's to deliver; left to its new owner",
+                        generation)
+            return Outcome.NOT_MINE
         user = await self.store.get_user(generation.user_id)
         balance = user.balance if user else 0
         with self.i18n.use_locale(await self.notifier.locale(generation.user_id)):
@@ -193,9 +230,12 @@ class Delivery:
                                    (generation.finished_at or 0) - generation.created_at)
         try:
             sent_to = await self._send_where_reachable(generation, result)
-        except TelegramForbiddenError:
-            log.info("%s: the user cannot be reached", generation)
-            await self.store.set_blocked(generation.user_id)
+        except TelegramForbiddenError as error:
+            # Blocked, or never opened a private chat (a group removed the bot): kept for them,
+            # sent when they next /start (resume_undelivered) or from /history.
+            log.info("%s: the user cannot be reached: %s", generation, error.message)
+            if blocked_by_user(error):
+                await self.store.set_blocked(generation.user_id)
             await self.store.mark_delivered(generation.id, GenerationState.UNDELIVERABLE)
             return Outcome.UNREACHABLE
         except PASSING as error:
@@ -210,19 +250,33 @@ class Delivery:
             await self.notifier.finished(sent_to, done)
         return Outcome.DELIVERED
 
+    async def resume_undelivered(self, user_id: int, *, deadline: float) -> int:
+        """The person opened their private chat: the results they could not be sent while Kie
+        still keeps the files go there now (the tracker delivers them, within `deadline`
+        seconds). Returns how many."""
+        now = time.time()
+        count = await self.store.requeue_undeliverable(
+            user_id, finished_after=now - RESULT_RETENTION, deliver_by=now + deadline, now=now)
+        if count:
+            log.info("user %s is reachable again: %d results to deliver", user_id, count)
+        return count
+
     async def resend(self, generation: Generation, *, chat_id: int, reply_to: int | None,
                      note: str) -> None:
-        """Send a delivered result once more, into `chat_id`, the way `deliver` sends it (same
-        senders, downloads and limits): nothing is charged, no Kie task is made and the
-        generation's record stays as it is. `note` is the line under the caption (in place of
-        the balance). Raises Expired when the files are gone; Telegram's errors reach the caller,
-        who asked just now and can be told."""
+        """Send a delivered (or undeliverable) result once more, into `chat_id`, the way
+        `deliver` sends it (same senders, downloads and limits): nothing is charged, no Kie
+        task is made, and the record changes only when this is the first time it arrives.
+        `note` is the line under the caption (in place of the balance). Raises Expired when
+        the files are gone; Telegram's errors reach the caller, who asked just now and can be
+        told."""
         if not generation.result_urls:
             raise Expired(f"generation {generation.id} has no result URLs")
         result = Result(texts.result_caption(model_name(generation), generation.prompt), note,
                         again_keyboard(generation.id), file_details(generation))
         await self._send(replace(generation, chat_id=chat_id, request_message_id=reply_to), result,
                          links_when_gone=False)
+        if generation.state is GenerationState.UNDELIVERABLE:  # received at last
+            await self.store.mark_resent(generation.id)
 
     async def _send_where_reachable(self, generation: Generation, result: Result) -> Generation:
         """Send into the request's chat, following it to its new id when a group became a
@@ -300,12 +354,13 @@ class Delivery:
             return
         # An album cannot carry buttons: its first item carries the caption, then the balance
         # and the buttons follow in a message of their own.
-        album: list[MediaUnion] = [
+        items: list[MediaUnion] = [
             sender.media(media=m, caption=result.caption if n == 0 else None,
                          **sender.extras(result.details(n)))
             for n, m in enumerate(media)]
-        await with_retry(lambda: self.bot.send_media_group(chat_id, media=album, **reply),
-                         retry_server_errors=False)
+        for album in albums(items):
+            await with_retry(partial(self.bot.send_media_group, chat_id, media=list(album),
+                                     **reply), retry_server_errors=False)
         try:
             await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
                                                            reply_markup=result.markup),
@@ -346,11 +401,14 @@ class Delivery:
 
     @staticmethod
     async def _save(response: httpx.Response, target: Path, expected: str) -> Downloaded:
-        """Stream the body to `target` chunk by chunk: a result is never held in memory."""
+        """Stream the body to `target` chunk by chunk: a result is never held in memory. A
+        file served as a generic binary (object stores do that) is taken when its first bytes
+        say it is of the `expected` kind."""
         if response.status_code != 200:
             raise DownloadError(f"HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not content_type.startswith(expected):
+        generic = content_type in GENERIC_TYPES and bool(expected)
+        if not (content_type.startswith(expected) or generic):
             raise DownloadError(f"not {expected}*: {content_type or 'no content type'}")
         try:
             declared = int(response.headers.get("content-length") or 0)
@@ -361,16 +419,53 @@ class Delivery:
         size = 0
         with target.open("wb") as file:
             async for chunk in response.aiter_bytes(CHUNK):
+                if generic and size == 0:
+                    content_type = sniff(chunk) or content_type
+                    if not content_type.startswith(expected):
+                        raise DownloadError(f"not {expected}* by its first bytes")
                 size += len(chunk)
                 if size > UPLOAD_LIMIT:
                     raise TooLarge(f"too large: over {UPLOAD_LIMIT} bytes")
                 file.write(chunk)
+        if generic and size == 0:
+            raise DownloadError("an empty file")
         return Downloaded(target, size, upload_name(response.url, content_type))
 
 
+# What a file is, by its first bytes: (offset, magic, content type). Only the kinds a result
+# can be; anything else (an HTML error page) is not taken for one.
+SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF8", "image/gif"),
+    (8, b"WEBP", "image/webp"),
+    (4, b"ftypM4A", "audio/mp4"),
+    (4, b"ftypqt", "video/quicktime"),
+    (4, b"ftyp", "video/mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"fLaC", "audio/flac"),
+    (8, b"WAVE", "audio/wav"),
+)
+GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
+
+
+def sniff(head: bytes) -> str | None:
+    """The content type a file's first bytes announce, of those a result can be."""
+    for offset, magic, content_type in SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return content_type
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame
+        return "audio/mpeg"
+    return None
+
+
 def upload_name(url: httpx.URL, content_type: str) -> str:
-    """The URL's file name, made plain, with an extension that fits its content type."""
+    """The URL's file name, made plain, with an extension that fits its content type (in place
+    of none, or of a generic one such as .bin)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(url.path).name).strip("._")[-60:] or "result"
-    if "." not in name:
-        name += mimetypes.guess_extension(content_type) or ""
+    stem, dot, _ = name.rpartition(".")
+    if not dot or (mimetypes.guess_type(name)[0] or "") in GENERIC_TYPES:
+        name = (stem if dot else name) + (mimetypes.guess_extension(content_type) or "")
     return name

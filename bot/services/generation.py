@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bot.catalog import Model, Offer
@@ -39,6 +40,10 @@ from bot.store import (
 log = logging.getLogger(__name__)
 
 DRAFT_LIFETIME = 6 * 3600.0
+
+
+class LeaseLost(Exception):
+    """This instance no longer surely holds a generation it was working on (Store.fence_create)."""
 
 
 class PickerError(Refusal):
@@ -213,6 +218,12 @@ class Generations:
         except KieError as error:
             await self._refuse(generation, model, error)
             return
+        except LeaseLost:
+            # This instance was away (frozen) so long that the others may count it gone: the
+            # create is not sent, and the charge is refunded, by them or here, once.
+            log.warning("%s: not sent to Kie: this instance was away too long", generation)
+            await self._fail(generation, "interrupted")
+            return
         first_check = self._clock() + self.schedule.first_delay(model)
         await self.store.mark_submitted(generation.id, task_id, first_check, key=key)
         log.info("%s: Kie task %s created", generation, task_id)
@@ -228,18 +239,22 @@ class Generations:
             try:
                 task_id = await self.kie.start(
                     model.api, model.kie_model, kie_input, owner=generation.user_id,
-                    callback_url=callback_url(self.settings, generation.id), key=key)
+                    callback_url=callback_url(self.settings, generation.id), key=key,
+                    fence=partial(self._fence, generation))
             except (KieAuthError, KieInsufficientCredits) as error:
                 if self.kie.retire(key):
                     log.warning("Kie.ai refused key %s (%s): it leaves the pool", key, error)
-                    await self.notifier.alert_admins(
-                        f"key:{key}", N_("Kie.ai refuses the key {key} ({reason}): no new task "
-                                         "goes to it until the bot restarts. The other keys go on."),
-                        key=key, reason=str(error.code))
+                    await self.notifier.key_refused(key, str(error.code))
                 elif not self.kie.retired(key):  # the last key left: its refusal is the answer
                     raise
                 continue  # (retired by a create that was refused just before this one)
             return task_id, key
+
+    async def _fence(self, generation: Generation) -> None:
+        """Just before the create goes out: raises LeaseLost unless this instance surely still
+        holds the generation (a freeze may have let another refund it meanwhile)."""
+        if not await self.store.fence_create(generation.id, self._clock()):
+            raise LeaseLost(generation.id)
 
     async def _refuse(self, generation: Generation, model: Model, error: KieError) -> None:
         log.warning("%s: Kie.ai refused the task: %s", generation, error)
@@ -248,8 +263,7 @@ class Generations:
         else:
             reason, detail = "unavailable", None
         if isinstance(error, KieAuthError):
-            await self.notifier.alert_admins(
-                "auth", N_("Kie.ai refuses the API key (KIE_API_KEY). Generations are refunded."))
+            await self.notifier.auth_refused()
         elif isinstance(error, KieInsufficientCredits):
             await self.notifier.alert_admins(
                 "credits", N_("The Kie.ai account is out of credits. Generations are refunded."))

@@ -15,7 +15,7 @@ from aiogram.utils.i18n import I18n
 
 from bot import texts
 from bot.catalog import get_model
-from bot.i18n import locale_of
+from bot.i18n import N_, locale_of
 from bot.services.telegram import ATTEMPTS, edit_or_send, with_retry
 from bot.store import Generation, Store
 
@@ -110,3 +110,16 @@ class Notifier:
                 await with_retry(partial(self.bot.send_message, admin_id, text))
             except TelegramAPIError as error:
                 log.warning("admin %s not alerted: %s", admin_id, error)
+
+    async def key_refused(self, key: str, reason: str) -> None:
+        """Kie refuses one key of the pool (`key`: its id; `reason`: Kie's code): it has left the
+        pool. Told once per key, whoever (a create, a status read) met the refusal first."""
+        await self.alert_admins(
+            f"key:{key}", N_("Kie.ai refuses the key {key} ({reason}): no new task goes to it "
+                             "until the bot restarts. The other keys go on."),
+            key=key, reason=reason)
+
+    async def auth_refused(self) -> None:
+        """Kie refuses the last key left (the bot's only one): nothing can be made or read."""
+        await self.alert_admins(
+            "auth", N_("Kie.ai refuses the API key (KIE_API_KEY). Generations are refunded."))

@@ -118,7 +118,7 @@ class CreditOnArrival:
 
     async def credit(self, update: Update) -> None:
         """Credit the payment `update` brings, if any (once per charge id). Raises when the
-        store cannot take it."""
+        store cannot take it; a payload that names no package is left to the handler."""
         message = update.message
         payment = message.successful_payment if message else None
         if message is None or payment is None or message.from_user is None:
@@ -128,8 +128,13 @@ class CreditOnArrival:
             buyer.id, username=buyer.username, first_name=buyer.first_name,
             last_name=buyer.last_name, tg_language=buyer.language_code,
             starting_credits=self.starting_credits)
-        await credit_payment(self.store, buyer.id, charge_id=payment.telegram_payment_charge_id,
-                             payload=payment.invoice_payload, total_amount=payment.total_amount)
+        try:
+            await credit_payment(self.store, buyer.id,
+                                 charge_id=payment.telegram_payment_charge_id,
+                                 payload=payment.invoice_payload, total_amount=payment.total_amount)
+        except UnknownPayload:  # nothing to credit by itself: the handler tells the buyer
+            log.warning("payment %s: payload %r names no package", payment.telegram_payment_charge_id,
+                        payment.invoice_payload)
 
 
 @dataclass(frozen=True, slots=True)

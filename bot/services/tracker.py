@@ -20,9 +20,9 @@ from bot.catalog import get_model
 from bot.config import Settings
 from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
-from bot.kie.errors import KieError, KieNotFound
+from bot.kie.errors import KieAuthError, KieError, KieNotFound
 from bot.kie.schemas import TaskStatus
-from bot.services.delivery import Delivery, Outcome
+from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
 from bot.services.schedule import REMEMBERED, Schedule
@@ -35,8 +35,6 @@ FAILURE_PAUSE = 1.0
 # A status read in progress holds its row this long (a read waits for the rate limit and retries
 # 5xx for seconds); one that dies with its process is due again after it.
 CHECK_LEASE = 30.0
-# A delivery in progress holds its row this long; a restart releases it at once.
-DELIVERY_LEASE = 600.0
 # Gaps between delivery attempts while Telegram is down: 1 s doubling up to a minute.
 DELIVERY_RETRY_FIRST = 1.0
 DELIVERY_RETRY_MAX = 60.0
@@ -76,6 +74,7 @@ class Tracker:
         self.polling: bool | None = None
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
+        self._stopping = False  # settle() was called: no new pass or delivery starts
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -93,7 +92,17 @@ class Tracker:
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
         self._heartbeat_task = asyncio.create_task(self._beat(), name="tracker-heartbeat")
 
+    async def settle(self, grace: float) -> None:
+        """A graceful stop's first step: take no new work, and give the deliveries under way up
+        to `grace` seconds to end. One cut off may leave Telegram holding the result without
+        its being recorded, and the next start would send it again."""
+        self._stopping = True
+        self.wake()  # the loop ends after the pass under way
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries.values()), timeout=grace)
+
     async def stop(self) -> None:
+        """End everything still running here (after `settle`, if gracefully)."""
         tasks = [t for t in (self._loop_task, self._heartbeat_task, *self._checks.values(),
                              *self._deliveries.values(), *self._errands) if t is not None]
         for task in tasks:
@@ -110,8 +119,9 @@ class Tracker:
         that may never have reached Kie; their deliveries are due at once, and so are the
         status reads they had under way. Other running tasks need nothing: their next check
         time is in the database, and whichever instance claims them first owns them."""
-        for generation in await self.store.orphans(self._clock()):
-            await self._fail(generation, "interrupted")
+        for generation in await self.store.refund_orphans(self._clock()):
+            log.info("%s refunded: interrupted", generation)
+            await self.notifier.failed(generation)
         await self.store.release_leases(self._clock())
 
     async def _present(self) -> None:
@@ -150,7 +160,7 @@ class Tracker:
             self.wake()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:  # (what is due then stays due, for whoever takes it next)
             try:
                 healthy = await self.tick()
             except Exception:  # the loop must outlive any one bad row or outage
@@ -237,6 +247,9 @@ class Tracker:
         except KieNotFound:
             await self._fail(generation, "lost")
             return
+        except KieAuthError as error:
+            await self._key_refused(generation, error)
+            return
         except KieError as error:
             log.warning("%s: status read failed: %s", generation, error)
             await self._after_read(generation, generation.kie_state)
@@ -293,6 +306,20 @@ class Tracker:
             log.info("%s: recovered task %s, delivered free", generation, task_id)
             self._deliver(recovered)
 
+    async def _key_refused(self, generation: Generation, error: KieAuthError) -> None:
+        """Kie refuses the key that made the task (revoked): nothing of the task can be read
+        again, so it is refunded as Kie being unavailable (kie-api.md, 401) instead of read until
+        its deadline. The key leaves the pool, as a refused create makes it, and admins are told
+        once; its other tasks follow as each is read."""
+        key = generation.kie_key or self.kie.key_ids()[0]
+        if self.kie.retire(key):
+            log.warning("Kie.ai refused key %s reading %s (%s): it leaves the pool", key,
+                        generation, error)
+            await self.notifier.key_refused(key, str(error.code))
+        elif not self.kie.retired(key):  # the last key left: the bot's own key is refused
+            await self.notifier.auth_refused()
+        await self._fail(generation, "unavailable")
+
     async def _after_read(self, generation: Generation, kie_state: str | None) -> None:
         now = self._clock()
         if now >= generation.deadline_at:
@@ -318,7 +345,10 @@ class Tracker:
         await self._fail(generation, "undelivered", states=(GenerationState.SUCCEEDED,))
 
     def _deliver(self, generation: Generation) -> None:
-        """Send in the background, so one slow upload does not hold up every other task."""
+        """Send in the background, so one slow upload does not hold up every other task. Not
+        once stopping: the result stays leased to this instance, which gives it up at stop."""
+        if self._stopping:
+            return
         _spawn(self._deliveries, generation.id, self._delivery(generation),
                f"deliver-{generation.id}")
 

@@ -56,6 +56,9 @@ class Database(ABC):
     shared: bool
     # The ids of the instances alive (a subquery; `:alive_after`: seen since then).
     live_instances: str = "SELECT id FROM instances WHERE seen_at > :alive_after"
+    # The ids of the instances whose process still exists, seen lately or not (a frozen one:
+    # SIGSTOP, a long pause): what they were sending may still reach Telegram.
+    connected_instances: str = "SELECT id FROM instances"
 
     @abstractmethod
     async def be_present(self, instance: str) -> None:

@@ -99,9 +99,10 @@ class PostgresDatabase(Database):
     shared = True
     # Alive: seen lately, and its presence connection is still open. A killed process's
     # connection ends with it, so its work passes on at once, not after INSTANCE_TIMEOUT.
-    live_instances = (
-        "SELECT id FROM instances WHERE seen_at > :alive_after AND 'kie-bot ' || id IN"
+    connected_instances = (
+        "SELECT id FROM instances WHERE 'kie-bot ' || id IN"
         " (SELECT application_name FROM pg_stat_activity)")
+    live_instances = f"{connected_instances} AND seen_at > :alive_after"
 
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool

@@ -41,6 +41,12 @@ MINUTE = 60.0
 # An instance not seen for this long is gone (killed, cut off): its generations pass to others.
 # Every instance refreshes its row several times within it (services.tracker.HEARTBEAT).
 INSTANCE_TIMEOUT = 30.0
+# A create goes to Kie only while every other instance is sure to see this one alive for this
+# long yet: one frozen past INSTANCE_TIMEOUT (SIGSTOP, a long pause) may have had its creates
+# refunded by the others meanwhile (fence_create).
+FENCE_MARGIN = 10.0
+# Pickers a person may have open (or cancelled) at once; older ones are forgotten.
+DRAFTS_PER_USER = 100
 # What instances tell each other (Database.announce).
 WORK = "work"
 INSTANCES = "instances"
@@ -103,6 +109,7 @@ class Store:
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # A generation this instance may work on: nobody's, or a gone instance's.
         self._free = f"(owner IS NULL OR owner NOT IN ({db.live_instances}))"
+        self._on_work: list[Callable[[], None]] = []
 
     @classmethod
     async def open(cls, target: Path | str, *, pool_size: int = 10) -> Store:
@@ -153,8 +160,10 @@ class Store:
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another instance sharing the database has new work due (a task
-        submitted, a callback heard), so that whoever has room takes it."""
+        submitted, a callback heard), so that whoever has room takes it; and when this one
+        makes work due that no other step of its own announces (requeue_undeliverable)."""
         self._db.on_announce(WORK, callback)
+        self._on_work.append(callback)
 
     def on_instances(self, callback: Callable[[], None]) -> None:
         """Call `callback` when an instance sharing the database starts or stops."""
@@ -489,6 +498,12 @@ class Store:
                 " options, picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (user_id, chat_id, request_message_id, kind, prompt, model,
                  json.dumps(options or {}), picture, time.time()))
+            # A person's pickers not confirmed are bounded: the oldest past the cap go (their
+            # presses say the menu is out of date), not kept for DRAFT_LIFETIME each.
+            await db.execute(
+                "DELETE FROM drafts WHERE user_id = ? AND state != 'confirmed' AND id NOT IN"
+                " (SELECT id FROM drafts WHERE user_id = ? AND state != 'confirmed'"
+                " ORDER BY id DESC LIMIT ?)", (user_id, user_id, DRAFTS_PER_USER))
             return row_to(Draft, rows[0])
 
     async def get_draft(self, draft_id: int) -> Draft | None:
@@ -576,12 +591,7 @@ class Store:
             if not rows:
                 return None
             generation = row_to(Generation, rows[0])
-            # A generation recovered after its refund (see recover) is not refunded again.
-            refunded = await db.fetch("SELECT 1 FROM ledger WHERE generation_id = ? AND kind = ?",
-                                      (generation_id, LedgerKind.REFUND))
-            if generation.price and not refunded:
-                await _apply(db, generation.user_id, generation.price, LedgerKind.REFUND,
-                             generation_id=generation_id, note=failure)
+            await _refund(db, generation, failure)
             return generation
 
     async def check_now(self, generation_id: int, task_id: str) -> bool:
@@ -605,14 +615,18 @@ class Store:
                       key: str | None = None) -> Generation | None:
         """A generation refunded as interrupted (the bot died between Kie's answer and storing
         the task id) whose task Kie confirms finished: its result is delivered after all, free
-        (the refund stands), recorded as recovered. None unless it is in exactly that state."""
+        (the refund stands), recorded as recovered. None unless it is in exactly that state, and
+        the task is no other generation's (a callback of another's, replayed to this path)."""
         rows = await self._rows(
             "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
             " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
             " deadline_at = ?, next_check_at = ?, owner = ?, kie_key = ? WHERE id = ?"
-            " AND state = ? AND failure = 'interrupted' AND task_id IS NULL RETURNING *",
+            " AND state = ? AND failure = 'interrupted' AND task_id IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM generations AS other WHERE other.task_id = ?)"
+            " RETURNING *",
             (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
-             deliver_by, lease_until, self.instance, key, generation_id, GenerationState.FAILED))
+             deliver_by, lease_until, self.instance, key, generation_id, GenerationState.FAILED,
+             task_id))
         return row_to(Generation, rows[0]) if rows else None
 
     async def count_open(self) -> int:
@@ -664,37 +678,102 @@ class Store:
         return [row_to(Generation, row) for row in rows]
 
     async def retry_delivery(self, generation_id: int, at: float) -> None:
-        """A delivery failed for a passing reason: try again at `at` (or at its deadline)."""
+        """A delivery this instance holds failed for a passing reason: try again at `at` (or at
+        its deadline), by whoever has room then."""
         async with self._tx() as db:
             await db.execute(
                 "UPDATE generations SET deliveries = deliveries + 1, owner = NULL,"
                 " next_check_at = least(?, deadline_at)"
-                " WHERE id = ? AND state = ?", (at, generation_id, GenerationState.SUCCEEDED))
+                " WHERE id = ? AND state = ? AND owner = ?",
+                (at, generation_id, GenerationState.SUCCEEDED, self.instance))
 
     async def release_leases(self, now: float) -> None:
         """What gone instances (a past run of this one too) were doing is due now and free:
-        the deliveries they were making, the status reads they had under way."""
+        the status reads they had under way, and the deliveries of those whose process is gone.
+        A delivery of one that is only frozen (its process still there, its heartbeat late)
+        waits for its lease to run out: woken, it may still be sending it."""
         async with self._tx() as db:
             await db.execute(
                 "UPDATE generations SET next_check_at = :now, owner = NULL"
-                f" WHERE state IN (:running, :succeeded) AND owner IS NOT NULL AND {self._free}",
+                f" WHERE state IN (:running, :succeeded) AND owner IS NOT NULL AND {self._free}"
+                f" AND (state = :running OR owner NOT IN ({self._db.connected_instances}))",
                 {**self._owning(now), "now": now, "succeeded": GenerationState.SUCCEEDED,
                  "running": GenerationState.RUNNING})
 
-    async def orphans(self, now: float) -> list[Generation]:
-        """Charged generations whose create was under way in an instance that is gone: the
-        task may never have reached Kie."""
+    async def refund_orphans(self, now: float) -> list[Generation]:
+        """Refund, as interrupted, the charged generations whose create was under way in an
+        instance that is gone (the task may never have reached Kie). One statement decides
+        and closes them, so a create fenced (fence_create) meanwhile is never refunded."""
+        async with self._tx() as db:
+            rows = await db.fetch(
+                "UPDATE generations SET state = :failed, failure = 'interrupted',"
+                " finished_at = coalesce(finished_at, :now), next_check_at = NULL"
+                f" WHERE state = :pending AND {self._free} RETURNING *",
+                {**self._owning(now), "now": now, "failed": GenerationState.FAILED,
+                 "pending": GenerationState.PENDING})
+            generations = sorted((row_to(Generation, row) for row in rows), key=lambda g: g.id)
+            for generation in generations:
+                await _refund(db, generation, "interrupted")
+            return generations
+
+    async def fence_create(self, generation_id: int, now: float) -> bool:
+        """May this instance send the create of this generation to Kie now? Only while it is
+        still pending and this instance's, and this instance was seen so lately that no other
+        takes it for gone (and refunds the create, refund_orphans) for FENCE_MARGIN yet. Asked
+        just before the request goes out, after any wait for Kie's budget."""
         rows = await self._rows(
-            f"SELECT * FROM generations WHERE state = :pending AND {self._free} ORDER BY id",
-            {**self._owning(now), "pending": GenerationState.PENDING})
-        return [row_to(Generation, row) for row in rows]
+            "SELECT 1 FROM generations WHERE id = :id AND state = :pending AND owner = :me"
+            " AND :me IN (SELECT id FROM instances WHERE seen_at > :fresh_after)",
+            {"id": generation_id, "pending": GenerationState.PENDING, "me": self.instance,
+             "fresh_after": now - INSTANCE_TIMEOUT + FENCE_MARGIN})
+        return bool(rows)
+
+    async def fence_delivery(self, generation_id: int, now: float, lease_until: float) -> bool:
+        """May this instance send this result now? Only while its lease on the delivery still
+        runs (renewed here until `lease_until`): another instance takes a delivery over only
+        from one whose process is gone or whose lease ran out (release_leases, _claim), so a
+        result is sent by one instance at a time, even by one frozen for a while."""
+        rows = await self._rows(
+            "UPDATE generations SET next_check_at = :lease_until WHERE id = :id AND state = :state"
+            " AND owner = :me AND next_check_at > :now RETURNING id",
+            {"id": generation_id, "state": GenerationState.SUCCEEDED, "me": self.instance,
+             "now": now, "lease_until": lease_until})
+        return bool(rows)
 
     async def mark_delivered(self, generation_id: int, state: GenerationState) -> None:
+        """The delivery this instance holds ended (DELIVERED, or UNDELIVERABLE)."""
         async with self._tx() as db:
             await db.execute(
                 "UPDATE generations SET state = ?, delivered_at = ?, next_check_at = NULL"
-                " WHERE id = ? AND state = ?",
-                (state, time.time(), generation_id, GenerationState.SUCCEEDED))
+                " WHERE id = ? AND state = ? AND owner = ?",
+                (state, time.time(), generation_id, GenerationState.SUCCEEDED, self.instance))
+
+    async def requeue_undeliverable(self, user_id: int, *, finished_after: float,
+                                    deliver_by: float, now: float) -> int:
+        """The person can be reached again (they opened their private chat): their results
+        finished since `finished_after` that could not be sent are due for delivery there now,
+        by `deliver_by`. Returns how many."""
+        async with self._tx() as db:
+            count = await db.execute(
+                "UPDATE generations SET state = :succeeded, chat_id = user_id,"
+                " request_message_id = NULL, status_message_id = NULL, delivered_at = NULL,"
+                " next_check_at = :now, deadline_at = :deliver_by, owner = NULL"
+                " WHERE user_id = :user AND state = :undeliverable AND finished_at > :after",
+                {"succeeded": GenerationState.SUCCEEDED, "now": now, "deliver_by": deliver_by,
+                 "user": user_id, "undeliverable": GenerationState.UNDELIVERABLE,
+                 "after": finished_after})
+        if count:
+            await self._db.announce(WORK)
+            for callback in self._on_work:
+                callback()
+        return count
+
+    async def mark_resent(self, generation_id: int) -> None:
+        """A result that could not be delivered was sent after all (from /history)."""
+        async with self._tx() as db:
+            await db.execute("UPDATE generations SET state = ?, delivered_at = ? WHERE id = ?"
+                             " AND state = ?", (GenerationState.DELIVERED, time.time(),
+                                                generation_id, GenerationState.UNDELIVERABLE))
 
     async def set_status_message(self, generation_id: int, message_id: int) -> None:
         async with self._tx() as db:
@@ -789,6 +868,16 @@ async def _apply(db: Connection, user_id: int, amount: int, kind: LedgerKind, *,
         " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (user_id, amount, rows[0][0], kind, generation_id, admin_id, note, source, time.time()))
     return row_to(LedgerRow, added[0])
+
+
+async def _refund(db: Connection, generation: Generation, failure: str) -> None:
+    """Give back a closed generation's price, once: one recovered after its refund (see
+    recover) and closed again is not refunded twice."""
+    refunded = await db.fetch("SELECT 1 FROM ledger WHERE generation_id = ? AND kind = ?",
+                              (generation.id, LedgerKind.REFUND))
+    if generation.price and not refunded:
+        await _apply(db, generation.user_id, generation.price, LedgerKind.REFUND,
+                     generation_id=generation.id, note=failure)
 
 
 async def _purchase(db: Connection, charge_id: str) -> Purchase:

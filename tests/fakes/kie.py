@@ -126,6 +126,11 @@ class TaskPlan:
     # reads: the running states pass by the clock (thirds of the time; Suno's TEXT_SUCCESS and
     # FIRST_SUCCESS too) and reads do not move it (reads_before_done is not used). None = reads move it.
     finish_after: float | None = None
+    # Kie's garbage in a finished record: entries its resultUrls shows after the real ones (None,
+    # a number, ""; market only), and what every ready Suno track says its duration is ("NaN",
+    # -1, ...; UNSET = a real length).
+    bad_urls: list[Any] = field(default_factory=list)
+    track_duration: Any = UNSET
 
     def __post_init__(self) -> None:
         if self.outcome not in ("success", "fail", "never"):
@@ -695,7 +700,8 @@ class FakeKie(LocalServer):
             "model": task.model,
             "state": task.state,
             "param": json.dumps(task.body),
-            "resultJson": json.dumps({"resultUrls": task.result_urls}) if task.state == "success" else "",
+            "resultJson": json.dumps({"resultUrls": task.result_urls + task.plan.bad_urls})
+            if task.state == "success" else "",
             "failCode": task.plan.fail_code if task.state == "fail" else "",
             "failMsg": task.plan.fail_msg if task.state == "fail" else "",
             "createTime": task.create_time,
@@ -1145,7 +1151,8 @@ class FakeKie(LocalServer):
                 "title": title,
                 "tags": tags,
                 "createTime": task.create_time,
-                "duration": 120.5 + 30 * n if n < ready else None,
+                "duration": (120.5 + 30 * n if isinstance(task.plan.track_duration, _Unset)
+                             else task.plan.track_duration) if n < ready else None,
             }
             if snake:  # callbacks spell the keys in snake_case (3rd)
                 track = {re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), k): v
