@@ -2,6 +2,8 @@
 not one credit out of place.
 
     .venv/bin/python -m bench.chaos [--generations 200] [--people 50] [--kills 5] [--seed N]
+    .venv/bin/python -m bench.chaos --engine postgres [...]     (bench/chaos_pg.py: two instances
+                                                                on PostgreSQL, kills and freezes)
 
 The real bot (`python -m bot`, a subprocess, callbacks on: WEB_PORT + KIE_CALLBACK_URL) runs
 between the fake Bot API and the fake Kie.ai of tests/fakes, on 127.0.0.1. People ask for
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -44,7 +47,7 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -80,6 +83,7 @@ PACKAGE, PACKAGE_CREDITS, PACKAGE_STARS = "100:50", 100, 50
 DURATIONS = {"image": (8.0, 20.0), "video": (60.0, 180.0), "song": (30.0, 90.0),
              "speech": (5.0, 15.0)}
 TRIGGERS = ("media sent", "Kie create answered", "update confirmed", "callback answered")
+CREATE_PATHS = ("/jobs/createTask", "/v1/generate")  # Kie's create endpoints (market, Suno)
 OPEN_STATES = ("pending", "running", "succeeded")
 RECOVERED = "recovered by callback"
 
@@ -119,6 +123,12 @@ class Life:
     ended_wall: float | None = None
     end: str = ""  # "killed" or "stopped"
     exit_code: int | None = None
+    instance: str = ""  # which bot process, when there are several ("A", "B")
+
+    @property
+    def label(self) -> str:
+        """How the report names it: "3", or "B3" among several instances."""
+        return f"{self.instance}{self.number}"
 
 
 def free_port() -> int:
@@ -146,9 +156,10 @@ def bot_env(folder: Path, tg: FakeTelegram, kie: FakeKie, port: int,
 class BotProcess:
     """The bot as a subprocess: started, SIGKILLed, stopped; each life logs to its own file."""
 
-    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+    def __init__(self, folder: Path, env: dict[str, str], name: str = "") -> None:
         self.folder = folder
         self.env = env
+        self.name = name  # among several instances; "" when it is the only one
         self.lives: list[Life] = []
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
@@ -157,10 +168,24 @@ class BotProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def send(self, sig: signal.Signals) -> bool:
+        """Send `sig` to the current process (SIGSTOP, SIGCONT); False if it is gone."""
+        if not self.alive or self._process is None:
+            return False
+        try:
+            self._process.send_signal(sig)
+        except ProcessLookupError:
+            return False
+        return True
+
     async def start(self) -> Life:
         assert not self.alive, "one bot process at a time"
         life = Life(len(self.lives) + 1, time.monotonic(), time.time(),
-                    self.folder / f"bot-{len(self.lives) + 1}.log")
+                    self.folder / f"bot-{len(self.lives) + 1}.log", instance=self.name)
         self._log = life.log.open("wb")
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", cwd=self.folder, env=self.env,
@@ -206,7 +231,13 @@ class BotProcess:
 class Watch:
     """What the database says, read through a connection of our own every POLL seconds:
     generations by draft, ledger sources, refunded purchases, open generations and how
-    long each charged generation has waited for its Kie task within one life."""
+    long each charged generation has waited for its Kie task within one life.
+
+    The SQLite file here; a subclass reads another engine (`_connect`, `_fetch`, `_close`)
+    and says what "one life" is among several processes (`_epoch`)."""
+
+    # What a read may meet while the bot recovers its database after a kill: skipped.
+    RECOVERING: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: Path, bot: BotProcess) -> None:
         self.path = path
@@ -216,47 +247,63 @@ class Watch:
         self.refunded: set[str] = set()
         self.open = 0
         self.stuck: dict[int, float] = {}  # generation id -> seconds pending within one life
-        self._pending_since: dict[int, tuple[int, float]] = {}  # id -> (life, first seen)
+        self._pending_since: dict[int, tuple[object, float]] = {}  # id -> (epoch, first seen)
         self._last_generation = 0
         self._last_ledger = 0
         self._db: aiosqlite.Connection | None = None
 
     async def run(self) -> None:
-        self._db = await aiosqlite.connect(self.path)
+        await self._connect()
         try:
             while True:
                 await self.refresh()
                 await asyncio.sleep(POLL)
         finally:
+            await self._close()
+
+    async def _connect(self) -> None:
+        self._db = await aiosqlite.connect(self.path)
+
+    async def _close(self) -> None:
+        if self._db is not None:
             await self._db.close()
 
-    async def refresh(self) -> None:
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> Iterable[Sequence[Any]]:
+        """The rows of one query (`?` placeholders)."""
         assert self._db is not None
-        with contextlib.suppress(sqlite3.OperationalError):  # being recovered after a kill
-            await self._read(self._db)
+        return await self._db.execute_fetchall(sql, params)
 
-    async def _read(self, db: aiosqlite.Connection) -> None:
-        for gid, draft in await db.execute_fetchall(
+    def _epoch(self) -> object:
+        """What must stay the same for a pending generation's clock to run on: the life of
+        the bot (falsy: no bot running, no clock)."""
+        return self.bot.lives[-1].number if self.bot.alive else 0
+
+    async def refresh(self) -> None:
+        with contextlib.suppress(*self.RECOVERING):  # being recovered after a kill
+            await self._read()
+
+    async def _read(self) -> None:
+        for gid, draft in await self._fetch(
                 "SELECT id, draft_id FROM generations WHERE id > ?", (self._last_generation,)):
             self.by_draft[draft] = gid
             self._last_generation = max(self._last_generation, gid)
-        for row_id, source in await db.execute_fetchall(
+        for row_id, source in await self._fetch(
                 "SELECT id, source FROM ledger WHERE id > ?", (self._last_ledger,)):
             if source:
                 self.sources.add(source)
             self._last_ledger = max(self._last_ledger, row_id)
-        self.refunded = {charge for (charge,) in await db.execute_fetchall(
+        self.refunded = {charge for (charge,) in await self._fetch(
             "SELECT charge_id FROM purchases WHERE refunded_at IS NOT NULL")}
-        states: dict[str, int] = {state: count for state, count in await db.execute_fetchall(
+        states: dict[str, int] = {state: count for state, count in await self._fetch(
             "SELECT state, count(*) FROM generations GROUP BY state")}
         self.open = sum(states.get(s, 0) for s in OPEN_STATES)
-        pending = [gid for (gid,) in await db.execute_fetchall(
+        pending = [gid for (gid,) in await self._fetch(
             "SELECT id FROM generations WHERE state = 'pending'")]
         self._track_pending(pending)
 
     def _track_pending(self, pending: list[int]) -> None:
         now = time.monotonic()
-        life = self.bot.lives[-1].number if self.bot.alive else 0
+        life = self._epoch()
         for gid in pending:
             seen_life, since = self._pending_since.setdefault(gid, (life, now))
             if seen_life != life or not life:  # a new life (or none): its clock starts again
@@ -270,10 +317,12 @@ class Watch:
 class Chats:
     """Waiting for what an update should cause, and telling a lost update from a slow one: an
     update Telegram still holds may yet be handled; one the bot took (Telegram forgot it) has
-    GRACE seconds to show its effect, else a kill swallowed it."""
+    GRACE seconds to show its effect, else a kill swallowed it. While `paused()` (a process
+    that may hold it is frozen) those seconds do not run."""
 
-    def __init__(self, tg: FakeTelegram) -> None:
+    def __init__(self, tg: FakeTelegram, paused: Callable[[], bool] | None = None) -> None:
         self.tg = tg
+        self.paused = paused or (lambda: False)
 
     def queued(self, update_id: int) -> bool:
         return any(u["update_id"] == update_id for u in self.tg.updates)
@@ -286,7 +335,7 @@ class Chats:
             if found is not None:
                 return found
             now = time.monotonic()
-            if taken_at is None and not self.queued(update_id):
+            if (taken_at is None or self.paused()) and not self.queued(update_id):
                 taken_at = now
             if taken_at is not None and now - taken_at > GRACE:
                 return None
@@ -328,10 +377,11 @@ class Walker:
     WALKS = 6  # commands per generation before giving up
     PRESSES = 4  # presses of one button before starting over
 
-    def __init__(self, tg: FakeTelegram, watch: Watch) -> None:
+    def __init__(self, tg: FakeTelegram, watch: Watch,
+                 paused: Callable[[], bool] | None = None) -> None:
         self.tg = tg
         self.watch = watch
-        self.chats = Chats(tg)
+        self.chats = Chats(tg, paused)
 
     async def walk(self, person: Person, ask: Ask, label: str) -> Walked:
         walked = Walked(person.id, ask)
@@ -414,10 +464,11 @@ class Money:
     """The admin's top-ups and refunds, and people's Stars purchases, each checked in the
     database the way an admin checks /user: a command that a kill swallowed is sent again."""
 
-    def __init__(self, tg: FakeTelegram, watch: Watch) -> None:
+    def __init__(self, tg: FakeTelegram, watch: Watch,
+                 paused: Callable[[], bool] | None = None) -> None:
         self.tg = tg
         self.watch = watch
-        self.chats = Chats(tg)
+        self.chats = Chats(tg, paused)
         self.admin = Person(tg, ADMIN_ID, "Admin")
         self.topups: list[Topup] = []
         self.purchases: list[Purchase] = []
@@ -583,6 +634,7 @@ class Kill:
     at: float  # time.monotonic()
     life: int
     downtime: float
+    instance: str = ""  # the process killed, among several
 
 
 class Killer:
@@ -616,54 +668,67 @@ class Killer:
             chosen[1] = "payment fetched"  # a payment the bot took but had not credited
         return chosen
 
+    def victim(self, trigger: str, found: object | None) -> BotProcess:
+        """The process to kill, given the event the kill was aimed at (`found`: what showed
+        it; None for a random moment or an event that did not come): the only one here."""
+        return self.bot
+
     async def kill(self, trigger: str) -> Kill:
         async with self.lock:
-            fired = trigger == "random moment" or await self._wait_for(trigger)
-            life = self.bot.lives[-1].number
-            await self.bot.kill()
+            found = None if trigger == "random moment" else await self._wait_for(trigger)
+            fired = trigger == "random moment" or found is not None
+            bot = self.victim(trigger, found)
+            life = bot.lives[-1].number
+            await bot.kill()
             downtime = self.rng.uniform(0.2, 2.0)
-            kill = Kill(len(self.kills) + 1, trigger, fired, time.monotonic(), life, downtime)
+            kill = Kill(len(self.kills) + 1, trigger, fired, time.monotonic(), life, downtime,
+                        bot.name)
             self.kills.append(kill)
             await asyncio.sleep(downtime)
-            await self.bot.start()
+            await bot.start()
             return kill
 
-    async def _wait_for(self, trigger: str) -> bool:
+    async def _wait_for(self, trigger: str) -> object | None:
+        """What showed the event (a Telegram call, a Kie request, a callback, True), or None
+        when it did not come within AIM_WAIT."""
         happened = self._event(trigger)
         deadline = time.monotonic() + self.AIM_WAIT
         while time.monotonic() < deadline:
-            if happened():
-                return True
+            if (found := happened()) is not None:
+                return found
             await asyncio.sleep(0.001)
-        return False
+        return None
 
-    def _event(self, trigger: str) -> Callable[[], bool]:
+    def _event(self, trigger: str) -> Callable[[], object | None]:
         calls, requests, callbacks = len(self.tg.calls), len(self.kie.requests), len(self.kie.callback_log)
         if trigger == "media sent":
-            return lambda: any(c.ok and c.method in MEDIA_METHODS for c in self.tg.calls[calls:])
+            return lambda: next((c for c in self.tg.calls[calls:]
+                                 if c.ok and c.method in MEDIA_METHODS), None)
         if trigger == "Kie create answered":
-            return lambda: any(r.status == 200 and r.code == 200 and r.path.endswith(
-                ("/jobs/createTask", "/v1/generate")) for r in self.kie.requests[requests:])
+            return lambda: next((r for r in self.kie.requests[requests:]
+                                 if r.status == 200 and r.code == 200
+                                 and r.path.endswith(CREATE_PATHS)), None)
         if trigger == "callback answered":
-            return lambda: any(r.status is not None for r in self.kie.callback_log[callbacks:])
+            return lambda: next((r for r in self.kie.callback_log[callbacks:]
+                                 if r.status is not None), None)
         if trigger == "payment fetched":
             assert self.provoke_payment is not None
             return self._forgotten({self.provoke_payment()})
         return self._forgotten(set())
 
-    def _forgotten(self, updates: set[int]) -> Callable[[], bool]:
+    def _forgotten(self, updates: set[int]) -> Callable[[], object | None]:
         """Telegram forgets an update once the bot's next getUpdates confirms it (an offset past
         it): from then on nothing sends it again, whether or not the bot finished with it.
         `updates`: these (else any update queued from now on)."""
         watched = set(updates)
 
-        def check() -> bool:
+        def check() -> object | None:
             queued = {u["update_id"] for u in self.tg.updates}
             if not updates:
                 gone = watched - queued
                 watched.update(queued)
-                return bool(gone)
-            return not watched & queued
+                return True if gone else None
+            return None if watched & queued else True
         return check
 
 
@@ -671,13 +736,16 @@ class Killer:
 
 @dataclass
 class Run:
-    """Everything the audit needs from the run itself (the rest is in the database)."""
+    """Everything the audit needs from the run itself (the rest is in the database).
+
+    `bots`: the bot processes (here one; several on PostgreSQL, bench.chaos_pg). The methods
+    say which process did what; a subclass answers them among several."""
 
     config: ChaosConfig
     folder: Path
     tg: FakeTelegram
     kie: FakeKie
-    bot: BotProcess
+    bots: list[BotProcess]
     watch: Watch
     money: Money
     faults: Faults
@@ -687,14 +755,68 @@ class Run:
     walked: list[Walked] = field(default_factory=list)
     confirmed: dict[int, float] = field(default_factory=dict)  # update id -> when Telegram forgot it
     first_walk: asyncio.Event = field(default_factory=asyncio.Event)  # someone is registered
+    began: float = 0.0  # time.monotonic() when the people started
     seconds: float = 0.0
     settled_in: float | None = None
     final_exit: int | None = None
+    # A result sent again across a kill counts as explained only when the kill came within
+    # this many seconds of Telegram accepting the first send (None: any time before).
+    duplicate_window: float | None = None
+
+    @property
+    def bot(self) -> BotProcess:
+        """The bot process (the first, when there are several)."""
+        return self.bots[0]
+
+    @property
+    def lives(self) -> list[Life]:
+        return [life for bot in self.bots for life in bot.lives]
 
     def registered(self) -> list[Person]:
         """People the bot knows (an admin's /topup names only those)."""
         known = {w.user_id for w in self.walked if w.generation_id is not None}
         return [p for p in self.persons if p.id in known]
+
+    def sender(self, call: Call) -> BotProcess | None:
+        """The process that made a Bot API call: the only one."""
+        return self.bot
+
+    def life_of(self, call: Call) -> Life | None:
+        """The life that made a Bot API call."""
+        bot = self.sender(call)
+        return bot.life_at(call.time) if bot is not None else None
+
+    def life_taking(self, update_id: int, confirmed: float) -> Life | None:
+        """The life that had taken an update when Telegram forgot it (at `confirmed`)."""
+        return self.bot.life_at(confirmed)
+
+    def charging_life(self, g: GenerationRow) -> Life | None:
+        """The life that charged a generation."""
+        return next((life for life in self.bot.lives if life.started_wall <= g.created_at
+                     and (life.ended_wall is None or g.created_at <= life.ended_wall)), None)
+
+    def running(self, life: Life, since_wall: float, until_wall: float) -> float:
+        """Seconds `life` was running between two moments (time.time())."""
+        return max(0.0, until_wall - since_wall)
+
+    def kill_ending(self, life: Life) -> Kill | None:
+        return next((k for k in self.killer.kills
+                     if k.life == life.number and k.instance == life.instance), None)
+
+    def timeline(self) -> dict[str, Any]:
+        """For a post-mortem beside the kept logs: lives, kills, and each result Telegram took
+        (monotonic times, seconds; `time.time()` = monotonic + the offset given)."""
+        return {
+            "wall_minus_monotonic": time.time() - time.monotonic(),
+            "lives": [vars(life) | {"log": life.log.name} for life in self.lives],
+            "kills": [vars(kill) for kill in self.killer.kills],
+            "sends": [{"task": s.task_id, "method": s.call.method, "time": s.call.time,
+                       "life": s.life.number if s.life else None,
+                       "instance": s.life.instance if s.life else None,
+                       "chat": s.call.params.get("chat_id")} for s in sends(self)],
+            "purchases": [vars(p) for p in self.money.purchases],
+            "topups": [vars(t) for t in self.money.topups],
+        }
 
 
 def spread(rng: random.Random, count: int, low: float, high: float) -> list[float]:
@@ -707,7 +829,7 @@ async def at(start: float, moment: float) -> None:
 
 async def people(run: Run, rng: random.Random, start: float) -> None:
     """Each person asks for their share of the generations, at random moments."""
-    config, walker = run.config, Walker(run.tg, run.watch)
+    config, walker = run.config, Walker(run.tg, run.watch, run.money.chats.paused)
 
     async def person(n: int, who: Person) -> None:
         share = config.generations // config.people + (n < config.generations % config.people)
@@ -756,9 +878,12 @@ async def settle(run: Run) -> None:
         if not purchase.credited:
             await run.money.credited(purchase)
     async with run.killer.lock:
-        await run.bot.stop()
-        await run.bot.start()
-        await run.bot.started()
+        for bot in run.bots:
+            await bot.stop()
+        for bot in run.bots:
+            await bot.start()
+        for bot in run.bots:
+            await bot.started()
     began = time.monotonic()
     while time.monotonic() - began < run.config.settle_timeout:
         if run.watch.open == 0 and not run.tg.updates:
@@ -767,7 +892,15 @@ async def settle(run: Run) -> None:
         await asyncio.sleep(0.2)
     await asyncio.sleep(3.0)
     await run.watch.refresh()
-    run.final_exit = (await run.bot.stop()).exit_code
+    exits = [(await bot.stop()).exit_code for bot in run.bots]
+    run.final_exit = next((code for code in exits if code != 0), 0)
+
+
+async def end_all(run: Run) -> None:
+    """Whatever went wrong: no bot process outlives the run (a frozen one dies of SIGKILL too)."""
+    for bot in run.bots:
+        if bot.alive:
+            await bot.kill()
 
 
 async def run_chaos(config: ChaosConfig) -> Report:
@@ -782,12 +915,11 @@ async def run_chaos(config: ChaosConfig) -> Report:
             try:
                 await chaos(run, rng)
             finally:
-                if run.bot.alive:
-                    await run.bot.kill()
-            report = audit(run)
+                await end_all(run)
+            report = audit(run, read_sqlite(folder / "bot.sqlite3"))
             if config.keep is not None:
                 keep(folder, config.keep)
-                (config.keep / "run.json").write_text(json.dumps(timeline(run), indent=1))
+                (config.keep / "run.json").write_text(json.dumps(run.timeline(), indent=1))
     return report
 
 
@@ -800,49 +932,49 @@ async def prepare(config: ChaosConfig, rng: random.Random, folder: Path, tg: Fak
     await bot.started()
     watch = Watch(folder / "bot.sqlite3", bot)
     money = Money(tg, watch)
-    persons = [Person(tg, crowd_user_id(n), f"User{n}") for n in range(config.people)]
-
-    def provoke_payment() -> int:
-        return money.pay(rng.choice(persons)).update_id
-
+    persons = crowd(config, tg)
     killer = Killer(bot, tg=tg, kie=kie, rng=rng, aim=config.aim,
-                    provoke_payment=provoke_payment if config.purchases and config.kills >= 2
-                    else None)
+                    provoke_payment=provoker(config, rng, money, persons))
     blocked = {p.id for p in rng.sample(persons, config.blocked)}
-    return Run(config, folder, tg, kie, bot, watch, money, Faults(tg, kie, rng), killer,
+    return Run(config, folder, tg, kie, [bot], watch, money, Faults(tg, kie, rng), killer,
                persons, blocked)
 
 
-async def chaos(run: Run, rng: random.Random) -> None:
-    """People, the admin, faults and kills at once; then everything stops and the bot settles."""
-    start = time.monotonic()
+def crowd(config: ChaosConfig, tg: FakeTelegram) -> list[Person]:
+    return [Person(tg, crowd_user_id(n), f"User{n}") for n in range(config.people)]
+
+
+def provoker(config: ChaosConfig, rng: random.Random, money: Money,
+             persons: list[Person]) -> Callable[[], int] | None:
+    """What an aimed kill uses to make a Stars payment now (its update id), when it may."""
+    def provoke_payment() -> int:
+        return money.pay(rng.choice(persons)).update_id
+
+    return provoke_payment if config.purchases and config.kills >= 2 else None
+
+
+Disruption = Callable[[float], Coroutine[Any, Any, None]]
+
+
+async def chaos(run: Run, rng: random.Random, disruptions: Sequence[Disruption] = ()) -> None:
+    """People, the admin, faults and kills at once (and `disruptions`, each given the start,
+    time.monotonic(): they end by themselves); then everything stops and the bot settles."""
+    start = run.began = time.monotonic()
     moments = spread(rng, run.config.kills, 2.0, run.config.arrivals + 5.0)
     background = [asyncio.create_task(run.watch.run()), asyncio.create_task(run.faults.run()),
                   asyncio.create_task(confirmations(run.tg, run.confirmed))]
     kills = asyncio.create_task(run.killer.run(moments, start))
+    others = [asyncio.create_task(disrupt(start)) for disrupt in disruptions]
     try:
         await asyncio.gather(people(run, rng, start), admin(run, rng, start))
         await kills
+        await asyncio.gather(*others)
         await settle(run)
     finally:
-        for task in [*background, kills]:
+        for task in [*background, kills, *others]:
             task.cancel()
-        await asyncio.gather(*background, kills, return_exceptions=True)
+        await asyncio.gather(*background, kills, *others, return_exceptions=True)
     run.seconds = time.monotonic() - start
-
-
-def timeline(run: Run) -> dict[str, Any]:
-    """For a post-mortem beside the kept logs: lives, kills, and each result Telegram took
-    (monotonic times, seconds; `time.time()` = monotonic + the offset given)."""
-    return {
-        "wall_minus_monotonic": time.time() - time.monotonic(),
-        "lives": [vars(life) | {"log": life.log.name} for life in run.bot.lives],
-        "kills": [vars(kill) for kill in run.killer.kills],
-        "sends": [{"task": s.task_id, "method": s.call.method, "time": s.call.time, "life": s.life,
-                   "chat": s.call.params.get("chat_id")} for s in sends(run)],
-        "purchases": [vars(p) for p in run.money.purchases],
-        "topups": [vars(t) for t in run.money.topups],
-    }
 
 
 async def confirmations(tg: FakeTelegram, confirmed: dict[int, float]) -> None:
@@ -858,10 +990,13 @@ async def confirmations(tg: FakeTelegram, confirmed: dict[int, float]) -> None:
 
 
 def keep(folder: Path, target: Path) -> None:
+    """The logs and the database files, those of the processes' own folders too (named
+    `<folder>-<name>`)."""
     target.mkdir(parents=True, exist_ok=True)
-    for path in folder.iterdir():
+    for path in sorted(folder.rglob("*")):
         if path.is_file() and (path.suffix == ".log" or "sqlite3" in path.name):
-            (target / path.name).write_bytes(path.read_bytes())
+            name = "-".join(path.relative_to(folder).parts)
+            (target / name).write_bytes(path.read_bytes())
 
 
 # -- the audit ------------------------------------------------------------------------------------
@@ -872,7 +1007,7 @@ class Send:
 
     call: Call
     task_id: str
-    life: int | None
+    life: Life | None  # the life of the process that sent it
 
 
 @dataclass
@@ -889,6 +1024,7 @@ class GenerationRow:
     charges: list[int] = field(default_factory=list)
     refunds: list[int] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
+    refunded_at: float | None = None  # its refund row's time (time.time())
 
     @property
     def recovered(self) -> bool:
@@ -902,6 +1038,7 @@ class Duplicate:
     explained: bool
     kill: int | None  # the kill between the first send and the second
     window_ms: float | None  # Telegram accepted the first send → that kill
+    detail: str = ""  # when unexplained: who sent it when
 
 
 @dataclass
@@ -928,6 +1065,9 @@ class Report:
     duplicates: list[Duplicate]
     checks: list[Check]
     notes: list[str]
+    sections: list[tuple[str, list[tuple[str, object]]]] = field(default_factory=list)  # after kills
+    setting: str = ""  # how the bot ran, when not as one process on SQLite
+    stories: list[str] = field(default_factory=list)  # lines after the invariants' problems
 
     @property
     def ok(self) -> bool:
@@ -937,16 +1077,32 @@ class Report:
         return render(self)
 
 
-def audit(run: Run) -> Report:
-    db = sqlite3.connect(run.folder / "bot.sqlite3")
+@dataclass
+class Snapshot:
+    """The database at the end of the run: the rows the audit reads, as dicts by column."""
+
+    generations: list[dict[str, Any]]  # by id
+    ledger: list[dict[str, Any]]  # by id
+    users: dict[int, dict[str, Any]]
+    purchases: dict[str, dict[str, Any]]  # by charge id
+
+
+def read_sqlite(path: Path) -> Snapshot:
+    db = sqlite3.connect(path)
     db.row_factory = sqlite3.Row
     try:
-        generations = _generations(db, run)
-        ledger = [dict(r) for r in db.execute("SELECT * FROM ledger ORDER BY id")]
-        users = {r["id"]: dict(r) for r in db.execute("SELECT * FROM users")}
-        purchases = {r["charge_id"]: dict(r) for r in db.execute("SELECT * FROM purchases")}
+        return Snapshot(
+            [dict(r) for r in db.execute("SELECT * FROM generations ORDER BY id")],
+            [dict(r) for r in db.execute("SELECT * FROM ledger ORDER BY id")],
+            {r["id"]: dict(r) for r in db.execute("SELECT * FROM users")},
+            {r["charge_id"]: dict(r) for r in db.execute("SELECT * FROM purchases")})
     finally:
         db.close()
+
+
+def audit(run: Run, data: Snapshot) -> Report:
+    generations = generation_rows(data, run)
+    ledger, users, purchases = data.ledger, data.users, data.purchases
     checks = [
         _check_ledger_sums(users, ledger),
         _check_balances(run, users, generations, purchases),
@@ -960,23 +1116,25 @@ def audit(run: Run) -> Report:
         _check_process(run),
     ]
     return Report(
-        config=run.config, seconds=run.seconds, settled_in=run.settled_in, lives=run.bot.lives,
+        config=run.config, seconds=run.seconds, settled_in=run.settled_in, lives=run.lives,
         kills=run.killer.kills, faults=_faults(run), outcomes=_outcomes(generations, run),
         latency=_latency(run, generations),
         money=_money(ledger), duplicates=_duplicates(run, generations), checks=checks,
         notes=_notes(run, ledger))
 
 
-def _generations(db: sqlite3.Connection, run: Run) -> dict[int, GenerationRow]:
+def generation_rows(data: Snapshot, run: Run) -> dict[int, GenerationRow]:
+    """The generations, each with its ledger rows and the results Telegram took for it."""
     rows = {r["id"]: GenerationRow(r["id"], r["user_id"], r["state"], r["price"], r["task_id"],
                                    r["failure"], r["failure_detail"], r["created_at"],
                                    r["finished_at"])
-            for r in db.execute("SELECT * FROM generations ORDER BY id")}
-    for r in db.execute("SELECT generation_id, kind, amount FROM ledger WHERE generation_id"
-                        " IS NOT NULL"):
-        row = rows.get(r["generation_id"])
+            for r in data.generations}
+    for r in data.ledger:
+        row = rows.get(r["generation_id"]) if r["generation_id"] is not None else None
         if row is not None:
             (row.charges if r["kind"] == "charge" else row.refunds).append(r["amount"])
+            if r["kind"] == "refund" and row.refunded_at is None:
+                row.refunded_at = r["created_at"]
     by_task = {g.task_id: g for g in rows.values() if g.task_id}
     for send in sends(run):
         if send.task_id in by_task:
@@ -992,8 +1150,7 @@ def sends(run: Run) -> list[Send]:
             continue
         tasks = {task for url in _media_urls(call) if (task := _task_of(url))}
         for task in tasks:
-            life = run.bot.life_at(call.time)
-            found.append(Send(call, task, life.number if life else None))
+            found.append(Send(call, task, run.life_of(call)))
     return found
 
 
@@ -1121,27 +1278,50 @@ def _check_money_from_outside(run: Run, ledger: list[dict[str, Any]],
 
 
 def _duplicates(run: Run, generations: dict[int, GenerationRow]) -> list[Duplicate]:
+    """Results Telegram took more than once: explained when each send after the first came
+    across a kill of the life that made the one before (see across_kill)."""
     found = []
     for g in generations.values():
         albums = sorted(g.sends, key=lambda s: s.call.time)  # one call each (an album is one)
         if len(albums) < 2:
             continue
-        first, second = albums[0], albums[1]
-        life = run.bot.life_at(first.call.time)
-        explained = (life is not None and life.end == "killed" and second.life != first.life
-                     and life.ended is not None)
-        window = (max(0.0, 1000 * (life.ended - first.call.time))  # 0: in flight at the kill
-                  if explained and life is not None and life.ended is not None else None)
-        kill = next((k.number for k in run.killer.kills if life and k.life == life.number), None)
-        found.append(Duplicate(g.id, len(albums), explained, kill if explained else None, window))
+        kills = [across_kill(run, first, second) for first, second in itertools.pairwise(albums)]
+        explained = all(k is not None for k in kills)
+        kill, window = kills[0] if explained and kills[0] is not None else (None, None)
+        detail = "" if explained else "; ".join(
+            f"+{s.call.time - run.began:.3f} s by life {s.life.label if s.life else '?'}"
+            for s in albums)
+        found.append(Duplicate(g.id, len(albums), explained, kill, window, detail))
     return found
 
 
+def across_kill(run: Run, first: Send, second: Send) -> tuple[int | None, float] | None:
+    """(the kill's number, ms from Telegram accepting `first` to the kill) when `second` came
+    after the life that sent `first` was SIGKILLed — within run.duplicate_window of the
+    acceptance, if there is one —; else None."""
+    life = first.life
+    if (life is None or life.end != "killed" or life.ended is None or second.life is life
+            or second.call.time < life.ended):
+        return None
+    window = max(0.0, life.ended - first.call.time)  # 0: in flight at the kill
+    if run.duplicate_window is not None and window > run.duplicate_window:
+        return None
+    kill = run.kill_ending(life)
+    return (kill.number if kill else None), 1000 * window
+
+
 def _check_duplicates(run: Run, generations: dict[int, GenerationRow]) -> Check:
-    problems = [f"generation {d.generation_id}: sent {d.sends}× without a kill in between"
-                for d in _duplicates(run, generations) if not d.explained]
-    return Check("a result sent twice only across a kill (Telegram took it, the bot died "
-                 "before recording it)", problems)
+    if run.duplicate_window is None:
+        name = ("a result sent twice only across a kill (Telegram took it, the bot died "
+                "before recording it)")
+        problems = [f"generation {d.generation_id}: sent {d.sends}× without a kill in between"
+                    f" ({d.detail})" for d in _duplicates(run, generations) if not d.explained]
+    else:
+        name = (f"a result sent twice only across a SIGKILL of its sender within "
+                f"{run.duplicate_window:g} s of Telegram accepting it")
+        problems = [f"generation {d.generation_id}: sent {d.sends}× ({d.detail})"
+                    for d in _duplicates(run, generations) if not d.explained]
+    return Check(name, problems)
 
 
 def _check_kie(run: Run, generations: dict[int, GenerationRow]) -> Check:
@@ -1150,7 +1330,7 @@ def _check_kie(run: Run, generations: dict[int, GenerationRow]) -> Check:
     problems = []
     per_generation: Counter[int] = Counter()
     for task in run.kie.tasks.values():
-        gid = _generation_of(task.callback_url)
+        gid = generation_of(task.callback_url)
         if gid is None:
             problems.append(f"Kie task {task.task_id} carries no generation in its callback URL")
             continue
@@ -1168,7 +1348,7 @@ def _check_kie(run: Run, generations: dict[int, GenerationRow]) -> Check:
                  problems)
 
 
-def _generation_of(callback_url: str | None) -> int | None:
+def generation_of(callback_url: str | None) -> int | None:
     tail = (callback_url or "").rstrip("/").rpartition("/")[2]
     return int(tail) if tail.isdecimal() else None
 
@@ -1188,7 +1368,7 @@ def _check_pending(run: Run, generations: dict[int, GenerationRow]) -> Check:
     was charged in ran UNSUBMITTED seconds more before it was killed. Without a restart such a
     generation waits for its deadline (10 to 30 minutes) before it is refunded."""
     attempts = create_attempts(run.kie)
-    failed = failed_presses(run.bot.lives)
+    failed = failed_presses(run.lives)
     problems, flagged = [], set()
     for walked in run.walked:
         g = generations.get(walked.generation_id or -1)
@@ -1232,8 +1412,8 @@ def create_attempts(kie: FakeKie) -> Counter[int]:
     """Create requests Kie received (answered or not), by the generation in their callBackUrl."""
     counts: Counter[int] = Counter()
     for req in kie.requests:
-        if req.path.endswith(("/jobs/createTask", "/v1/generate")) and isinstance(req.body, dict):
-            gid = _generation_of(req.body.get("callBackUrl"))
+        if req.path.endswith(CREATE_PATHS) and isinstance(req.body, dict):
+            gid = generation_of(req.body.get("callBackUrl"))
             if gid is not None:
                 counts[gid] += 1
     return counts
@@ -1246,12 +1426,13 @@ def _exception(trace: list[str]) -> str:
 
 
 def _pending_in_own_life(run: Run, g: GenerationRow) -> float:
-    """Seconds from the charge to the end of the life that charged it."""
-    for life in run.bot.lives:
-        if life.started_wall <= g.created_at and life.ended_wall is not None \
-                and g.created_at <= life.ended_wall:
-            return life.ended_wall - g.created_at
-    return 0.0
+    """Seconds the life that charged it ran from the charge to its end (or to the refund, if
+    that came first: another process's doing)."""
+    life = run.charging_life(g)
+    ends = [t for t in (life.ended_wall if life else None, g.refunded_at) if t is not None]
+    if life is None or not ends:
+        return 0.0
+    return run.running(life, g.created_at, min(ends))
 
 
 def _check_process(run: Run) -> Check:
@@ -1261,12 +1442,12 @@ def _check_process(run: Run) -> Check:
                         f"({run.watch.open} open)")
     if run.final_exit != 0:
         problems.append(f"the final graceful stop exited with {run.final_exit}")
-    for life in run.bot.lives:
+    for life in run.lives:
         if life.end == "stopped" and life.exit_code != 0:
-            problems.append(f"life {life.number} (SIGTERM) exited with {life.exit_code}")
+            problems.append(f"life {life.label} (SIGTERM) exited with {life.exit_code}")
         text = life.log.read_text(errors="replace")
         if TOKEN in text or KIE_KEY in text:
-            problems.append(f"life {life.number}: a secret in the log")
+            problems.append(f"life {life.label}: a secret in the log")
     return Check("settled; graceful stops exit 0; no secret logged", problems)
 
 
@@ -1275,7 +1456,7 @@ def _faults(run: Run) -> dict[str, str]:
     kie, tg = run.kie, run.tg
     counts: Counter[str] = Counter()
     for req in kie.requests:
-        create = req.path.endswith(("/jobs/createTask", "/v1/generate"))
+        create = req.path.endswith(CREATE_PATHS)
         what = "create" if create else "read"
         if req.status == 429 or req.code == 429:
             counts[f"Kie {what} 429"] += 1
@@ -1384,12 +1565,12 @@ def _lost_purchase(run: Run, purchase: Purchase) -> str:
     """How a payment was lost: when Telegram forgot its update, and the kill that followed."""
     text = f"lost purchase {purchase.charge_id} of user {purchase.user_id} (update {purchase.update_id})"
     confirmed = run.confirmed.get(purchase.update_id)
-    life = run.bot.life_at(confirmed) if confirmed is not None else None
-    kill = next((k for k in run.killer.kills if life and k.life == life.number), None)
+    life = run.life_taking(purchase.update_id, confirmed) if confirmed is not None else None
     if confirmed is None or life is None or life.ended is None:
         return text
+    kill = run.kill_ending(life)
     ending = f"kill #{kill.number} ({kill.trigger})" if kill else life.end
-    return (f"{text}: Telegram forgot it in life {life.number}, {ending} came "
+    return (f"{text}: Telegram forgot it in life {life.label}, {ending} came "
             f"{max(0.0, 1000 * (life.ended - confirmed)):.0f} ms later (±2 ms), before the bot "
             "credited it")
 
@@ -1398,14 +1579,18 @@ def _lost_purchase(run: Run, purchase: Purchase) -> str:
 
 def render(report: Report) -> str:
     c = report.config
-    lines = [f"Chaos run, seed {c.seed}: {c.generations} generations by {c.people} people, "
+    lines = [f"Chaos run{report.setting}, seed {c.seed}: {c.generations} generations by "
+             f"{c.people} people, "
              f"{len(report.kills)} kills, {report.seconds:.0f} s (settled in "
              f"{report.settled_in if report.settled_in is None else f'{report.settled_in:.1f} s'})",
              f"task durations: realistic × {c.scale} (pictures {8 * c.scale:.1f}-{20 * c.scale:.1f} s, "
              f"videos {60 * c.scale:.0f}-{180 * c.scale:.0f} s, songs {30 * c.scale:.1f}-"
              f"{90 * c.scale:.1f} s); Kie {RATE_LIMIT} requests per {WINDOW} s", ""]
     lines += _section("kills", [(f"#{k.number} {k.trigger}" + ("" if k.fired else " (timed out)"),
-                                 f"life {k.life}, down {k.downtime:.1f} s") for k in report.kills])
+                                 f"life {k.instance}{k.life}, down {k.downtime:.1f} s")
+                                for k in report.kills])
+    for title, rows in report.sections:
+        lines += _section(title, rows)
     lines += _section("faults answered", list(report.faults.items()))
     lines += _section("generations", list(report.outcomes.items()))
     lines += _section("latency of delivered results", list(report.latency.items()))
@@ -1418,12 +1603,13 @@ def render(report: Report) -> str:
          f"{min(windows):.1f}-{max(windows):.1f}" if windows else "-"),
     ] + [(f"generation {d.generation_id}", f"{d.sends}×" + (
         f", kill #{d.kill} {d.window_ms:.1f} ms after Telegram took it"
-        if d.window_ms is not None else ", no kill in between"))
+        if d.window_ms is not None else f", not across a kill: {d.detail}"))
         for d in report.duplicates])
     lines += _section("invariants", [(("✓ " if ch.ok else "✗ ") + ch.name, "" if ch.ok else
                                       f"{len(ch.problems)} problem(s)") for ch in report.checks])
     for check in report.checks:
         lines += [f"  ✗ {p}" for p in check.problems[:20]]
+    lines += report.stories
     lines += [f"note: {n}" for n in report.notes]
     lines.append("ALL INVARIANTS HELD" if report.ok else "INVARIANTS BROKEN")
     return "\n".join(lines)
@@ -1435,20 +1621,37 @@ def _section(title: str, rows: Iterable[tuple[str, object]]) -> list[str]:
     return [title] + [f"  {k:<{width}}  {v}" for k, v in rows] + [""]
 
 
-def parse(argv: list[str] | None = None) -> ChaosConfig:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    defaults = ChaosConfig()
+ENGINES = ("sqlite", "postgres")
+
+
+def arguments(defaults: ChaosConfig, description: str) -> argparse.ArgumentParser:
+    """The options every chaos run takes (`--engine` is read by main)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite",
+                        help="postgres: several instances on one schema (bench.chaos_pg)")
     for name in ("generations", "people", "kills", "seed", "blocked", "topups", "purchases"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
     for name in ("kie_fail", "arrivals", "scale", "aim", "settle_timeout"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float,
                             default=getattr(defaults, name))
     parser.add_argument("--keep", type=Path, help="keep the database and bot logs in this folder")
-    args = parser.parse_args(argv)
-    return ChaosConfig(**{k: v for k, v in vars(args).items()})
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> ChaosConfig:
+    args = vars(arguments(ChaosConfig(), (__doc__ or "").split("\n\n")[0]).parse_args(argv))
+    args.pop("engine")
+    return ChaosConfig(**args)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    engine = argparse.ArgumentParser(add_help=False)
+    engine.add_argument("--engine", choices=ENGINES, default="sqlite")
+    if engine.parse_known_args(argv)[0].engine == "postgres":
+        from bench import chaos_pg  # noqa: PLC0415 -- it builds on this module
+
+        return chaos_pg.main(argv)
     config = parse(argv)
     # The fakes' servers log a request cut short by a killed bot: expected here, and noise.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

@@ -278,14 +278,17 @@ def postgres_url(url: str | None = None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def schema(admin: asyncpg.Connection, url: str) -> AsyncIterator[tuple[str, str]]:
-    """(URL, name) of a new schema, dropped afterwards (bench.store_latency, tests/databases.py)."""
+async def schema(admin: asyncpg.Connection, url: str, *,
+                 drop: bool = True) -> AsyncIterator[tuple[str, str]]:
+    """(URL, name) of a new schema, dropped afterwards unless `drop` is False (a post-mortem
+    reads it; `DROP SCHEMA <name> CASCADE` when done) (bench.store_latency, tests/databases.py)."""
     name = f"bench_{uuid.uuid4().hex[:16]}"
     await admin.execute(f"CREATE SCHEMA {name}")
     try:
         yield f"{url}{'&' if '?' in url else '?'}search_path={name}", name
     finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        if drop:
+            await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 async def all_alive(store: Store, tg: FakeTelegram, children: Sequence[Child],
