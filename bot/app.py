@@ -79,6 +79,7 @@ class Parts:
     kie: KieClient
     tracker: Tracker
     generations: Generations
+    delivery: Delivery
     watch: CreditWatch | None
     callbacks: KieCallbacks | None
     payments: CreditOnArrival
@@ -87,6 +88,7 @@ class Parts:
     async def halt(self) -> None:
         """End the background work at once (after a graceful stop there is none left)."""
         await self.generations.stop(0.0)
+        await self.delivery.stop()
         await self.tracker.stop()
 
     async def close(self) -> None:
@@ -128,7 +130,7 @@ async def build(settings: Settings, i18n: I18n) -> Parts:
 
     return Parts(
         settings=settings, i18n=i18n, dispatcher=dp, bot=bot, store=store, kie=kie,
-        tracker=tracker, generations=generations,
+        tracker=tracker, generations=generations, delivery=delivery,
         watch=(CreditWatch(store, kie, notifier, settings.kie.low_credit_alert)
                if settings.kie.low_credit_alert > 0 else None),
         callbacks=KieCallbacks(store, tracker, settings) if settings.kie.callback_url else None,

@@ -221,3 +221,39 @@ async def test_help_lists_history_and_language(tg, bot):
     alice.say("/help")
     told = await alice.told("/history")
     assert "/language" in told.params["text"]
+
+
+async def test_repeated_resend_presses_do_the_work_once_without_holding_the_bot(tg, kie, bot,
+                                                                               store):
+    """A flood of 📤 on results whose files are gone: each person's presses make one re-send
+    (one download-url, one answer), the presses are answered at once, and a bystander is
+    served while Kie is slow to answer."""
+    people = [Person(tg, 42 + n, f"P{n}") for n in range(3)]
+    for person in people:
+        await generate(person, f"a fleeting fox {person.id}")
+    await tg.wait_for("sendPhoto", count=3)
+    for person in people:
+        [generation] = await settled(store, person.id, 1)
+        kie.expire(generation.task_id)
+    listings = [await history(person) for person in people]
+    tg.fail_next("sendPhoto", description="Bad Request: failed to get HTTP URL content",
+                 times=3, when=lambda p: isinstance(p.get("photo"), str))
+    kie.latency = 1.0  # Kie answers slowly: every download-url waits
+    presses = [tg.press(person.user, listing, buttons(listing)[0]["callback_data"])
+               for person, listing in zip(people, listings, strict=True) for _ in range(5)]
+    bystander = Person(tg, 99, "Bystander")
+    bystander.say("/start")
+    hello = await bystander.told("Hi")
+    for person in people:
+        await person.told("has expired")
+    ids = {press["id"] for press in presses}
+    await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] in ids,
+                      count=len(ids))
+    answers = [tg.callback_answers[press["id"]] for press in presses]
+    assert sum("on its way already" in (a.get("text") or "") for a in answers) == 12
+    assert kie.count("download-url") == 3  # one per person's result, not one per press
+    first_expired = min(c.time for c in tg.calls_of("sendMessage")
+                        if "has expired" in c.params["text"])
+    assert hello.time < first_expired  # the bystander did not wait for Kie
+    await asyncio.sleep(0.5)
+    assert sum("has expired" in c.params["text"] for c in tg.calls_of("sendMessage")) == 3

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import html
 import logging
-from contextlib import suppress
+import time
 from datetime import UTC, datetime
 
 from aiogram import Router
 from aiogram.enums import ChatType
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message
-from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.errors import Refusal
 from bot.i18n import N_
 from bot.keyboards import HistoryPage, Resend, history_keyboard
-from bot.services.delivery import Delivery, Expired
+from bot.services.delivery import RESULT_RETENTION, Delivery
 from bot.services.notifier import model_name
 from bot.services.telegram import is_not_modified
 from bot.store import Generation, GenerationState, Store, User
@@ -41,6 +40,7 @@ STATES = {
 
 # Made and paid for: sent again (or at last, to someone who could not be reached) on request.
 SENDABLE = (GenerationState.DELIVERED, GenerationState.UNDELIVERABLE)
+EXPIRED = N_("This result has expired: results are kept for about 24 hours.")
 NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
 OUTDATED = N_("This menu is out of date.")
 
@@ -68,7 +68,7 @@ async def turn(query: CallbackQuery, callback_data: HistoryPage, account: User,
 
 
 async def resend(query: CallbackQuery, *, callback_data: Resend, account: User, store: Store,
-                 delivery: Delivery, callback_answer: CallbackAnswer) -> None:
+                 delivery: Delivery) -> None:
     generation = await store.get_generation(callback_data.generation)
     if generation is None or not isinstance(query.message, Message):
         raise Refusal(OUTDATED)
@@ -76,23 +76,11 @@ async def resend(query: CallbackQuery, *, callback_data: Resend, account: User, 
         raise Refusal(NOT_YOURS)
     if generation.state not in SENDABLE:
         raise Refusal(N_("Only a finished result can be sent again."))
-    # Answer now: fetching and uploading a large result may outlast the press's answer time.
-    await query.answer()
-    callback_answer.disable()
-    message = query.message
-    try:
-        await delivery.resend(generation, chat_id=message.chat.id, reply_to=message.message_id,
-                              note="📤 " + _("Sent again from /history; nothing charged."))
-    except Expired:
-        await message.answer("⌛ " + _(
-            "{model}: this result has expired (results are kept for about 24 hours). "
-            "Nothing was charged.").format(model=html.escape(model_name(generation))))
-    except TelegramAPIError:
-        # The press is answered already: say it here, or the person hears nothing.
-        log.warning("generation %s: sending it again failed", generation.id, exc_info=True)
-        with suppress(TelegramAPIError):
-            await message.answer(_("Something went wrong on my side. Your credits are safe; "
-                                   "try again in a minute."))
+    if time.time() - (generation.finished_at or generation.created_at) > RESULT_RETENTION:
+        raise Refusal(EXPIRED)  # known gone: no need to ask Kie
+    if not delivery.resend_soon(generation, chat_id=query.message.chat.id,
+                                reply_to=query.message.message_id):
+        raise Refusal(N_("It is on its way already."))
 
 
 async def page_of(store: Store, user_id: int, page: int, *,

@@ -183,10 +183,11 @@ class KieClient:
             raise KieProtocolError(f"credit is not a number: {type(data).__name__}")
         return data
 
-    async def download_url(self, url: str, *, key: str | None = None) -> str:
+    async def download_url(self, url: str, *, key: str | None = None, owner: int | None = None,
+                           priority: Priority = Priority.READ) -> str:
         """A fresh direct link (valid 20 minutes) for a file Kie generated, through the key of
-        the task that made it (None: KIE_API_KEY)."""
-        data = await self._send("POST", constants.DOWNLOAD_URL_PATH, Priority.READ,
+        the task that made it (None: KIE_API_KEY), in `owner`'s share of the budget."""
+        data = await self._send("POST", constants.DOWNLOAD_URL_PATH, priority, owner=owner,
                                 key=key or self._primary.id,
                                 json=DownloadUrlRequest(url=url).model_dump())
         if not isinstance(data, str) or not data:

@@ -18,6 +18,7 @@ when its files are gone (Kie keeps result URLs about a day) it says so instead o
 
 from __future__ import annotations
 
+import contextlib
 import html
 import itertools
 import logging
@@ -57,11 +58,14 @@ from aiogram.types import (
     Message,
 )
 from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.keyboards import again_keyboard
 from bot.kie import KieClient
 from bot.kie.errors import KieError
+from bot.kie.ratelimit import Priority
+from bot.services.background import Running, cancel, spawn
 from bot.services.notifier import Notifier, model_name
 from bot.services.telegram import reply_kwargs, with_retry
 from bot.store import Generation, GenerationState, Store
@@ -82,6 +86,10 @@ PASSING = (TelegramServerError, TelegramNetworkError, TelegramRetryAfter)
 # A delivery under way holds its row this long (renewed as each send starts); another instance
 # takes it over sooner only when this one's process is gone.
 DELIVERY_LEASE = 600.0
+# How long a media send may take before it counts as failed (and is sent again): an upload of
+# 50 MB takes a while, and a process frozen mid-send (a pause, SIGSTOP) wakes to find this
+# timer run out though Telegram may have the file: the longer, the fewer such doubles.
+SEND_TIMEOUT = 300
 # Kie keeps result files about a day (kie-api.md, Retention): older ones cannot be sent.
 RESULT_RETENTION = 24 * 3600.0
 
@@ -210,6 +218,7 @@ class Delivery:
         self.i18n = i18n
         # Its own client: result hosts must never see the Kie API key.
         self.http = http
+        self._resends: Running = {}  # /history's re-sends under way, by generation
 
     async def deliver(self, generation: Generation) -> Outcome:
         """Send the result and record how it went; RETRY and GIVE_UP are the caller's to act on.
@@ -261,6 +270,38 @@ class Delivery:
             log.info("user %s is reachable again: %d results to deliver", user_id, count)
         return count
 
+    def resend_soon(self, generation: Generation, *, chat_id: int, reply_to: int | None) -> bool:
+        """/history's 📤: `resend` in the background, so the press's update is not held while
+        the file is fetched (Kie's download-url may wait long for its budget), and the person
+        is told there if it cannot be sent. False when a re-send of it is under way already:
+        repeated presses do the work once."""
+        if generation.id in self._resends:
+            return False
+        spawn(self._resends, generation.id, self._resend_and_tell(generation, chat_id, reply_to),
+              f"resend-{generation.id}")
+        return True
+
+    async def _resend_and_tell(self, generation: Generation, chat_id: int,
+                               reply_to: int | None) -> None:
+        try:
+            await self.resend(generation, chat_id=chat_id, reply_to=reply_to,
+                              note="📤 " + _("Sent again from /history; nothing charged."))
+        except Expired:
+            await self._tell(chat_id, "⌛ " + _(
+                "{model}: this result has expired (results are kept for about 24 hours). "
+                "Nothing was charged.").format(model=html.escape(model_name(generation))))
+        except TelegramAPIError:
+            log.warning("%s: sending it again failed", generation, exc_info=True)
+            await self._tell(chat_id, _("Something went wrong on my side. Your credits are "
+                                        "safe; try again in a minute."))
+
+    async def _tell(self, chat_id: int, text: str) -> None:
+        with contextlib.suppress(TelegramAPIError):  # the person hears nothing else
+            await self.bot.send_message(chat_id, text)
+
+    async def stop(self) -> None:
+        await cancel(self._resends)
+
     async def resend(self, generation: Generation, *, chat_id: int, reply_to: int | None,
                      note: str) -> None:
         """Send a delivered (or undeliverable) result once more, into `chat_id`, the way
@@ -274,7 +315,7 @@ class Delivery:
         result = Result(texts.result_caption(model_name(generation), generation.prompt), note,
                         again_keyboard(generation.id), file_details(generation))
         await self._send(replace(generation, chat_id=chat_id, request_message_id=reply_to), result,
-                         links_when_gone=False)
+                         again=True)
         if generation.state is GenerationState.UNDELIVERABLE:  # received at last
             await self.store.mark_resent(generation.id)
 
@@ -304,10 +345,11 @@ class Delivery:
         raise AssertionError("unreachable")
 
     async def _send(self, generation: Generation, result: Result, *,
-                    links_when_gone: bool = True) -> None:
-        """By URL, else downloaded and uploaded, else the links. Without `links_when_gone`, a
-        file that cannot be fetched (not one too large) raises Expired instead: dead links are
-        worth sending only as a first delivery's last resort."""
+                    again: bool = False) -> None:
+        """By URL, else downloaded and uploaded, else the links. Sent `again` (on request, from
+        /history): a file that cannot be fetched (not one too large) raises Expired instead,
+        since dead links are worth sending only as a first delivery's last resort; and Kie's
+        download-url waits behind every status read."""
         urls = generation.result_urls
         sender = SENDERS[generation.kind]
         too_large = False
@@ -319,12 +361,12 @@ class Delivery:
         with tempfile.TemporaryDirectory(prefix="delivery-") as folder:
             try:
                 files = [await self._download(url, Path(folder) / str(n), sender.content_type,
-                                              generation.kie_key)
+                                              generation, Priority.POLL if again else Priority.READ)
                          for n, url in enumerate(urls)]
             except DownloadError as error:
                 log.warning("%s: download failed: %s", generation, error)
                 too_large = isinstance(error, TooLarge)
-                if not (too_large or links_when_gone):
+                if again and not too_large:
                     raise Expired(str(error)) from error
             else:
                 as_document = any(f.size > sender.upload_limit for f in files)
@@ -350,7 +392,8 @@ class Delivery:
             single: dict[str, Any] = {
                 "chat_id": chat_id, sender.field: media[0], "caption": result.full_caption,
                 "reply_markup": result.markup, **sender.extras(result.details(0)), **reply}
-            await with_retry(lambda: self.bot(sender.method(**single)), retry_server_errors=False)
+            await with_retry(lambda: self.bot(sender.method(**single), request_timeout=SEND_TIMEOUT),
+                             retry_server_errors=False)
             return
         # An album cannot carry buttons: its first item carries the caption, then the balance
         # and the buttons follow in a message of their own.
@@ -360,7 +403,8 @@ class Delivery:
             for n, m in enumerate(media)]
         for album in albums(items):
             await with_retry(partial(self.bot.send_media_group, chat_id, media=list(album),
-                                     **reply), retry_server_errors=False)
+                                     request_timeout=SEND_TIMEOUT, **reply),
+                             retry_server_errors=False)
         try:
             await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
                                                            reply_markup=result.markup),
@@ -370,23 +414,24 @@ class Delivery:
             log.warning("%s: the balance line after the album was not sent: %s", generation, error)
 
     async def _download(self, url: str, target: Path, content_type: str,
-                        key: str | None) -> Downloaded:
+                        generation: Generation, priority: Priority) -> Downloaded:
         """Fetch a result; when Kie's URL itself fails, ask Kie for a fresh download link
-        (through `key`, the one that made it)."""
+        (through the key that made it, in its person's share of Kie's budget)."""
         try:
             return await self._fetch(url, target, content_type)
         except TooLarge:
             raise
         except DownloadError as first:
             try:
-                fresh = await self.kie.download_url(url, key=key)
+                fresh = await self.kie.download_url(url, key=generation.kie_key,
+                                                    owner=generation.user_id, priority=priority)
             except KieError as error:
                 raise DownloadError(f"{first}; download-url: {error}") from error
             return await self._fetch(fresh, target, content_type)
 
     async def _fetch(self, url: str, target: Path, content_type: str) -> Downloaded:
         """Stream one file to `target`, following a few redirects, to http(s) only."""
-        for _ in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             try:
                 if httpx.URL(url).scheme not in ("http", "https"):
                     raise DownloadError("not an http(s) URL")

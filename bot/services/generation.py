@@ -43,7 +43,7 @@ DRAFT_LIFETIME = 6 * 3600.0
 
 
 class LeaseLost(Exception):
-    """This instance no longer surely holds a generation it was working on (Store.fence_create)."""
+    """This instance no longer holds a generation it was working on (Store.fence_create)."""
 
 
 class PickerError(Refusal):
@@ -219,13 +219,18 @@ class Generations:
             await self._refuse(generation, model, error)
             return
         except LeaseLost:
-            # This instance was away (frozen) so long that the others may count it gone: the
-            # create is not sent, and the charge is refunded, by them or here, once.
-            log.warning("%s: not sent to Kie: this instance was away too long", generation)
-            await self._fail(generation, "interrupted")
+            # Settled meanwhile (refunded past its deadline while this instance was frozen):
+            # the create is not sent.
+            log.warning("%s: not sent to Kie: it was settled while this instance was away",
+                        generation)
             return
         first_check = self._clock() + self.schedule.first_delay(model)
-        await self.store.mark_submitted(generation.id, task_id, first_check, key=key)
+        if not await self.store.mark_submitted(generation.id, task_id, first_check, key=key):
+            # Refunded while the create was under way (its deadline passed while this instance
+            # was frozen between its fence and the request): the refund stands.
+            log.warning("%s: Kie task %s created for a generation settled meanwhile",
+                        generation, task_id)
+            return
         log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()
 
@@ -251,9 +256,9 @@ class Generations:
             return task_id, key
 
     async def _fence(self, generation: Generation) -> None:
-        """Just before the create goes out: raises LeaseLost unless this instance surely still
-        holds the generation (a freeze may have let another refund it meanwhile)."""
-        if not await self.store.fence_create(generation.id, self._clock()):
+        """Just before the create goes out: raises LeaseLost unless this instance still holds
+        the generation (a long freeze may have let it be refunded meanwhile)."""
+        if not await self.store.fence_create(generation.id):
             raise LeaseLost(generation.id)
 
     async def _refuse(self, generation: Generation, model: Model, error: KieError) -> None:

@@ -22,6 +22,7 @@ from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieAuthError, KieError, KieNotFound
 from bot.kie.schemas import TaskStatus
+from bot.services.background import spawn
 from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
 from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
@@ -74,7 +75,7 @@ class Tracker:
         self.polling: bool | None = None
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
-        self._stopping = False  # settle() was called: no new pass or delivery starts
+        self._stopping = False  # settle() or stop() was called: no new pass or work starts
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -103,6 +104,7 @@ class Tracker:
 
     async def stop(self) -> None:
         """End everything still running here (after `settle`, if gracefully)."""
+        self._stopping = True  # and no errand starts after this (retire's own announcement)
         tasks = [t for t in (self._loop_task, self._heartbeat_task, *self._checks.values(),
                              *self._deliveries.values(), *self._errands) if t is not None]
         for task in tasks:
@@ -121,7 +123,8 @@ class Tracker:
         time is in the database, and whichever instance claims them first owns them."""
         for generation in await self.store.refund_orphans(self._clock()):
             log.info("%s refunded: interrupted", generation)
-            await self.notifier.failed(generation)
+            # Told in the background: Telegram's flood control must not hold the heartbeat.
+            self._errand(self.notifier.failed(generation), f"told-{generation.id}")
         await self.store.release_leases(self._clock())
 
     async def _present(self) -> None:
@@ -145,6 +148,9 @@ class Tracker:
 
     def _errand(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` in the background, kept until it ends (and cancelled at stop)."""
+        if self._stopping:
+            work.close()
+            return
         task = asyncio.create_task(work, name=name)
         self._errands.add(task)
         task.add_done_callback(self._errands.discard)
@@ -218,7 +224,7 @@ class Tracker:
             await asyncio.gather(*self._checks.values(), return_exceptions=True)
 
     def _check(self, generation: Generation) -> None:
-        _spawn(self._checks, generation.id, self._checked(generation), f"check-{generation.id}")
+        spawn(self._checks, generation.id, self._checked(generation), f"check-{generation.id}")
 
     async def _checked(self, generation: Generation) -> None:
         try:
@@ -349,7 +355,7 @@ class Tracker:
         once stopping: the result stays leased to this instance, which gives it up at stop."""
         if self._stopping:
             return
-        _spawn(self._deliveries, generation.id, self._delivery(generation),
+        spawn(self._deliveries, generation.id, self._delivery(generation),
                f"deliver-{generation.id}")
 
     async def _delivery(self, generation: Generation) -> None:
@@ -374,14 +380,6 @@ class Tracker:
         self._housekept_at = now
         await self.store.purge(drafts_before=now - DRAFT_LIFETIME,
                                updates_before=now - UPDATE_MEMORY)
-
-
-def _spawn(running: dict[int, asyncio.Task[None]], generation_id: int,
-           work: Coroutine[Any, Any, None], name: str) -> None:
-    """Run `work` in the background, listed in `running` under the generation until it ends."""
-    task = asyncio.create_task(work, name=name)
-    running[generation_id] = task
-    task.add_done_callback(lambda _: running.pop(generation_id, None))
 
 
 def _file_details(status: TaskStatus) -> list[dict[str, Any]]:

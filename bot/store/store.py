@@ -41,10 +41,6 @@ MINUTE = 60.0
 # An instance not seen for this long is gone (killed, cut off): its generations pass to others.
 # Every instance refreshes its row several times within it (services.tracker.HEARTBEAT).
 INSTANCE_TIMEOUT = 30.0
-# A create goes to Kie only while every other instance is sure to see this one alive for this
-# long yet: one frozen past INSTANCE_TIMEOUT (SIGSTOP, a long pause) may have had its creates
-# refunded by the others meanwhile (fence_create).
-FENCE_MARGIN = 10.0
 # Pickers a person may have open (or cancelled) at once; older ones are forgotten.
 DRAFTS_PER_USER = 100
 # What instances tell each other (Database.announce).
@@ -565,16 +561,19 @@ class Store:
             return generation
 
     async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float, *,
-                             key: str | None = None) -> None:
-        """Kie took the task, through `key` (None: KIE_API_KEY)."""
+                             key: str | None = None) -> bool:
+        """Kie took the task, through `key` (None: KIE_API_KEY). False when the generation was
+        settled meanwhile (refunded while this instance was away): the task is not its."""
         async with self._tx() as db:
-            await db.execute(
+            submitted = await db.execute(
                 "UPDATE generations SET state = ?, task_id = ?, kie_key = ?, submitted_at = ?,"
                 " owner = NULL, next_check_at = least(coalesce(next_check_at, ?), ?, deadline_at)"
                 " WHERE id = ? AND state = ?",
                 (GenerationState.RUNNING, task_id, key, time.time(), next_check_at, next_check_at,
-                 generation_id, GenerationState.PENDING))
-        await self._db.announce(WORK)
+                 generation_id, GenerationState.PENDING)) == 1
+        if submitted:
+            await self._db.announce(WORK)
+        return submitted
 
     async def fail_generation(
             self, generation_id: int, failure: str, detail: str | None = None,
@@ -702,30 +701,32 @@ class Store:
 
     async def refund_orphans(self, now: float) -> list[Generation]:
         """Refund, as interrupted, the charged generations whose create was under way in an
-        instance that is gone (the task may never have reached Kie). One statement decides
-        and closes them, so a create fenced (fence_create) meanwhile is never refunded."""
+        instance whose process is gone: the task may never have reached Kie. One only frozen
+        (its process still there, its heartbeat late) keeps them, since it may send them the
+        moment it wakes; past their deadline they are refunded as timed out (overdue). One
+        statement decides and closes them, so a create is fenced (fence_create) or refunded,
+        never both."""
         async with self._tx() as db:
             rows = await db.fetch(
                 "UPDATE generations SET state = :failed, failure = 'interrupted',"
                 " finished_at = coalesce(finished_at, :now), next_check_at = NULL"
-                f" WHERE state = :pending AND {self._free} RETURNING *",
-                {**self._owning(now), "now": now, "failed": GenerationState.FAILED,
+                " WHERE state = :pending AND (owner IS NULL OR owner NOT IN"
+                f" ({self._db.connected_instances})) RETURNING *",
+                {"now": now, "failed": GenerationState.FAILED,
                  "pending": GenerationState.PENDING})
             generations = sorted((row_to(Generation, row) for row in rows), key=lambda g: g.id)
             for generation in generations:
                 await _refund(db, generation, "interrupted")
             return generations
 
-    async def fence_create(self, generation_id: int, now: float) -> bool:
+    async def fence_create(self, generation_id: int) -> bool:
         """May this instance send the create of this generation to Kie now? Only while it is
-        still pending and this instance's, and this instance was seen so lately that no other
-        takes it for gone (and refunds the create, refund_orphans) for FENCE_MARGIN yet. Asked
-        just before the request goes out, after any wait for Kie's budget."""
+        still pending and this instance's: not refunded meanwhile (its deadline passed while
+        this instance was frozen, or it was counted gone). Asked just before the request goes
+        out, after any wait for Kie's budget."""
         rows = await self._rows(
-            "SELECT 1 FROM generations WHERE id = :id AND state = :pending AND owner = :me"
-            " AND :me IN (SELECT id FROM instances WHERE seen_at > :fresh_after)",
-            {"id": generation_id, "pending": GenerationState.PENDING, "me": self.instance,
-             "fresh_after": now - INSTANCE_TIMEOUT + FENCE_MARGIN})
+            "SELECT 1 FROM generations WHERE id = ? AND state = ? AND owner = ?",
+            (generation_id, GenerationState.PENDING, self.instance))
         return bool(rows)
 
     async def fence_delivery(self, generation_id: int, now: float, lease_until: float) -> bool:
