@@ -15,8 +15,8 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.kie import KieClient
+from bot.services.callback_url import route as callback_route
 from bot.services.callbacks import KieCallbacks
-from bot.services.callbacks import route as callback_route
 from bot.services.payments import CreditOnArrival
 from bot.services.tracker import Tracker
 from bot.store import Store

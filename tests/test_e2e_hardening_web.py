@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from bot.services.callbacks import path_secret
+from bot.services.callback_url import path_secret
 from tests.test_e2e_web import get_json, web_settings, webhook_settings
 
 ABORTS = 20  # requests of each kind

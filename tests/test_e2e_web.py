@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.services.callbacks import path_secret
+from bot.services.callback_url import path_secret
 from bot.store import GenerationState
 from tests.chat import Person
 from tests.conftest import ADMIN_ID, make_settings

@@ -1,49 +1,21 @@
-"""Kie.ai callbacks: the URL each task carries, and what a callback may do — wake the tracker,
-never deliver or refund by itself (the tracker reads the task from Kie and acts on that)."""
+"""Kie.ai callbacks: what a callback may do — wake the tracker, never deliver or refund by
+itself (the tracker reads the task from Kie and acts on that). Its URL: callback_url.py."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from bot.config import Settings
 from bot.kie.callbacks import interim, signature_ok, task_id_of
+from bot.services.callback_url import path_secret
+from bot.services.tracker import Tracker
 from bot.store import GenerationState, Store
 
-if TYPE_CHECKING:  # the tracker imports the generation service, which needs callback_url
-    from bot.services.tracker import Tracker
-
 log = logging.getLogger(__name__)
-
-# The callback path carries a per-deployment secret: derived from the bot token, so it stays
-# the same across restarts (tasks in flight keep working) and nobody without the token knows it.
-_PATH_LABEL = b"kie-callback-path"
-
-
-def path_secret(settings: Settings) -> str:
-    key = settings.bot.token.get_secret_value().encode()
-    return hmac.new(key, _PATH_LABEL, hashlib.sha256).hexdigest()[:32]
-
-
-def callback_url(settings: Settings, generation_id: int) -> str | None:
-    """Where Kie calls when this generation's task ends; None when callbacks are off."""
-    if settings.kie.callback_url is None:
-        return None
-    base = str(settings.kie.callback_url).rstrip("/")
-    return f"{base}/{path_secret(settings)}/{generation_id}"
-
-
-def route(settings: Settings) -> str:
-    """The web server's route for callbacks: KIE_CALLBACK_URL's path, then secret and id."""
-    base = urlsplit(str(settings.kie.callback_url)).path.rstrip("/")
-    return f"{base}/{{secret}}/{{generation}}"
-
 
 class KieCallbacks:
     def __init__(self, store: Store, tracker: Tracker, settings: Settings,

@@ -22,12 +22,13 @@ from bot.kie.errors import (
     KieModelDisabled,
     KieValidationError,
 )
-from bot.services.callbacks import callback_url
+from bot.services.callback_url import callback_url
 from bot.services.notifier import Notifier
 from bot.services.offers import HIDDEN_BY_KIE, current_offer
 from bot.services.pictures import PictureError, Pictures
 from bot.services.schedule import Schedule
 from bot.store import (
+    DRAFT_LIFETIME,
     Draft,
     DraftChanged,
     DraftClosed,
@@ -38,8 +39,6 @@ from bot.store import (
 )
 
 log = logging.getLogger(__name__)
-
-DRAFT_LIFETIME = 6 * 3600.0
 
 
 class LeaseLost(Exception):

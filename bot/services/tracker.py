@@ -24,10 +24,9 @@ from bot.kie.errors import KieAuthError, KieError, KieNotFound
 from bot.kie.schemas import TaskStatus
 from bot.services.background import spawn
 from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
-from bot.services.generation import DRAFT_LIFETIME
 from bot.services.notifier import Notifier
 from bot.services.schedule import REMEMBERED, Schedule
-from bot.store import WITHOUT_RESULT, Generation, GenerationState, Store
+from bot.store import DRAFT_LIFETIME, WITHOUT_RESULT, Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from bot.store.database import IntegrityError
 from bot.store.models import (
+    DRAFT_LIFETIME,
     WITHOUT_RESULT,
     Draft,
     Generation,
@@ -26,6 +27,7 @@ from bot.store.store import (
 )
 
 __all__ = [
+    "DRAFT_LIFETIME",
     "WITHOUT_RESULT",
     "AlreadyRefunded",
     "CreditsReserved",

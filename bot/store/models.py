@@ -112,6 +112,10 @@ class LedgerRow:
     created_at: float
 
 
+# A picker answers this long after it was opened; then it says so (and is forgotten).
+DRAFT_LIFETIME = 6 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Draft:
     id: int
