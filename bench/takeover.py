@@ -45,13 +45,13 @@ from bench.harness import (
 )
 from bench.report import Row, median, print_report
 from bench.store_latency import where
-from bot.app import POLLING_TURN
+from bot.app import POLLING_LOCK
 from bot.catalog import Model, get_model
 from bot.kie.client import RATE_LIMIT_PAUSE
 from bot.services.schedule import FIRST_SHARE, STEP_SHARE
 from bot.services.tracker import CHECK_LEASE, HEARTBEAT
 from bot.store import GenerationState, Store
-from bot.store.postgres import TURN_RETRY
+from bot.store.postgres import LOCK_RETRY
 from tests.chat import Person
 from tests.fakes.kie import FakeKie, TaskPlan
 from tests.fakes.telegram import Call, FakeTelegram
@@ -376,7 +376,7 @@ def rows(runs: list[Takeover], people: int) -> list[Row]:
 
     return [
         Row("Takeover: kill → survivor holds the polling lock", of(lambda r: r.lock),
-            f"TURN_RETRY {1000 * TURN_RETRY:.0f} ms; presence gone {of(lambda r: r.gone)}"),
+            f"LOCK_RETRY {1000 * LOCK_RETRY:.0f} ms; presence gone {of(lambda r: r.gone)}"),
         Row("Takeover: kill → survivor's first getUpdates", of(lambda r: r.poll),
             f"lock → first getUpdates {of(lambda r: r.poll - r.lock)}"),
         Row("Takeover: kill → /start sent after the kill answered", of(lambda r: r.answered)),
@@ -429,7 +429,7 @@ def notes(runs: list[Takeover], people: int, url: str, server: str) -> list[str]
         f"Run k of n waits (k - 1) / n × {HEARTBEAT:g} s more before the crowd asks: the kill falls at "
         "another point of the survivor's heartbeat each run (its next beat: its last, as stored in "
         f"`instances`, + {HEARTBEAT:g} s).",
-        f"Standing by, an instance asks for the polling lock every {TURN_RETRY:g} s. Reads the killed "
+        f"Standing by, an instance asks for the polling lock every {LOCK_RETRY:g} s. Reads the killed "
         f"instance had claimed stay leased (CHECK_LEASE {CHECK_LEASE:g} s) until the survivor's next "
         f"heartbeat (every {HEARTBEAT:g} s) releases them; that heartbeat also gives the survivor the "
         "whole Kie budget, while the killed one's last requests still count in Kie's window.",
@@ -470,7 +470,7 @@ def main() -> None:
                         help="print each run's Kie requests and pictures sent, from the kill, on stderr")
     args = parser.parse_args()
     lines, table = asyncio.run(run(args.runs, args.people, args.url, args.timeline))
-    print_report(f"Takeover after SIGKILL ({POLLING_TURN!r} lock)", lines, table)
+    print_report(f"Takeover after SIGKILL ({POLLING_LOCK!r} lock)", lines, table)
 
 
 if __name__ == "__main__":

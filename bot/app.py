@@ -49,8 +49,8 @@ UPDATE_CONCURRENCY = 64
 # and recorded: one cut off is refunded (a create) or sent again (a delivery) at the next start.
 # Well within the 30 s that docker-compose.yml allows a stop.
 STOP_GRACE = 10.0
-# Long polling's turn among instances sharing a database.
-POLLING_TURN = "kie-bot polling"
+# The advisory lock held by the instance that polls, among those sharing a database.
+POLLING_LOCK = "kie-bot polling"
 
 COMMANDS = (
     ("image", N_("Create a picture")),
@@ -204,7 +204,7 @@ class Application:
         takes over when the poller goes."""
         dp = parts.dispatcher
         while not self._stopping.is_set():
-            turn = asyncio.ensure_future(parts.store.take_turn(POLLING_TURN))
+            turn = asyncio.ensure_future(parts.store.advisory_lock(POLLING_LOCK))
             stop = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()

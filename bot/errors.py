@@ -1,17 +1,43 @@
-"""Refusals: requests the bot turns down with a message to the person, not faults.
+"""The root of the bot's own exceptions, and refusals. Everything the bot raises on purpose is a
+BotError, so a caller can tell the bot's known failures from a bug (as httpx's HTTPError and
+procrastinate's ProcrastinateException do). The tree, by where each lives:
 
-Raise one anywhere under a handler; `handlers/refusals.py` turns it into the answer (a message,
-or the pressed button's alert), so handlers read straight through.
+    BotError
+    ├── Refusal                 a request turned down with a message to the person (here)
+    │   ├── UsageError          a command used wrongly: the reason and the usage (services.accounts)
+    │   └── PickerError         a picker press turned down (services.generation)
+    │       └── PickerChanged   ✅ on a keyboard older than the choice: nothing charged
+    ├── KieError                Kie.ai said no, or nothing (kie.errors): KieAuthError,
+    │                           KieInsufficientCredits, KieNotFound, KieValidationError,
+    │                           KieRateLimited, KieUnavailable, KieModelDisabled, KieTimeout,
+    │                           KieProtocolError
+    ├── StoreError              the store refused a write (store): IntegrityError,
+    │                           InsufficientCredits, DraftClosed, DraftChanged, LimitReached,
+    │                           AlreadyRefunded, CreditsSpent (CreditsReserved), DatabaseInUse,
+    │                           BackupError, TransferError
+    ├── DownloadError           a result could not be fetched (services.delivery); TooLarge
+    ├── Expired                 a result sent again whose files are gone (services.delivery)
+    ├── PictureError            an input photo could not be handed to Kie (services.pictures)
+    ├── LeaseLost               a generation no longer this instance's to act on
+    │                           (services.generation)
+    └── UnknownPayload          a paid invoice naming no package (services.payments)
+
+A Refusal raised anywhere under a handler is turned into the answer by `handlers/refusals.py`
+(a message, or the pressed button's alert), so handlers read straight through. This module
+imports nothing of the bot's: every layer, the adapters too, may use it.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
-from aiogram.utils.i18n import gettext as _
+
+class BotError(Exception):
+    """The root of every exception the bot raises on purpose."""
 
 
-class Refusal(Exception):
+class Refusal(BotError):
     """`message` is a message id (marked with N_), translated when shown; `params` fill it in."""
 
     def __init__(self, message: str, **params: object) -> None:
@@ -19,7 +45,8 @@ class Refusal(Exception):
         self.message = message
         self.params = params
 
-    def text(self) -> str:
-        """The refusal in the current language; the params may be user input, so escaped."""
+    def text(self, translate: Callable[[str], str]) -> str:
+        """The refusal through `translate` (gettext in the person's language); the params may
+        be user input, so escaped."""
         safe = {key: html.escape(str(value), quote=False) for key, value in self.params.items()}
-        return _(self.message).format(**safe)
+        return translate(self.message).format(**safe)

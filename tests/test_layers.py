@@ -1,7 +1,8 @@
-"""The shape of bot/: no import cycle, and no arrow up the layers — the adapters (kie, store)
-import nothing of the bot's above them nor each other, services never import handlers, and
-nothing below the wiring imports it. Read from the source (every import, those made only for
-type checking too), so a new module is checked as soon as it exists."""
+"""The shape of bot/: no import cycle, and no arrow up the layers — the root of the bot's
+exceptions imports nothing of the bot's, the adapters (kie, store) nothing above it nor each
+other, services never import handlers, and nothing below the wiring imports it. Read from the
+source (every import, those made only for type checking too), so a new module is checked as
+soon as it exists."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "bot"
 
-# Lower first; a module may import its own layer and those below it. Modules not named here
-# (config, errors, i18n, catalog, texts, keyboards, ...) are the bot's shared ground: they may
-# be imported by any layer above the adapters, and import only the adapters and each other.
+# Lower first; a module may import its own layer and those below it. The root (the bot's
+# exceptions) imports nothing of the bot's. Modules not named here (config, i18n, catalog,
+# texts, keyboards, ...) are the bot's shared ground: they may be imported by any layer above
+# the adapters, and import only the root, the adapters and each other.
 LAYERS = (
+    ("root", ("bot.errors",)),
     ("adapters", ("bot.kie", "bot.store")),
     ("services", ("bot.services",)),
     ("handlers", ("bot.handlers", "bot.middlewares")),
@@ -63,8 +66,11 @@ def layer_of(module: str) -> int | None:
     return None
 
 
+ROOT_LAYER, ADAPTERS = 0, 1
+
+
 def adapter_of(module: str) -> str | None:
-    return next((prefix for prefix in LAYERS[0][1]
+    return next((prefix for prefix in LAYERS[ADAPTERS][1]
                  if module == prefix or module.startswith(prefix + ".")), None)
 
 
@@ -91,11 +97,13 @@ def test_there_is_no_import_cycle():
 
 def allowed(module: str, target: str) -> bool:
     own, theirs = layer_of(module), layer_of(target)
-    if own == 0:  # an adapter knows nothing of the bot above it, nor the other adapter
+    if theirs == ROOT_LAYER:
+        return own != ROOT_LAYER
+    if own == ADAPTERS:  # an adapter knows nothing of the bot above it, nor the other adapter
         return adapter_of(target) == adapter_of(module)
     if own is None:  # the shared ground: the adapters and itself
-        return theirs in (None, 0)
-    return theirs is None or theirs <= own
+        return theirs in (None, ADAPTERS)
+    return own != ROOT_LAYER and (theirs is None or theirs <= own)
 
 
 @pytest.mark.parametrize("module", sorted(graph()))

@@ -37,7 +37,7 @@ class RefusalMiddleware(BaseMiddleware):
         try:
             return await handler(event, data)
         except Refusal as refusal:
-            text = refusal.text()
+            text = refusal.text(_)
         except InsufficientCredits as error:
             text = texts.not_enough(error.price, error.balance)
         except Exception:

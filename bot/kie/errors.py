@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bot.errors import BotError
 
-class KieError(Exception):
+
+class KieError(BotError):
     """Base: `code` is Kie's envelope code (or the HTTP status), `message` Kie's own words."""
 
     retryable = False

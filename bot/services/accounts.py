@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiogram.types import User as TelegramUser
-from aiogram.utils.i18n import gettext as _
 
 from bot.config import Settings
 from bot.errors import Refusal
@@ -27,8 +28,8 @@ class UsageError(Refusal):
         super().__init__(message, **params)
         self.usage = usage
 
-    def text(self) -> str:
-        return super().text() + "\n\n" + _(self.usage)
+    def text(self, translate: Callable[[str], str]) -> str:
+        return super().text(translate) + "\n\n" + translate(self.usage)
 
 
 def ascii_number(token: str) -> int | None:

@@ -61,6 +61,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
+from bot.errors import BotError
 from bot.keyboards import again_keyboard
 from bot.kie import KieClient
 from bot.kie.errors import KieError
@@ -109,7 +110,7 @@ def blocked_by_user(error: TelegramForbiddenError) -> bool:
     return "blocked" in message or "deactivated" in message
 
 
-class DownloadError(Exception):
+class DownloadError(BotError):
     pass
 
 
@@ -117,7 +118,7 @@ class TooLarge(DownloadError):
     """Past the upload limit: a fresh download link would not make it smaller."""
 
 
-class Expired(Exception):
+class Expired(BotError):
     """A result sent again whose files can no longer be fetched, not even through Kie's
     download-url: Kie's result URLs typically live about 24 hours (kie-api.md, Retention)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.catalog import Model, Offer
 from bot.config import Settings
-from bot.errors import Refusal
+from bot.errors import BotError, Refusal
 from bot.i18n import N_
 from bot.kie import KieClient
 from bot.kie.errors import (
@@ -41,7 +41,7 @@ from bot.store import (
 log = logging.getLogger(__name__)
 
 
-class LeaseLost(Exception):
+class LeaseLost(BotError):
     """This instance no longer holds a generation it was working on (Store.fence_create)."""
 
 

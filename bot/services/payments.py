@@ -16,7 +16,7 @@ from aiogram.types import Update
 
 from bot import texts
 from bot.config import CreditPackage
-from bot.errors import Refusal
+from bot.errors import BotError, Refusal
 from bot.i18n import N_
 from bot.services.accounts import UsageError, ascii_number
 from bot.services.telegram import with_retry
@@ -74,7 +74,7 @@ def checkout_refusal(packages: Iterable[CreditPackage], *, payload: str, currenc
     return None
 
 
-class UnknownPayload(Exception):
+class UnknownPayload(BotError):
     """A paid invoice whose payload names no package: nothing to credit automatically."""
 
 

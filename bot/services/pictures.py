@@ -16,7 +16,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import Message, PhotoSize
 from aiohttp import ClientError
 
-from bot.errors import Refusal
+from bot.errors import BotError, Refusal
 from bot.i18n import N_
 from bot.kie import KieClient
 
@@ -34,7 +34,7 @@ NOT_A_PICTURE = N_("That file is not a picture. Send a photo, or a JPEG, PNG or 
 TOO_LARGE = N_("That picture is too large: at most {size} MB.")
 
 
-class PictureError(Exception):
+class PictureError(BotError):
     """The picture could not be handed to Kie; `reason` is the generation's failure code."""
 
     def __init__(self, reason: str) -> None:

@@ -85,8 +85,8 @@ class Tracker:
 
     async def start(self) -> None:
         self.schedule.observe_all(await self.store.recent_durations(REMEMBERED))
-        self.store.on_work(self.wake)
-        self.store.on_instances(self._recount_soon)
+        self.store.listen_for_work(self.wake)
+        self.store.listen_for_instances(self._recount_soon)
         await self._present()
         await self.resume()
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
@@ -103,7 +103,7 @@ class Tracker:
 
     async def stop(self) -> None:
         """End everything still running here (after `settle`, if gracefully)."""
-        self._stopping = True  # and no errand starts after this (retire's own announcement)
+        self._stopping = True  # and no errand starts after this (retire's own NOTIFY)
         tasks = [t for t in (self._loop_task, self._heartbeat_task, *self._checks.values(),
                              *self._deliveries.values(), *self._errands) if t is not None]
         for task in tasks:
@@ -133,7 +133,7 @@ class Tracker:
 
     async def _recount(self) -> None:
         """All instances together stay within KIE_RATE_LIMIT: each spends its part, recounted
-        when one announces it starts or stops, and every HEARTBEAT (one killed says nothing)."""
+        when one notifies that it starts or stops, and every HEARTBEAT (one killed says nothing)."""
         self.kie.share_budget(await self.store.live_instances(self._clock()),
                               polling=self.polling)
 

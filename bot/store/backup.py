@@ -10,8 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bot.store.database import StoreError
 
-class BackupError(Exception):
+
+class BackupError(StoreError):
     """One line for the operator; `code` is the exit code (2: nothing was tried, 1: failed)."""
 
     def __init__(self, message: str, code: int = 2) -> None:

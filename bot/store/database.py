@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from bot.errors import BotError
+
 Params = Sequence[Any] | Mapping[str, Any]
 
 
@@ -32,7 +34,11 @@ class Row(Protocol):
     def keys(self) -> Any: ...
 
 
-class IntegrityError(Exception):
+class StoreError(BotError):
+    """The root of the store's refusals."""
+
+
+class IntegrityError(StoreError):
     """A constraint refused a write (a CHECK, a unique index, the ledger's append-only rule)."""
 
 
@@ -61,24 +67,25 @@ class Database(ABC):
     connected_instances: str = "SELECT id FROM instances"
 
     @abstractmethod
-    async def be_present(self, instance: str) -> None:
-        """Make this process visible as `instance` to the others sharing the database, as long
-        as it lives."""
+    async def open_session(self, instance: str) -> None:
+        """This process's own session with the database, named for `instance` and open for the
+        process's life: its presence (the others see it connected), its LISTEN and its advisory
+        locks."""
 
     @abstractmethod
-    async def announce(self, topic: str) -> None:
-        """Tell the other processes sharing the database of `topic` (new work, an instance
-        come or gone)."""
+    async def notify(self, topic: str) -> None:
+        """NOTIFY the processes sharing the database of `topic` (new work, an instance come or
+        gone)."""
 
     @abstractmethod
-    def on_announce(self, topic: str, callback: Callable[[], None]) -> None:
-        """Call `callback` when a process announces `topic` (from be_present on)."""
+    def listen(self, topic: str, callback: Callable[[], None]) -> None:
+        """LISTEN: call `callback` when a process notifies `topic` (from open_session on)."""
 
     @abstractmethod
-    async def take_turn(self, name: str) -> asyncio.Event:
-        """Wait until this process holds `name`, which one process at a time may hold among
-        those sharing the database (long polling: Telegram serves one getUpdates at a time).
-        The event is set if the turn is lost (the process's connection broke)."""
+    async def advisory_lock(self, name: str) -> asyncio.Event:
+        """Wait until this process holds the advisory lock `name`, which one process at a time
+        holds among those sharing the database (long polling: Telegram serves one getUpdates
+        at a time). The event is set if the lock is lost (the process's session broke)."""
 
     @abstractmethod
     def transaction(self, *, durable: bool = False) -> AbstractAsyncContextManager[Connection]:

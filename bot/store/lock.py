@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from bot.store.database import StoreError
 
-class DatabaseInUse(Exception):
+
+class DatabaseInUse(StoreError):
     """Another process holds the lock on this database (a file's flock here, or PostgreSQL's
     advisory lock: store.database)."""
 

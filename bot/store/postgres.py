@@ -24,7 +24,7 @@ _PLACEHOLDER = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)")
 _MIGRATION_LOCK = "kie-bot migrations"
 # NOTIFY's channel; the payload is the topic (store.Store: new work, instances changed).
 _CHANNEL = "kie_bot"
-TURN_RETRY = 2.0  # seconds between two asks for a turn another process holds
+LOCK_RETRY = 2.0  # seconds between two tries for an advisory lock another process holds
 
 
 @lru_cache(maxsize=512)
@@ -109,14 +109,14 @@ class PostgresDatabase(Database):
         self._url = url
         self._presence: asyncpg.Connection | None = None
         self._instance = ""
-        self._heard: dict[str, list[Callable[[], None]]] = {}  # on_announce's callbacks
+        self._heard: dict[str, list[Callable[[], None]]] = {}  # listen's callbacks
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
         return cls(await asyncpg.create_pool(url, min_size=1, max_size=pool_size,
                                              reset=_keep_session), url)
 
-    async def be_present(self, instance: str) -> None:
+    async def open_session(self, instance: str) -> None:
         """One connection of its own, named for the instance, open for the process's life
         (reopened here if it broke): the pool's come and go."""
         self._instance = instance
@@ -129,19 +129,19 @@ class PostgresDatabase(Database):
         for callback in self._heard.get(str(topic), ()):
             callback()
 
-    async def announce(self, topic: str) -> None:
+    async def notify(self, topic: str) -> None:
         async with self._pool.acquire() as connection:
             await connection.execute("SELECT pg_notify($1, $2)", _CHANNEL, topic)
 
-    def on_announce(self, topic: str, callback: Callable[[], None]) -> None:
+    def listen(self, topic: str, callback: Callable[[], None]) -> None:
         self._heard.setdefault(topic, []).append(callback)
 
-    async def take_turn(self, name: str) -> asyncio.Event:
+    async def advisory_lock(self, name: str) -> asyncio.Event:
         """A session advisory lock on the presence connection: the server frees it the moment
         the holder's connection ends (the process killed, the network cut), and the holder
         hears of its own loss from asyncpg when that connection ends."""
         while True:
-            await self.be_present(self._instance)
+            await self.open_session(self._instance)
             presence = self._presence
             assert presence is not None
             try:
@@ -149,8 +149,8 @@ class PostgresDatabase(Database):
                         "SELECT pg_try_advisory_lock(hashtext(current_schema() || $1))", name):
                     return _loss_of(presence)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("asking for the %s turn failed: %s", name, error)
-            await asyncio.sleep(TURN_RETRY)
+                log.warning("trying for the advisory lock %s failed: %s", name, error)
+            await asyncio.sleep(LOCK_RETRY)
 
     @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[Connection]:

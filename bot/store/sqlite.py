@@ -104,16 +104,16 @@ class SqliteDatabase(Database):
         async with self._lock:
             return await self._connection.fetch(sql, params)
 
-    async def be_present(self, instance: str) -> None:
+    async def open_session(self, instance: str) -> None:
         """There are no others: the file is locked to one process."""
 
-    async def announce(self, topic: str) -> None:
+    async def notify(self, topic: str) -> None:
         """No other process to tell."""
 
-    def on_announce(self, topic: str, callback: Callable[[], None]) -> None:
+    def listen(self, topic: str, callback: Callable[[], None]) -> None:
         """No other process to hear from."""
 
-    async def take_turn(self, name: str) -> asyncio.Event:
+    async def advisory_lock(self, name: str) -> asyncio.Event:
         """Always this process's, never lost."""
         return asyncio.Event()
 

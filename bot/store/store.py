@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import migrations
-from bot.store.database import Connection, Database, Row
+from bot.store.database import Connection, Database, Row, StoreError
 from bot.store.models import (
     OPEN_STATES,
     WITHOUT_RESULT,
@@ -43,25 +43,25 @@ MINUTE = 60.0
 INSTANCE_TIMEOUT = 30.0
 # Pickers a person may have open (or cancelled) at once; older ones are forgotten.
 DRAFTS_PER_USER = 100
-# What instances tell each other (Database.announce).
+# What instances tell each other (Database.notify (NOTIFY)).
 WORK = "work"
 INSTANCES = "instances"
 
 
-class InsufficientCredits(Exception):
+class InsufficientCredits(StoreError):
     def __init__(self, price: int, balance: int) -> None:
         super().__init__(f"price {price} > balance {balance}")
         self.price = price
         self.balance = balance
 
 
-class AlreadyRefunded(Exception):
+class AlreadyRefunded(StoreError):
     def __init__(self, purchase: Purchase) -> None:
         super().__init__(f"purchase {purchase.charge_id} was refunded")
         self.purchase = purchase
 
 
-class CreditsSpent(Exception):
+class CreditsSpent(StoreError):
     """A purchase's credits are no longer all on the balance (a refund then needs `force`)."""
 
     def __init__(self, purchase: Purchase, balance: int) -> None:
@@ -78,15 +78,15 @@ class CreditsReserved(CreditsSpent):
         self.reserved = reserved
 
 
-class DraftClosed(Exception):
+class DraftClosed(StoreError):
     """The draft was already confirmed or cancelled (a second press, a repeated update)."""
 
 
-class DraftChanged(Exception):
+class DraftChanged(StoreError):
     """The draft changed after the keyboard that was pressed was drawn: nothing is charged."""
 
 
-class LimitReached(Exception):
+class LimitReached(StoreError):
     """The user has `limit` generations open (`which` = "open") or started this minute ("rate")."""
 
     def __init__(self, which: str, limit: int) -> None:
@@ -133,9 +133,9 @@ class Store:
 
     async def heartbeat(self, now: float) -> None:
         """This instance is alive. On SQLite it is the only one (the file is locked to one
-        process): every other row is a past run's, and goes. The first beat is announced: the
+        process): every other row is a past run's, and goes. The first beat is notified: the
         others recount at once (their part of Kie's budget) rather than at their next beat."""
-        await self._db.be_present(self.instance)
+        await self._db.open_session(self.instance)
         async with self._tx() as db:
             if not self._db.shared:
                 await db.execute("DELETE FROM instances WHERE id != ?", (self.instance,))
@@ -146,30 +146,30 @@ class Store:
                 await db.execute("UPDATE instances SET seen_at = ? WHERE id = ?",
                                  (now, self.instance))
         if new:
-            await self._db.announce(INSTANCES)
+            await self._db.notify(INSTANCES)
 
-    async def take_turn(self, name: str) -> asyncio.Event:
-        """Wait until this instance is the one among those sharing the database that does
-        `name`; the event is set if it loses the turn (see Database.take_turn)."""
-        await self._db.be_present(self.instance)
-        return await self._db.take_turn(name)
+    async def advisory_lock(self, name: str) -> asyncio.Event:
+        """Wait until this instance holds the advisory lock `name` among those sharing the
+        database; the event is set if it loses it (see Database.advisory_lock)."""
+        await self._db.open_session(self.instance)
+        return await self._db.advisory_lock(name)
 
-    def on_work(self, callback: Callable[[], None]) -> None:
-        """Call `callback` when another instance sharing the database has new work due (a task
+    def listen_for_work(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when an instance sharing the database notifies new work due (a task
         submitted, a callback heard), so that whoever has room takes it; and when this one
-        makes work due that no other step of its own announces (requeue_undeliverable)."""
-        self._db.on_announce(WORK, callback)
+        makes work due that no other step of its own wakes it for (requeue_undeliverable)."""
+        self._db.listen(WORK, callback)
         self._on_work.append(callback)
 
-    def on_instances(self, callback: Callable[[], None]) -> None:
+    def listen_for_instances(self, callback: Callable[[], None]) -> None:
         """Call `callback` when an instance sharing the database starts or stops."""
-        self._db.on_announce(INSTANCES, callback)
+        self._db.listen(INSTANCES, callback)
 
     async def retire(self) -> None:
         """This instance stops: what it owns passes to the others at once."""
         async with self._tx() as db:
             await db.execute("DELETE FROM instances WHERE id = ?", (self.instance,))
-        await self._db.announce(INSTANCES)
+        await self._db.notify(INSTANCES)
 
     async def live_instances(self, now: float) -> int:
         rows = await self._rows(f"SELECT count(*) FROM ({self._db.live_instances}) AS live",
@@ -572,7 +572,7 @@ class Store:
                 (GenerationState.RUNNING, task_id, key, time.time(), next_check_at, next_check_at,
                  generation_id, GenerationState.PENDING)) == 1
         if submitted:
-            await self._db.announce(WORK)
+            await self._db.notify(WORK)
         return submitted
 
     async def fail_generation(
@@ -605,7 +605,7 @@ class Store:
                 (time.time(), generation_id, GenerationState.PENDING, GenerationState.RUNNING,
                  task_id)) == 1
         if woken:
-            await self._db.announce(WORK)
+            await self._db.notify(WORK)
         return woken
 
     async def recover(self, generation_id: int, task_id: str, urls: list[str], *,
@@ -764,7 +764,7 @@ class Store:
                  "user": user_id, "undeliverable": GenerationState.UNDELIVERABLE,
                  "after": finished_after})
         if count:
-            await self._db.announce(WORK)
+            await self._db.notify(WORK)
             for callback in self._on_work:
                 callback()
         return count

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bot.store import migrations
-from bot.store.database import Database
+from bot.store.database import Database, StoreError
 from bot.store.postgres import PostgresDatabase
 from bot.store.sqlite import SqliteDatabase
 from bot.store.store import INSTANCE_TIMEOUT
@@ -26,7 +26,7 @@ TABLES = ("users", "generations", "ledger", "drafts", "purchases", "updates", "c
 IDENTITIES = ("generations", "ledger", "drafts")  # ids the database hands out
 
 
-class TransferError(Exception):
+class TransferError(StoreError):
     """One line for the operator; nothing was written."""
 
 
