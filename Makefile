@@ -1,4 +1,5 @@
-# `make run` starts the bot (settings from .env); `make test` runs the whole suite; `make lint`
+# `make run` starts the bot (settings from .env); `make test` runs the whole suite (tests/unit,
+# tests/app, tests/process); `make test-fast` only tests/unit, in seconds; `make lint`
 # runs ruff and mypy (strict on bot/); `make bench` runs every benchmark of bench/ (about a
 # quarter of an hour) and prints one table (README, "Performance").
 # Each creates .venv and installs the pinned dependencies first, so a fresh clone needs only
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install run test lint bench
+.PHONY: install run test test-fast lint bench
 install: $(STAMP)
 
 run: $(STAMP)
@@ -22,8 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
+# The unit tier: no socket, no server, no child process; one process (workers cost more to start).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest tests/unit -n 0
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bot tests
+	$(VENV)/bin/ruff check bot tests testkit bench
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -4,7 +4,7 @@ and how fast a finished picture reaches the chat.
     .venv/bin/python -m bench.crowd [--people 50] [--window 1.0] [--limit 20] [--reads 2]
 
 Everything runs on 127.0.0.1: the real bot between the fake Bot API and the fake Kie.ai of
-tests/fakes. `--window 10` is Kie's real window (slow: about 10 s per 20 requests).
+testkit/fakes. `--window 10` is Kie's real window (slow: about 10 s per 20 requests).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.conftest import KIE_KEY, TOKEN, RunningBot, make_settings
-from tests.fakes.kie import FakeKie, TaskPlan
-from tests.fakes.telegram import FakeTelegram
-from tests.load import crowd
+from testkit.bot import KIE_KEY, TOKEN, RunningBot, make_settings
+from testkit.fakes.kie import FakeKie, TaskPlan
+from testkit.fakes.telegram import FakeTelegram
+from testkit.load import crowd
 
 
 async def main(people: int, window: float, limit: int, reads: int) -> None:

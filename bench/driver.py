@@ -30,20 +30,20 @@ from bench.harness import (
     callback_settings,
     fakes,
     free_port,
-    more_keys,
-    postgres_url,
     recounted,
     scaled_settings,
-    schema,
     spawn,
     start,
     stop_all,
 )
 from bot.store import Store
-from tests.chat import button
-from tests.fakes.kie import FakeKie, Req, Task, TaskPlan
-from tests.fakes.telegram import Call, FakeTelegram
-from tests.load import IMAGEN, MEDIA_METHODS, SPEECH, SUNO, WAN, Ask, _created_model, _task_named
+from testkit.bot import more_keys
+from testkit.chat import button
+from testkit.databases import schema
+from testkit.databases import server_url as postgres_url
+from testkit.fakes.kie import FakeKie, Req, Task, TaskPlan
+from testkit.fakes.telegram import Call, FakeTelegram
+from testkit.load import IMAGEN, MEDIA_METHODS, SPEECH, SUNO, WAN, Ask, _created_model, _task_named
 
 Dict = dict[str, Any]
 Match = Callable[[Call], bool]

@@ -3,7 +3,7 @@ the same with the catalog's durations scaled, or the bare aiogram bot) configure
 environment as an operator configures it, and what /proc says of that process.
 
 The bot runs in its own process, so its memory and CPU are its own and it has a core of its own;
-the fake Bot API and the fake Kie.ai (tests/fakes) run in the benchmark's process.
+the fake Bot API and the fake Kie.ai (testkit/fakes) run in the benchmark's process.
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from tests.conftest import ADMIN_ID, KIE_KEY, TOKEN
-from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import Call, FakeTelegram
+from testkit.bot import ADMIN_ID, KIE_KEY, TOKEN
+from testkit.fakes.kie import FakeKie
+from testkit.fakes.telegram import Call, FakeTelegram
 
 if TYPE_CHECKING:  # only for hints: the benchmarks on SQLite need neither
-    import asyncpg
-
     from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,11 +87,6 @@ async def fakes(window: float, limit: int = KIE_LIMIT,
     async with FakeTelegram(token=TOKEN) as tg, \
             FakeKie(api_key=KIE_KEY, rate_limit=limit, window=window, more_keys=more_keys) as kie:
         yield tg, kie
-
-
-def more_keys(keys: int) -> list[str]:
-    """The keys a bot with `keys` Kie keys has beside KIE_KEY (its KIE_API_KEYS)."""
-    return [f"{KIE_KEY}-{n}" for n in range(1, keys)]
 
 
 def free_port() -> int:
@@ -268,28 +260,6 @@ def problems(log: str) -> list[str]:
 
 
 # -- several instances on one PostgreSQL database ---------------------------------------------------
-
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def postgres_url(url: str | None = None) -> str:
-    """The server to make schemas on: `url`, else TEST_DATABASE_URL, else the local one."""
-    return url or os.environ.get("TEST_DATABASE_URL", DEFAULT_URL)
-
-
-@contextlib.asynccontextmanager
-async def schema(admin: asyncpg.Connection, url: str, *,
-                 drop: bool = True) -> AsyncIterator[tuple[str, str]]:
-    """(URL, name) of a new schema, dropped afterwards unless `drop` is False (a post-mortem
-    reads it; `DROP SCHEMA <name> CASCADE` when done) (bench.store_latency, tests/databases.py)."""
-    name = f"bench_{uuid.uuid4().hex[:16]}"
-    await admin.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}search_path={name}", name
-    finally:
-        if drop:
-            await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
 
 async def all_alive(store: Store, tg: FakeTelegram, children: Sequence[Child],
                     patience: float = 60.0) -> None:

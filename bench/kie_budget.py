@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.driver import DURATIONS, MODES, Done, GenerationBench, KindCost, Mode, generation_bench, kie_costs
 from bench.harness import SCALED, Scale, problems
 from bench.report import Row, print_report
-from tests.load import MIXED
+from testkit.load import MIXED
 
 TIMEOUT = 180.0
 GOALS: dict[Mode, float] = {"polling": 4.0, "callbacks": 2.2}

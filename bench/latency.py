@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.driver import MODES, Done, GenerationBench, Mode, generation_bench, success_to_sent
 from bench.harness import REAL_TIME, Scale, problems
 from bench.report import Row, median, ms, percentile, print_report
-from tests.load import IMAGEN
+from testkit.load import IMAGEN
 
 TIMEOUT = 300.0
 GOAL_P95 = 1.0  # seconds, with callbacks

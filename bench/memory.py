@@ -39,11 +39,11 @@ from bench.harness import (
 )
 from bench.report import Row, print_report
 from bot.store import Store
-from tests.chat import button
-from tests.conftest import KIE_KEY
-from tests.fakes.kie import FakeKie, TaskPlan
-from tests.fakes.telegram import FakeTelegram
-from tests.load import IMAGEN
+from testkit.bot import KIE_KEY
+from testkit.chat import button
+from testkit.fakes.kie import FakeKie, TaskPlan
+from testkit.fakes.telegram import FakeTelegram
+from testkit.load import IMAGEN
 
 RSS_GOAL = 30.0  # MiB above the bare bot's
 FLAT = 0.25  # "flat": the last step's CPU per minute within ±25 % of the first step's

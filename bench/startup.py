@@ -19,8 +19,8 @@ from pathlib import Path
 
 from bench.harness import BARE_BOT, BOT, bot_env, fakes, start
 from bench.report import Row, median, ms, print_report
-from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import FakeTelegram
+from testkit.fakes.kie import FakeKie
+from testkit.fakes.telegram import FakeTelegram
 
 GOAL = 1.2  # × the bare bot's
 

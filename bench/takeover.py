@@ -30,33 +30,33 @@ import asyncpg
 
 from bench.harness import (
     BOT,
-    DEFAULT_URL,
     KIE_WINDOW,
     Child,
     all_alive,
     bot_env,
     fakes,
-    postgres_url,
     problems,
     recounted,
-    schema,
     spawn,
     stop_all,
 )
 from bench.report import Row, median, print_report
 from bench.store_latency import where
-from bot.app import POLLING_LOCK
 from bot.catalog import Model, get_model
 from bot.kie.client import RATE_LIMIT_PAUSE
+from bot.runners.polling import POLLING_LOCK
+from bot.services.presence import HEARTBEAT
 from bot.services.schedule import FIRST_SHARE, STEP_SHARE
-from bot.services.tracker import CHECK_LEASE, HEARTBEAT
+from bot.services.tracker import CHECK_LEASE
 from bot.store import GenerationState, Store
 from bot.store.postgres import LOCK_RETRY
-from tests.chat import Person
-from tests.fakes.kie import FakeKie, TaskPlan
-from tests.fakes.telegram import Call, FakeTelegram
-from tests.load import IMAGEN
-from tests.test_e2e_image import generate
+from testkit.chat import Person
+from testkit.databases import DEFAULT_URL, schema
+from testkit.databases import server_url as postgres_url
+from testkit.e2e import generate
+from testkit.fakes.kie import FakeKie, TaskPlan
+from testkit.fakes.telegram import Call, FakeTelegram
+from testkit.load import IMAGEN
 
 RUNS = 3
 PEOPLE = 20
@@ -100,7 +100,7 @@ class Takeover:
 
 
 async def poller(db: asyncpg.Connection, name: str) -> str:
-    """The instance id holding the polling lock (tests/test_e2e_postgres.py `poller_pid`)."""
+    """The instance id holding the polling lock (tests/process/test_e2e_postgres.py `poller_pid`)."""
     holders = await lock_holders(db, name)
     if len(holders) != 1:
         raise RuntimeError(f"expected one instance holding the polling lock, found {holders}")

@@ -43,11 +43,12 @@ from bench.driver import (
     kie_costs,
     success_to_sent,
 )
-from bench.harness import KIE_LIMIT, SCALED, Scale, postgres_url, problems
+from bench.harness import KIE_LIMIT, SCALED, Scale, problems
 from bench.report import Row, median, ms, percentile, print_report
 from bench.store_latency import where
 from bot.kie.ratelimit import part_of
-from tests.load import IMAGEN
+from testkit.databases import server_url as postgres_url
+from testkit.load import IMAGEN
 
 TIMEOUT = 120.0  # seconds one generation may take before the person gives up
 # A line of the bot's log (bot/logs.py): its local time, level, logger, message.

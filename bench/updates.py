@@ -27,8 +27,8 @@ from bench.driver import Client, Watcher
 from bench.harness import BARE_BOT, BOT, Child, bot_env, database, fakes, problems, profiled, start
 from bench.report import Row, print_report
 from bot.store import Store
-from tests.chat import buttons
-from tests.fakes.telegram import Call, FakeTelegram
+from testkit.chat import buttons
+from testkit.fakes.telegram import Call, FakeTelegram
 
 GOAL = 0.8  # of the bare bot's rate
 Message = dict[str, Any]

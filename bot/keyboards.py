@@ -64,11 +64,11 @@ def models_keyboard(draft_id: int, models: list[Model]) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def options_keyboard(draft_id: int, revision: int, model: Model, chosen: dict[str, Any],
-                     can_go_back: bool) -> InlineKeyboardMarkup:
-    """One row per option (the current choice ticked), then Generate, then Back / Cancel."""
+def options_keyboard(draft_id: int, revision: int, model: Model, values: dict[str, Any], *,
+                     price: int, can_go_back: bool) -> InlineKeyboardMarkup:
+    """One row per option (the current choice ticked; `values` resolved), then Generate at
+    `price`, then Back / Cancel."""
     builder = InlineKeyboardBuilder()
-    values = model.resolve(chosen)
     for option in model.options:
         priced = any(choice.priced for choice in option.choices)
         buttons = []
@@ -80,7 +80,6 @@ def options_keyboard(draft_id: int, revision: int, model: Model, chosen: dict[st
                 label = f"✓ {label}"
             buttons.append(_button(label, Pick(draft=draft_id, act="o", val=f"{option.key}.{index}")))
         builder.row(*buttons, width=5)
-    price = model.price_for(values)
     builder.row(_button(texts.generate_button(price),
                         Pick(draft=draft_id, act="go", val=promise(revision, price))))
     last_row = [_button("✖ " + _("Cancel"), Pick(draft=draft_id, act="x"))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
@@ -169,15 +170,15 @@ def picker_models(kind: str, prompt: str, *, picture: bool = False) -> str:
     return f"{KIND_ICONS[kind]} {_request(prompt, picture)}\n\n" + _("Choose a model:")
 
 
-def picker_options(model: Model, prompt: str, chosen: dict[str, str], *,
+def picker_options(model: Model, prompt: str, values: dict[str, Any], price: int, *,
                    picture: bool = False) -> str:
-    values = model.resolve(chosen)
+    """`values`: the options resolved (Model.resolve); `price`: theirs."""
     lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model.name)}</b>",
              _request(prompt, picture), ""]
     for option in model.options:
         label = _(option.choice(values[option.key]).label)
         lines.append(f"{option_title(option)}: {html.escape(label)}")
-    lines.append(_("Price: {credits}").format(credits=credits(model.price_for(chosen))))
+    lines.append(_("Price: {credits}").format(credits=credits(price)))
     return "\n".join(lines)
 
 

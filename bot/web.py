@@ -1,16 +1,18 @@
 """The bot's own web server (WEB_HOST/WEB_PORT): GET /healthz, Kie.ai's callbacks, and in
-webhook mode Telegram's webhook, mounted with aiogram's own handler."""
+webhook mode Telegram's webhook."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
+from aiogram.methods import TelegramMethod
 from aiogram.types import Update
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.config import Settings
@@ -23,43 +25,65 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
-class WebhookHandler(SimpleRequestHandler):
-    """aiogram's webhook handler (answers at once, handles in the background), except that a
-    payment is credited before the answer: once Telegram has its 200 it never sends the update
-    again. If the store cannot take it, Telegram gets a 500 and retries later."""
 
-    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret_token: str | None,
+class TelegramWebhook:
+    """Telegram's POSTs (aiogram's public API only: `feed_raw_update`): the secret header
+    checked, a payment credited before the answer (once Telegram has its 200 it never sends the
+    update again; if the store cannot take it, Telegram gets a 500 and retries later), then
+    the update handled in the background, at most `concurrency` at once: past that, the POST
+    waits, and Telegram's own connection limit holds the rest back (as the concurrency limit
+    does for long polling)."""
+
+    def __init__(self, dispatcher: Dispatcher, bot: Bot, *, secret: str | None,
                  payments: CreditOnArrival, concurrency: int) -> None:
-        super().__init__(dispatcher, bot, secret_token=secret_token)
+        self.dispatcher = dispatcher
+        self.bot = bot
+        self.secret = secret
         self.payments = payments
-        # Updates handled at once: past that, the POST waits, and Telegram's own connection
-        # limit holds the rest back (as the concurrency limit does for long polling).
         self._slots = asyncio.Semaphore(concurrency)
+        self._feeding: set[asyncio.Task[None]] = set()
 
-    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
-        # aiogram's compare_digest raises TypeError (a 500) on a non-ASCII header; Telegram
-        # never sends one (a secret_token is A-Z a-z 0-9 _ - only): refused, a 401.
-        return telegram_secret_token.isascii() and super().verify_secret(telegram_secret_token,
-                                                                          bot)
+    def register(self, app: web.Application, path: str) -> None:
+        app.router.add_post(path, self.handle)
+        app.on_shutdown.append(self._close)
 
-    async def _handle_request_background(self, bot: Bot, request: web.Request) -> web.Response:
-        raw = await request.json(loads=bot.session.json_loads)
+    def _secret_ok(self, given: str) -> bool:
+        # A secret_token is A-Z a-z 0-9 _ - only: a non-ASCII header is nobody's (and would
+        # make compare_digest raise).
+        return self.secret is None or (given.isascii() and hmac.compare_digest(given, self.secret))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self._secret_ok(request.headers.get(SECRET_HEADER, "")):
+            return web.Response(body="Unauthorized", status=401)
+        raw = await request.json(loads=self.bot.session.json_loads)
         message = raw.get("message") if isinstance(raw, dict) else None
         if isinstance(message, dict) and "successful_payment" in message:
             try:
-                await self.payments.credit(Update.model_validate(raw, context={"bot": bot}))
+                await self.payments.credit(Update.model_validate(raw, context={"bot": self.bot}))
             except Exception:
                 log.exception("update %s: payment not credited; Telegram will send it again",
                               raw.get("update_id"))
                 return web.Response(status=500)
-        # The body is read already: hand aiogram the parsed update.
         await self._slots.acquire()
-        task = asyncio.create_task(self._background_feed_update(bot=bot, update=raw))
-        self._background_feed_update_tasks.add(task)
-        task.add_done_callback(self._background_feed_update_tasks.discard)
+        task = asyncio.create_task(self._feed(raw))
+        self._feeding.add(task)
+        task.add_done_callback(self._feeding.discard)
         task.add_done_callback(lambda _: self._slots.release())
-        return web.json_response({}, dumps=bot.session.json_dumps)
+        return web.json_response({}, dumps=self.bot.session.json_dumps)
+
+    async def _feed(self, raw: dict[str, Any]) -> None:
+        result = await self.dispatcher.feed_raw_update(self.bot, raw)
+        if isinstance(result, TelegramMethod):  # a handler's answer as a method: made here
+            await self.dispatcher.silent_call_request(self.bot, result)
+
+    async def _close(self, _: web.Application) -> None:
+        """The updates still being handled end with the server."""
+        tasks = list(self._feeding)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class WebServer:
@@ -76,13 +100,12 @@ class WebServer:
         if callbacks is not None:
             self.app.router.add_post(callback_route(settings), self.kie_callback)
         if settings.webhook.url is not None:
-            # First the dispatcher's startup and shutdown (tracker included), tied to the
-            # server's; then the webhook route, which closes the bot's session at shutdown.
+            # The dispatcher's startup and shutdown tied to the server's, then the route.
             setup_application(self.app, dispatcher, bot=bot)
             secret = settings.webhook.secret.get_secret_value() if settings.webhook.secret else None
-            WebhookHandler(dispatcher, bot, secret_token=secret, payments=payments,
-                           concurrency=concurrency).register(
-                self.app, path=urlsplit(str(settings.webhook.url)).path or "/")
+            TelegramWebhook(dispatcher, bot, secret=secret, payments=payments,
+                            concurrency=concurrency).register(
+                self.app, urlsplit(str(settings.webhook.url)).path or "/")
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

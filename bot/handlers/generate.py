@@ -19,7 +19,7 @@ from bot.i18n import N_
 from bot.keyboards import Again, Pick, models_keyboard, options_keyboard
 from bot.services.generation import Generations, Picker, PickerChanged
 from bot.services.pictures import find_picture
-from bot.services.telegram import is_not_modified
+from bot.services.telegram import is_not_modified, with_retry
 from bot.store import Store, User
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,9 @@ def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
     if model is None:
         return (texts.picker_models(draft.kind, draft.prompt, picture=draft.picture is not None),
                 models_keyboard(draft.id, picker.models))
-    return (texts.picker_options(model, draft.prompt, draft.options,
+    return (texts.picker_options(model, draft.prompt, picker.choices, picker.price,
                                  picture=draft.picture is not None),
-            options_keyboard(draft.id, draft.revision, model, draft.options,
+            options_keyboard(draft.id, draft.revision, model, picker.choices, price=picker.price,
                              can_go_back=len(picker.models) > 1))
 
 
@@ -55,7 +55,11 @@ async def generate(message: Message, command: CommandObject, account: User,
     text, markup = render(picker)
     # A reply, sent anyway when the request was deleted before the picker was ready.
     reply = message.as_reply_parameters(allow_sending_without_reply=True)
-    sent = await message.answer(text, reply_markup=markup, reply_parameters=reply)
+    # Flood control in this chat is waited out: the command is not lost to it (a 5xx is not
+    # retried here: the picker may have been sent, and the person can send the command again).
+    sent = await with_retry(lambda: message.answer(text, reply_markup=markup,
+                                                   reply_parameters=reply),
+                            retry_server_errors=False)
     await store.set_picker_message(picker.draft.id, sent.message_id)
 
 

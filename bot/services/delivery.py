@@ -62,6 +62,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.errors import BotError
+from bot.i18n import locale_of
 from bot.keyboards import again_keyboard
 from bot.kie import KieClient
 from bot.kie.errors import KieError
@@ -230,9 +231,9 @@ class Delivery:
             log.warning("%s: no longer this instance's to deliver; left to its new owner",
                         generation)
             return Outcome.NOT_MINE
-        user = await self.store.get_user(generation.user_id)
+        user = await self.store.get_user(generation.user_id)  # once: balance and language
         balance = user.balance if user else 0
-        with self.i18n.use_locale(await self.notifier.locale(generation.user_id)):
+        with self.i18n.use_locale(locale_of(user, self.i18n)):
             result = Result(texts.result_caption(model_name(generation), generation.prompt),
                             texts.balance_line(balance), again_keyboard(generation.id),
                             file_details(generation))
@@ -301,7 +302,7 @@ class Delivery:
             await self.bot.send_message(chat_id, text)
 
     async def stop(self) -> None:
-        await cancel(self._resends)
+        await cancel(self._resends.values())
 
     async def resend(self, generation: Generation, *, chat_id: int, reply_to: int | None,
                      note: str) -> None:

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from bot.catalog import Model, Offer
@@ -58,11 +58,21 @@ LIMIT_MESSAGES = {
 
 @dataclass(frozen=True)
 class Picker:
-    """What a picker message shows now: the model list (model None) or one model's options."""
+    """What a picker message shows now: the model list (model None) or one model's options,
+    resolved once for the text, the keyboard and the price its ✅ promises."""
 
     draft: Draft
     model: Model | None
     models: list[Model]
+
+    @cached_property
+    def choices(self) -> dict[str, Any]:
+        """The draft's options completed with the model's defaults ({} without a model)."""
+        return self.model.resolve(self.draft.options) if self.model else {}
+
+    @cached_property
+    def price(self) -> int:
+        return self.model.price_for(self.choices) if self.model else 0
 
 
 class PickerChanged(PickerError):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieAuthError, KieError, KieNotFound
 from bot.kie.schemas import TaskStatus
-from bot.services.background import spawn
+from bot.services.background import Errands, cancel, spawn
 from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
 from bot.services.notifier import Notifier
 from bot.services.schedule import REMEMBERED, Schedule
@@ -39,9 +39,6 @@ CHECK_LEASE = 30.0
 DELIVERY_RETRY_FIRST = 1.0
 DELIVERY_RETRY_MAX = 60.0
 HOUSEKEEPING_GAP = 600.0
-# How often this instance says it is alive (store.INSTANCE_TIMEOUT: 30 s without, it is gone)
-# and takes over what gone instances left: creates to refund, deliveries and reads to resume.
-HEARTBEAT = 10.0
 # Telegram keeps an update for 24 hours; a repeat can come no later than that.
 UPDATE_MEMORY = 2 * 86400.0
 
@@ -67,11 +64,7 @@ class Tracker:
         self._recheck: set[int] = set()  # woken (a callback) while its read was under way
         self._full = False  # the last pass had more reads due than room for them
         self._deliveries: dict[int, asyncio.Task[None]] = {}
-        self._errands: set[asyncio.Task[None]] = set()  # recoveries, recounts
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        # With long polling: whether this instance polls (it makes every create); None with a
-        # webhook, where every instance takes updates. Set by the application.
-        self.polling: bool | None = None
+        self._errands = Errands()  # recoveries, refunds told
         self.last_run_at: float | None = None  # the end of the last pass (for /healthz)
         self._housekept_at = 0.0
         self._stopping = False  # settle() or stop() was called: no new pass or work starts
@@ -84,13 +77,11 @@ class Tracker:
         return self._loop_task is not None and not self._loop_task.done()
 
     async def start(self) -> None:
+        """After Presence.start: this instance is among the live ones already."""
         self.schedule.observe_all(await self.store.recent_durations(REMEMBERED))
         self.store.listen_for_work(self.wake)
-        self.store.listen_for_instances(self._recount_soon)
-        await self._present()
         await self.resume()
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
-        self._heartbeat_task = asyncio.create_task(self._beat(), name="tracker-heartbeat")
 
     async def settle(self, grace: float) -> None:
         """A graceful stop's first step: take no new work, and give the deliveries under way up
@@ -103,17 +94,10 @@ class Tracker:
 
     async def stop(self) -> None:
         """End everything still running here (after `settle`, if gracefully)."""
-        self._stopping = True  # and no errand starts after this (retire's own NOTIFY)
-        tasks = [t for t in (self._loop_task, self._heartbeat_task, *self._checks.values(),
-                             *self._deliveries.values(), *self._errands) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks:  # started: what this instance owns passes to the others at once
-            try:
-                await self.store.retire()
-            except Exception as error:  # the database gone: the others wait for the timeout
-                log.warning("retiring this instance failed: %s", error)
+        self._stopping = True
+        await self._errands.stop()
+        await cancel([t for t in (self._loop_task, *self._checks.values(),
+                                  *self._deliveries.values()) if t is not None])
 
     async def resume(self) -> None:
         """What gone instances left (at start: the last run of this one): refund the creates
@@ -123,46 +107,13 @@ class Tracker:
         for generation in await self.store.refund_orphans(self._clock()):
             log.info("%s refunded: interrupted", generation)
             # Told in the background: Telegram's flood control must not hold the heartbeat.
-            self._errand(self.notifier.failed(generation), f"told-{generation.id}")
+            self._errands.start(self.notifier.failed(generation), f"told-{generation.id}")
         await self.store.release_leases(self._clock())
 
-    async def _present(self) -> None:
-        """Say this instance is alive, and spend its part of Kie's budget."""
-        await self.store.heartbeat(self._clock())
-        await self._recount()
-
-    async def _recount(self) -> None:
-        """All instances together stay within KIE_RATE_LIMIT: each spends its part, recounted
-        when one notifies that it starts or stops, and every HEARTBEAT (one killed says nothing)."""
-        self.kie.share_budget(await self.store.live_instances(self._clock()),
-                              polling=self.polling)
-
-    def polls(self, polling: bool) -> None:
-        """This instance now polls Telegram, or no longer does: its part of the budget changes."""
-        self.polling = polling
-        self._recount_soon()
-
-    def _recount_soon(self) -> None:
-        self._errand(self._recount(), "tracker-recount")
-
-    def _errand(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        """Run `work` in the background, kept until it ends (and cancelled at stop)."""
-        if self._stopping:
-            work.close()
-            return
-        task = asyncio.create_task(work, name=name)
-        self._errands.add(task)
-        task.add_done_callback(self._errands.discard)
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT)
-            try:
-                await self._present()
-                await self.resume()
-            except Exception:  # the database away for a moment: try again next beat
-                log.exception("tracker heartbeat failed")
-            self.wake()
+    async def after_beat(self) -> None:
+        """After each heartbeat (Presence): take over what gone instances left, and look."""
+        await self.resume()
+        self.wake()
 
     async def _run(self) -> None:
         while not self._stopping:  # (what is due then stays due, for whoever takes it next)
@@ -283,7 +234,7 @@ class Tracker:
     def recover(self, generation: Generation, task_id: str) -> None:
         """A callback names the task of a generation refunded as interrupted (the bot died
         between Kie's answer and storing it): if Kie confirms a result, deliver it, free."""
-        self._errand(self._recover(generation, task_id), f"recover-{generation.id}")
+        self._errands.start(self._recover(generation, task_id), f"recover-{generation.id}")
 
     async def _recover(self, generation: Generation, task_id: str) -> None:
         model = get_model(generation.model)

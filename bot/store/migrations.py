@@ -1,6 +1,6 @@
 """Numbered schema migrations, one list per engine: SQLite's `PRAGMA user_version` and
 PostgreSQL's `schema_version` table record how many are applied. Both lists make the same
-tables, columns, constraints and indexes (tests/test_store.py compares them); PostgreSQL's
+tables, columns, constraints and indexes (tests/app/test_store.py compares them); PostgreSQL's
 types are its own (BIGINT ids, DOUBLE PRECISION times), and its first migration is all of
 SQLite's first four, which predate it. A new migration is added to both."""
 

@@ -39,7 +39,7 @@ from bot.store.sqlite import SqliteDatabase
 
 MINUTE = 60.0
 # An instance not seen for this long is gone (killed, cut off): its generations pass to others.
-# Every instance refreshes its row several times within it (services.tracker.HEARTBEAT).
+# Every instance refreshes its row several times within it (services.presence.HEARTBEAT).
 INSTANCE_TIMEOUT = 30.0
 # Pickers a person may have open (or cancelled) at once; older ones are forgotten.
 DRAFTS_PER_USER = 100
