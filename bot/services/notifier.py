@@ -39,6 +39,7 @@ class Notifier:
         self.admin_ids = tuple(admin_ids)
         self._clock = clock
         self._status_sent: dict[int, tuple[float, str]] = {}
+        self._status_locale: dict[int, str] = {}  # by generation, while its status line moves
         self._alerted: dict[str, float] = {}
         # Groups that removed the bot, seen by a refused edit: no more status ticks there.
         self._gone: set[int] = set()
@@ -51,11 +52,16 @@ class Notifier:
         if generation.chat_id in self._gone:
             return
         now = self._clock()
-        with self.i18n.use_locale(await self.locale(generation.user_id)):
+        last_time, last_text = self._status_sent.get(generation.id, (0.0, ""))
+        if not force and now - last_time < STATUS_EDIT_GAP:  # before any database read
+            return
+        locale = self._status_locale.get(generation.id)
+        if locale is None:  # read once per generation, kept with its status line
+            locale = self._status_locale[generation.id] = await self.locale(generation.user_id)
+        with self.i18n.use_locale(locale):
             text = texts.status_line(model_name(generation), generation.kie_state,
                                      now - generation.created_at)
-        last_time, last_text = self._status_sent.get(generation.id, (0.0, ""))
-        if text == last_text or (not force and now - last_time < STATUS_EDIT_GAP):
+        if text == last_text:
             return
         self._status_sent[generation.id] = (now, text)
         await self._show(generation, text, retry=False)
@@ -63,6 +69,7 @@ class Notifier:
     async def finished(self, generation: Generation, text: str) -> None:
         """Replace the status line with a final text (done, or refunded)."""
         self._status_sent.pop(generation.id, None)
+        self._status_locale.pop(generation.id, None)
         await self._show(generation, text, retry=True)
 
     async def failed(self, generation: Generation) -> None:

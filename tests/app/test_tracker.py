@@ -385,3 +385,28 @@ async def test_settling_waits_no_longer_than_the_grace(rig, kie, tg):
         assert 0.25 < time.monotonic() - started < 2
     finally:
         await tracker.stop()
+
+
+async def test_the_status_line_reads_its_persons_language_once_and_not_inside_its_gap(
+        rig, kie, monkeypatch):
+    """Every read of a running task ticks the status line: inside the edit gap the tick costs
+    no database read, and the person's language is read once per generation."""
+    generation = await rig.running("task_x")
+    reads = []
+    get_user = rig.store.get_user
+
+    async def counted(user_id: int):
+        reads.append(user_id)
+        return await get_user(user_id)
+
+    monkeypatch.setattr(rig.store, "get_user", counted)
+    notifier = rig.tracker.notifier
+    now = [1000.0]
+    monkeypatch.setattr(notifier, "_clock", lambda: now[0])
+    await notifier.status(generation)  # the first tick: edits, reads the language
+    for _ in range(5):  # within the gap: nothing
+        now[0] += 0.5
+        await notifier.status(generation)
+    now[0] += 10.0
+    await notifier.status(generation)  # past the gap: edits again, the language kept
+    assert reads == [42]
