@@ -97,8 +97,8 @@ RESULT_RETENTION = 24 * 3600.0
 
 
 def albums(items: Sequence[T]) -> list[Sequence[T]]:
-    """`items` cut into albums of 2-10 (Telegram's bounds), as even as they come: 11 are 6 and
-    5, never 10 and a lone one."""
+    """`items` cut into albums of 2-10 (Telegram's bounds), as even as they come: 11 are 5 and
+    6, never 10 and a lone one."""
     count = -(-len(items) // ALBUM_MAX)
     cuts = [len(items) * n // count for n in range(count + 1)]
     return [items[start:end] for start, end in itertools.pairwise(cuts)]

@@ -378,11 +378,11 @@ class Store:
                                    force: bool) -> Purchase:
         """First step of a Stars refund: take the purchase's credits back, in one locked
         transaction, before Telegram is asked (so nothing bought meanwhile spends them). Returns
-        the purchase, now holding `taken_back`. Without `force` all of
-        the credits must still be there (CreditsSpent); with it, what is left is taken, unless
-        credits are reserved by open generations (CreditsReserved: their refund would land
-        after this one and stay). A refund already held (its Telegram answer never came) is
-        returned as it is. Raises LookupError, AlreadyRefunded."""
+        the purchase, now holding `taken_back`. Without `force` all of the credits must still
+        be there (CreditsSpent); with it, what is left is taken, unless credits are reserved by
+        open generations (CreditsReserved: their refunds would land after this one and stay).
+        A refund already held (its Telegram answer never came) is returned as it is. Raises
+        LookupError, AlreadyRefunded."""
         async with self._tx(durable=True) as db:
             purchase = await _purchase(db, charge_id)
             if purchase.refunded_at is not None:
