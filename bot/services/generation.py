@@ -23,6 +23,7 @@ from bot.kie.errors import (
     KieValidationError,
 )
 from bot.services.callback_url import callback_url
+from bot.services.keys import retire_refused_key
 from bot.services.notifier import Notifier
 from bot.services.offers import HIDDEN_BY_KIE, current_offer
 from bot.services.pictures import PictureError, Pictures
@@ -256,12 +257,9 @@ class Generations:
                     callback_url=callback_url(self.settings, generation.id), key=key,
                     fence=partial(self._fence, generation))
             except (KieAuthError, KieInsufficientCredits) as error:
-                if self.kie.retire(key):
-                    log.warning("Kie.ai refused key %s (%s): it leaves the pool", key, error)
-                    await self.notifier.key_refused(key, str(error.code))
-                elif not self.kie.retired(key):  # the last key left: its refusal is the answer
-                    raise
-                continue  # (retired by a create that was refused just before this one)
+                if not await retire_refused_key(self.kie, self.notifier, key, str(error.code)):
+                    raise  # the last key left: its refusal is the answer
+                continue
             return task_id, key
 
     async def _fence(self, generation: Generation) -> None:

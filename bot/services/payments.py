@@ -212,7 +212,7 @@ async def _buyer(store: Store, purchase: Purchase) -> User:
     return buyer
 
 
-class _Refused(Exception):
+class _Refused(BotError):
     """Telegram surely did not refund: the held credits go back."""
 
     def __init__(self, reason: str) -> None:

@@ -24,6 +24,7 @@ from bot.kie.errors import KieAuthError, KieError, KieNotFound
 from bot.kie.schemas import TaskStatus
 from bot.services.background import Errands, cancel, spawn
 from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
+from bot.services.keys import retire_refused_key
 from bot.services.notifier import Notifier
 from bot.services.schedule import REMEMBERED, Schedule
 from bot.store import DRAFT_LIFETIME, WITHOUT_RESULT, Generation, GenerationState, Store
@@ -268,12 +269,8 @@ class Tracker:
         its deadline. The key leaves the pool, as a refused create makes it, and admins are told
         once; its other tasks follow as each is read."""
         key = generation.kie_key or self.kie.key_ids()[0]
-        if self.kie.retire(key):
-            log.warning("Kie.ai refused key %s reading %s (%s): it leaves the pool", key,
-                        generation, error)
-            await self.notifier.key_refused(key, str(error.code))
-        elif not self.kie.retired(key):  # the last key left: the bot's own key is refused
-            await self.notifier.auth_refused()
+        if not await retire_refused_key(self.kie, self.notifier, key, str(error.code)):
+            await self.notifier.auth_refused()  # the last key left: the bot's own is refused
         await self._fail(generation, "unavailable")
 
     async def _after_read(self, generation: Generation, kie_state: str | None) -> None:

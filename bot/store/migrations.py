@@ -170,6 +170,10 @@ SQLITE: list[str] = [
     ALTER TABLE purchases ADD COLUMN refund_tries INTEGER NOT NULL DEFAULT 0;
     UPDATE purchases SET refund_tries = 1 WHERE taken_back IS NOT NULL;
     """,
+    # 8: a person's pickers, newest first: what opening one more keeps (DRAFTS_PER_USER).
+    """
+    CREATE INDEX drafts_user ON drafts (user_id, id);
+    """,
 ]
 
 POSTGRES: list[str] = [
@@ -320,5 +324,9 @@ POSTGRES: list[str] = [
     """
     ALTER TABLE purchases ADD COLUMN refund_tries INTEGER NOT NULL DEFAULT 0;
     UPDATE purchases SET refund_tries = 1 WHERE taken_back IS NOT NULL;
+    """,
+    # 5: SQLite's 8.
+    """
+    CREATE INDEX drafts_user ON drafts (user_id, id);
     """,
 ]

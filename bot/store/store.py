@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ MINUTE = 60.0
 INSTANCE_TIMEOUT = 30.0
 # Pickers a person may have open (or cancelled) at once; older ones are forgotten.
 DRAFTS_PER_USER = 100
-# What instances tell each other (Database.notify (NOTIFY)).
+# What instances tell each other (NOTIFY: Database.notify).
 WORK = "work"
 INSTANCES = "instances"
 
@@ -403,7 +404,7 @@ class Store:
             await _apply(db, purchase.user_id, -taken, LedgerKind.PURCHASE_REFUND,
                          admin_id=admin_id, note=f"{purchase.stars} stars",
                          source=_refund_source("purchase_refund", charge_id, tries))
-            return await _purchase(db, charge_id)
+            return replace(purchase, taken_back=taken, refund_tries=tries + 1)
 
     async def confirm_purchase_refund(self, charge_id: str) -> Purchase | None:
         """Telegram says the Stars are back: the held refund is done. None if none was held
