@@ -22,7 +22,6 @@ import contextlib
 import html
 import itertools
 import logging
-import math
 import mimetypes
 import re
 import tempfile
@@ -67,6 +66,7 @@ from bot.keyboards import again_keyboard
 from bot.kie import KieClient
 from bot.kie.errors import KieError
 from bot.kie.ratelimit import Priority
+from bot.kie.schemas import duration_or_none
 from bot.services.background import Running, cancel, spawn
 from bot.services.notifier import Notifier, model_name
 from bot.services.telegram import reply_kwargs, with_retry
@@ -134,11 +134,10 @@ class FileDetails:
     duration: float | None = None  # seconds
 
     def fields(self, names: Sequence[str]) -> dict[str, Any]:
-        # (A length stored before Kie's answers were checked may be NaN: dropped, not raised.)
-        duration = self.duration
+        # The schemas' rule again: a length stored before Kie's answers were checked may be NaN.
+        duration = duration_or_none(self.duration)
         values = {"title": self.title, "performer": self.performer,
-                  "duration": round(duration) if duration is not None and math.isfinite(duration)
-                  else None}
+                  "duration": round(duration) if duration is not None else None}
         return {name: values[name] for name in names if values[name] is not None}
 
 
