@@ -30,6 +30,7 @@ from bot.middlewares import AccountMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
 from bot.runners.polling import PollingRunner
 from bot.runners.webhook import WebhookRunner
+from bot.services.callback_url import CallbackUrls
 from bot.services.callbacks import KieCallbacks
 from bot.services.credit_watch import CreditWatch
 from bot.services.delivery import Delivery
@@ -39,7 +40,7 @@ from bot.services.payments import CreditOnArrival
 from bot.services.pictures import Pictures
 from bot.services.presence import Presence
 from bot.services.tracker import Tracker
-from bot.store import Store
+from bot.store import StartLimits, Store
 from bot.web import WebServer
 
 log = logging.getLogger(__name__)
@@ -126,18 +127,24 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         bot.session.middleware(payments)  # long polling; the webhook handler credits on its own
         notifier = Notifier(bot, store, i18n, settings.bot.admin_ids)
         delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
-        tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier, settings=settings)
+        tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier,
+                          kie_settings=settings.kie,
+                          delivery_deadline=settings.bot.delivery_deadline)
         presence = Presence(store, kie, after_beat=tracker.after_beat,
                             polling=None if settings.webhook.url else False)
-        generations = Generations(store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
-                                  settings=settings, schedule=tracker.schedule,
-                                  wake_tracker=tracker.wake)
+        callback_urls = CallbackUrls.of(settings.kie.callback_url, settings.bot.token)
+        generations = Generations(
+            store, kie=kie, pictures=Pictures(bot, kie), notifier=notifier,
+            kie_settings=settings.kie, callback_urls=callback_urls, schedule=tracker.schedule,
+            limits=StartLimits(settings.bot.max_open_generations,
+                               settings.bot.max_starts_per_minute),
+            wake_tracker=tracker.wake)
 
         # What handlers receive by name, in either mode (polling or webhook).
-        dp = Dispatcher(store=store, settings=settings, generations=generations, kie=kie,
-                        delivery=delivery)
+        dp = Dispatcher(store=store, bot_settings=settings.bot, payment_settings=settings.payments,
+                        generations=generations, kie=kie, delivery=delivery)
         dp.update.outer_middleware(ThrottleMiddleware(i18n))  # before any database write
-        dp.update.outer_middleware(AccountMiddleware(store, settings, i18n))  # repeats dropped too
+        dp.update.outer_middleware(AccountMiddleware(store, settings.bot, i18n))  # repeats dropped too
         UserLocaleMiddleware(i18n).setup(dp)
         dp.callback_query.middleware(CallbackAnswerMiddleware())
         dp.include_router(build_router())
@@ -147,7 +154,8 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
             tracker=tracker, presence=presence, generations=generations, delivery=delivery,
             watch=(CreditWatch(store, kie, notifier, settings.kie.low_credit_alert)
                    if settings.kie.low_credit_alert > 0 else None),
-            callbacks=KieCallbacks(store, tracker, settings) if settings.kie.callback_url else None,
+            callbacks=(KieCallbacks(store, tracker, callback_urls, settings.kie.webhook_hmac_key)
+                       if callback_urls else None),
             payments=payments)
         opened.push_async_callback(parts.halt)
         yield parts
@@ -189,7 +197,8 @@ class Application:
                 parts.watch.start()
                 running.push_async_callback(parts.watch.stop)
             if settings.web.port is not None:  # (webhook: the dispatcher starts with it)
-                web = WebServer(settings, parts.dispatcher, parts.bot, store=parts.store,
+                web = WebServer(settings.web, settings.webhook, parts.dispatcher, parts.bot,
+                                store=parts.store,
                                 tracker=parts.tracker, kie=parts.kie, callbacks=parts.callbacks,
                                 payments=parts.payments, concurrency=UPDATE_CONCURRENCY)
                 await web.start()

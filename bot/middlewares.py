@@ -19,7 +19,7 @@ from aiogram.types import User as TelegramUser
 from aiogram.utils.i18n import I18n
 
 from bot import texts
-from bot.config import Settings
+from bot.config import BotSettings
 from bot.i18n import N_, locale_of
 from bot.store import Store
 
@@ -58,9 +58,9 @@ class ThrottleMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         update = cast(Update, event)  # registered on dp.update
         sender: TelegramUser | None = data.get("event_from_user")
-        settings: Settings = data["settings"]  # the dispatcher's, as handlers get it
+        settings: BotSettings = data["bot_settings"]  # the dispatcher's, as handlers get it
         if sender is None or not typed_by_a_person(update) \
-                or sender.id in settings.bot.admin_ids:
+                or sender.id in settings.admin_ids:
             return await handler(event, data)
         press = update.callback_query is not None
         allowed, first_refusal = self._take(sender.id, press)
@@ -106,7 +106,7 @@ class AccountMiddleware(BaseMiddleware):
     get one short answer, and only service messages (say, a group upgraded by an anonymous
     admin) go on, without an `account`."""
 
-    def __init__(self, store: Store, settings: Settings, i18n: I18n) -> None:
+    def __init__(self, store: Store, settings: BotSettings, i18n: I18n) -> None:
         self.store = store
         self.settings = settings
         self.i18n = i18n
@@ -127,11 +127,11 @@ class AccountMiddleware(BaseMiddleware):
         account = await self.store.see_update(
             update_id, sender.id, username=sender.username, first_name=sender.first_name,
             last_name=sender.last_name, tg_language=sender.language_code,
-            starting_credits=self.settings.bot.starting_credits)
+            starting_credits=self.settings.starting_credits)
         if account is None:
             return _repeated(update.update_id)
         data["account"] = account
-        data["is_admin"] = sender.id in self.settings.bot.admin_ids
+        data["is_admin"] = sender.id in self.settings.admin_ids
         # A banned user's payment goes on: the checkout must be answered (the handler refuses
         # it, with the reason), and a payment made is credited.
         if account.banned and not data["is_admin"] and not is_payment(update):

@@ -15,9 +15,8 @@ from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
-from bot.config import Settings
+from bot.config import WebhookSettings, WebSettings
 from bot.kie import KieClient
-from bot.services.callback_url import route as callback_route
 from bot.services.callbacks import KieCallbacks
 from bot.services.payments import CreditOnArrival
 from bot.services.tracker import Tracker
@@ -87,10 +86,11 @@ class TelegramWebhook:
 
 
 class WebServer:
-    def __init__(self, settings: Settings, dispatcher: Dispatcher, bot: Bot, *, store: Store,
+    def __init__(self, web_settings: WebSettings, webhook: WebhookSettings,
+                 dispatcher: Dispatcher, bot: Bot, *, store: Store,
                  tracker: Tracker, kie: KieClient, callbacks: KieCallbacks | None,
                  payments: CreditOnArrival, concurrency: int) -> None:
-        self.settings = settings
+        self.web_settings = web_settings
         self.store = store
         self.tracker = tracker
         self.kie = kie
@@ -98,23 +98,22 @@ class WebServer:
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
         if callbacks is not None:
-            self.app.router.add_post(callback_route(settings), self.kie_callback)
-        if settings.webhook.url is not None:
+            self.app.router.add_post(callbacks.urls.route, self.kie_callback)
+        if webhook.url is not None:
             # The dispatcher's startup and shutdown tied to the server's, then the route.
             setup_application(self.app, dispatcher, bot=bot)
-            secret = settings.webhook.secret.get_secret_value() if settings.webhook.secret else None
+            secret = webhook.secret.get_secret_value() if webhook.secret else None
             TelegramWebhook(dispatcher, bot, secret=secret, payments=payments,
                             concurrency=concurrency).register(
-                self.app, urlsplit(str(settings.webhook.url)).path or "/")
+                self.app, urlsplit(str(webhook.url)).path or "/")
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.web.host, self.settings.web.port)
-        await site.start()
-        log.info("web server listening on %s:%s", self.settings.web.host or "*",
-                 self.settings.web.port)
+        host, port = self.web_settings.host, self.web_settings.port
+        await web.TCPSite(self._runner, host, port).start()
+        log.info("web server listening on %s:%s", host or "*", port)
 
     async def stop(self) -> None:
         if self._runner is not None:

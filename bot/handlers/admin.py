@@ -18,7 +18,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.catalog import MODELS, get_model, models_of_entry
-from bot.config import Settings
+from bot.config import BotSettings
 from bot.errors import Refusal
 from bot.i18n import N_, locale_of
 from bot.kie import KieClient
@@ -52,8 +52,8 @@ class AdminsOnly(BaseMiddleware):
 
 
 async def topup(message: Message, *, command: CommandObject, account: User,
-                store: Store, settings: Settings, bot: Bot, i18n: I18n) -> None:
-    target, amount = await parse_topup(store, settings, command.args, _replied(message))
+                store: Store, bot_settings: BotSettings, bot: Bot, i18n: I18n) -> None:
+    target, amount = await parse_topup(store, bot_settings.starting_credits, command.args, _replied(message))
     row = await store.topup(target.id, amount, admin_id=account.id,
                             source=f"topup:{message.chat.id}:{message.message_id}")
     if row is None:  # Telegram sent this command again: it was applied and answered the first time
@@ -70,8 +70,8 @@ async def topup(message: Message, *, command: CommandObject, account: User,
 
 
 async def user(message: Message, *, command: CommandObject, store: Store,
-               settings: Settings) -> None:
-    target = await find_target(store, settings, _one_arg(command, USER_USAGE),
+               bot_settings: BotSettings) -> None:
+    target = await find_target(store, bot_settings.starting_credits, _one_arg(command, USER_USAGE),
                                _replied(message), usage=USER_USAGE)
     flags = [_("banned")] if target.banned else []
     if target.blocked:
@@ -96,20 +96,20 @@ async def user(message: Message, *, command: CommandObject, store: Store,
 
 
 async def ban(message: Message, *, command: CommandObject, store: Store,
-              settings: Settings) -> None:
-    await _set_banned(message, command, store, settings, banned=True)
+              bot_settings: BotSettings) -> None:
+    await _set_banned(message, command, store, bot_settings, banned=True)
 
 
 async def unban(message: Message, *, command: CommandObject, store: Store,
-                settings: Settings) -> None:
-    await _set_banned(message, command, store, settings, banned=False)
+                bot_settings: BotSettings) -> None:
+    await _set_banned(message, command, store, bot_settings, banned=False)
 
 
-async def _set_banned(message: Message, command: CommandObject, store: Store, settings: Settings,
-                      *, banned: bool) -> None:
-    target = await find_target(store, settings, _one_arg(command, BAN_USAGE), _replied(message),
-                               usage=BAN_USAGE)
-    if banned and target.id in settings.bot.admin_ids:
+async def _set_banned(message: Message, command: CommandObject, store: Store,
+                      bot_settings: BotSettings, *, banned: bool) -> None:
+    target = await find_target(store, bot_settings.starting_credits, _one_arg(command, BAN_USAGE),
+                               _replied(message), usage=BAN_USAGE)
+    if banned and target.id in bot_settings.admin_ids:
         raise Refusal(N_("An admin cannot be banned."))
     changed = await store.set_banned(target.id, banned)
     name = html.escape(target.display_name)

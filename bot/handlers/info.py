@@ -12,7 +12,7 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.config import Settings
+from bot.config import BotSettings
 from bot.services.delivery import Delivery
 from bot.services.offers import current_offer
 from bot.store import Store, User
@@ -20,14 +20,14 @@ from bot.store import Store, User
 BALANCE_ROWS = 5
 
 
-async def start(message: Message, account: User, delivery: Delivery, settings: Settings) -> None:
+async def start(message: Message, account: User, delivery: Delivery, bot_settings: BotSettings) -> None:
     await message.answer(
         _("Hi, {name}! Your balance: {credits}.").format(
             name=html.escape(account.first_name), credits=texts.credits(account.balance))
         + "\n\n" + _("Send /image and a description, for example:\n<code>/image a red fox in snow</code>")
         + "\n" + _("/help lists everything I can do."))
     if message.chat.type == ChatType.PRIVATE:  # results that found them nowhere come now
-        await delivery.resume_undelivered(account.id, deadline=settings.bot.delivery_deadline)
+        await delivery.resume_undelivered(account.id, deadline=bot_settings.delivery_deadline)
 
 
 async def help_(message: Message, store: Store) -> None:

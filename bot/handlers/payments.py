@@ -19,7 +19,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
 from bot import texts
-from bot.config import CreditPackage, Settings
+from bot.config import CreditPackage, PaymentSettings
 from bot.errors import Refusal
 from bot.i18n import N_, locale_of
 from bot.services import payments
@@ -39,13 +39,13 @@ def package_button(package: CreditPackage) -> str:
     return f"{texts.credits(package.credits)} · {package.stars} ⭐"
 
 
-async def buy(message: Message, account: User, settings: Settings) -> None:
-    if not settings.payments.packages:
+async def buy(message: Message, account: User, payment_settings: PaymentSettings) -> None:
+    if not payment_settings.packages:
         await message.answer(_("Nothing is on sale at the moment. To get credits, ask an admin "
                                "of this bot."))
         return
     builder = InlineKeyboardBuilder()
-    for package in settings.payments.packages:
+    for package in payment_settings.packages:
         builder.button(text=package_button(package),
                        callback_data=Buy(credits=package.credits, stars=package.stars))
     builder.adjust(1)
@@ -55,9 +55,10 @@ async def buy(message: Message, account: User, settings: Settings) -> None:
         reply_markup=builder.as_markup())
 
 
-async def choose(query: CallbackQuery, callback_data: Buy, settings: Settings, bot: Bot) -> None:
+async def choose(query: CallbackQuery, callback_data: Buy, payment_settings: PaymentSettings,
+                 bot: Bot) -> None:
     """A package pressed: its invoice, into the chat the button is in."""
-    package = payments.find_package(settings.payments.packages,
+    package = payments.find_package(payment_settings.packages,
                                     CreditPackage(callback_data.credits, callback_data.stars).key)
     if package is None:  # a keyboard from before CREDIT_PACKAGES changed
         raise Refusal(payments.PACKAGE_GONE)
@@ -72,11 +73,11 @@ async def choose(query: CallbackQuery, callback_data: Buy, settings: Settings, b
 
 
 async def pre_checkout(query: PreCheckoutQuery, account: User, is_admin: bool,
-                       settings: Settings) -> None:
+                       payment_settings: PaymentSettings) -> None:
     """Answered at once (Telegram waits 10 s at most): the payment goes on only for a package
     on offer now, at its price, and for someone not banned."""
     reason = payments.checkout_refusal(
-        settings.payments.packages, payload=query.invoice_payload, currency=query.currency,
+        payment_settings.packages, payload=query.invoice_payload, currency=query.currency,
         total_amount=query.total_amount, banned=account.banned and not is_admin)
     if reason is not None:
         log.info("checkout %s of user %s refused: %s", query.invoice_payload, account.id, reason)
@@ -133,8 +134,8 @@ async def _tell(message: Message, text: str) -> None:
         await message.answer(text)
 
 
-async def paysupport(message: Message, settings: Settings) -> None:
-    contact = (html.escape(settings.payments.support_contact) if settings.payments.support_contact
+async def paysupport(message: Message, payment_settings: PaymentSettings) -> None:
+    contact = (html.escape(payment_settings.support_contact) if payment_settings.support_contact
                else _("an admin of this bot"))
     await message.answer("\n".join([
         _("<b>Help with payments</b>"),

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from aiogram.types import User as TelegramUser
 
-from bot.config import Settings
 from bot.errors import Refusal
 from bot.i18n import N_
 from bot.store import Store, User
@@ -48,7 +47,7 @@ def parse_amount(token: str) -> int:
     return amount
 
 
-async def find_target(store: Store, settings: Settings, token: str | None,
+async def find_target(store: Store, starting_credits: int, token: str | None,
                       replied_to: TelegramUser | None, *, usage: str = TOPUP_USAGE) -> User:
     """The user named by an id or @username, or the author of the replied-to message.
     `usage` is the command's usage, shown when the user cannot be found."""
@@ -59,7 +58,7 @@ async def find_target(store: Store, settings: Settings, token: str | None,
         author, _created = await store.upsert_user(
             replied_to.id, username=replied_to.username, first_name=replied_to.first_name,
             last_name=replied_to.last_name, tg_language=replied_to.language_code,
-            starting_credits=settings.bot.starting_credits)
+            starting_credits=starting_credits)
         return author
     user_id = ascii_number(token)
     user: User | None
@@ -77,14 +76,14 @@ async def find_target(store: Store, settings: Settings, token: str | None,
     return user
 
 
-async def parse_topup(store: Store, settings: Settings, args: str | None,
+async def parse_topup(store: Store, starting_credits: int, args: str | None,
                       replied_to: TelegramUser | None) -> tuple[User, int]:
     """`<user> <amount>`, or just `<amount>` in a reply."""
     tokens = (args or "").split()
     if len(tokens) == 2:
         amount = parse_amount(tokens[1])
-        return await find_target(store, settings, tokens[0], None), amount
+        return await find_target(store, starting_credits, tokens[0], None), amount
     if len(tokens) == 1 and replied_to is not None:
         amount = parse_amount(tokens[0])
-        return await find_target(store, settings, None, replied_to), amount
+        return await find_target(store, starting_credits, None, replied_to), amount
     raise UsageError(N_("Say whom to top up and by how much."), usage=TOPUP_USAGE)

@@ -5,29 +5,40 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bot.config import Settings
+from pydantic import AnyHttpUrl, SecretStr
 
 # The callback path carries a per-deployment secret: derived from the bot token, so it stays
 # the same across restarts (tasks in flight keep working) and nobody without the token knows it.
 _PATH_LABEL = b"kie-callback-path"
 
 
-def path_secret(settings: Settings) -> str:
-    key = settings.bot.token.get_secret_value().encode()
-    return hmac.new(key, _PATH_LABEL, hashlib.sha256).hexdigest()[:32]
+@dataclass(frozen=True, slots=True)
+class CallbackUrls:
+    """Made once at start from KIE_CALLBACK_URL and the bot token; absent when callbacks
+    are off."""
+
+    base: str  # KIE_CALLBACK_URL, without a trailing slash
+    secret: str
+
+    @classmethod
+    def of(cls, url: AnyHttpUrl | None, token: SecretStr) -> CallbackUrls | None:
+        if url is None:
+            return None
+        return cls(str(url).rstrip("/"), path_secret(token))
+
+    def for_generation(self, generation_id: int) -> str:
+        """Where Kie calls when this generation's task ends."""
+        return f"{self.base}/{self.secret}/{generation_id}"
+
+    @property
+    def route(self) -> str:
+        """The web server's route for callbacks: the URL's path, then secret and id."""
+        return f"{urlsplit(self.base).path}/{{secret}}/{{generation}}"
 
 
-def callback_url(settings: Settings, generation_id: int) -> str | None:
-    """Where Kie calls when this generation's task ends; None when callbacks are off."""
-    if settings.kie.callback_url is None:
-        return None
-    base = str(settings.kie.callback_url).rstrip("/")
-    return f"{base}/{path_secret(settings)}/{generation_id}"
-
-
-def route(settings: Settings) -> str:
-    """The web server's route for callbacks: KIE_CALLBACK_URL's path, then secret and id."""
-    base = urlsplit(str(settings.kie.callback_url)).path.rstrip("/")
-    return f"{base}/{{secret}}/{{generation}}"
+def path_secret(token: SecretStr) -> str:
+    return hmac.new(token.get_secret_value().encode(), _PATH_LABEL,
+                    hashlib.sha256).hexdigest()[:32]

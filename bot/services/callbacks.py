@@ -9,29 +9,29 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from bot.config import Settings
+from pydantic import SecretStr
+
 from bot.kie.callbacks import interim, signature_ok, task_id_of
-from bot.services.callback_url import path_secret
+from bot.services.callback_url import CallbackUrls
 from bot.services.tracker import Tracker
 from bot.store import GenerationState, Store
 
 log = logging.getLogger(__name__)
 
 class KieCallbacks:
-    def __init__(self, store: Store, tracker: Tracker, settings: Settings,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, tracker: Tracker, urls: CallbackUrls,
+                 hmac_key: SecretStr | None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.tracker = tracker
-        self.hmac_key = (settings.kie.webhook_hmac_key.get_secret_value()
-                         if settings.kie.webhook_hmac_key else None)
-        self._secret = path_secret(settings)
+        self.urls = urls
+        self.hmac_key = hmac_key.get_secret_value() if hmac_key else None  # KIE_WEBHOOK_HMAC_KEY
         self._clock = clock
 
     def addressed(self, secret: str, generation: str) -> int | None:
         """The generation id a callback path of ours names, or None (answer 404). Checked
         before the body is read: a stranger's request costs no read."""
         # compare_digest raises TypeError on a non-ASCII str; such a secret is not ours anyway.
-        if not secret.isascii() or not hmac.compare_digest(secret, self._secret) \
+        if not secret.isascii() or not hmac.compare_digest(secret, self.urls.secret) \
                 or not generation.isdecimal() or len(generation) > 18:
             return None
         return int(generation)

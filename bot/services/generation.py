@@ -11,7 +11,7 @@ from functools import cached_property, partial
 from typing import Any
 
 from bot.catalog import Model, Offer
-from bot.config import Settings
+from bot.config import KieSettings
 from bot.errors import BotError, Refusal
 from bot.i18n import N_
 from bot.kie import KieClient
@@ -22,7 +22,7 @@ from bot.kie.errors import (
     KieModelDisabled,
     KieValidationError,
 )
-from bot.services.callback_url import callback_url
+from bot.services.callback_url import CallbackUrls
 from bot.services.keys import retire_refused_key
 from bot.services.notifier import Notifier
 from bot.services.offers import HIDDEN_BY_KIE, current_offer
@@ -86,13 +86,17 @@ class PickerChanged(PickerError):
 
 class Generations:
     def __init__(self, store: Store, *, kie: KieClient, pictures: Pictures, notifier: Notifier,
-                 settings: Settings, schedule: Schedule, wake_tracker: Callable[[], None],
+                 kie_settings: KieSettings, limits: StartLimits,
+                 callback_urls: CallbackUrls | None, schedule: Schedule,
+                 wake_tracker: Callable[[], None],
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
         self.pictures = pictures
         self.notifier = notifier
-        self.settings = settings
+        self.kie_settings = kie_settings
+        self.limits = limits  # MAX_OPEN_GENERATIONS, MAX_STARTS_PER_MINUTE
+        self.callback_urls = callback_urls
         self.schedule = schedule
         self.wake_tracker = wake_tracker
         self._clock = clock
@@ -179,13 +183,12 @@ class Generations:
             raise PickerChanged(Picker(draft, model, _models_for(offer, draft)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
-        limits = None if exempt else StartLimits(self.settings.bot.max_open_generations,
-                                                 self.settings.bot.max_starts_per_minute)
+        limits = None if exempt else self.limits
         try:
             generation = await self.store.start_generation(
                 draft.id, revision=revision, input=model.build_input(draft.prompt, draft.options),
                 price=price,
-                deadline_at=self._clock() + self.settings.kie.deadline(model.kind), limits=limits)
+                deadline_at=self._clock() + self.kie_settings.deadline(model.kind), limits=limits)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge
@@ -254,7 +257,8 @@ class Generations:
             try:
                 task_id = await self.kie.start(
                     model.api, model.kie_model, kie_input, owner=generation.user_id,
-                    callback_url=callback_url(self.settings, generation.id), key=key,
+                    callback_url=(self.callback_urls.for_generation(generation.id)
+                                  if self.callback_urls else None), key=key,
                     fence=partial(self._fence, generation))
             except (KieAuthError, KieInsufficientCredits) as error:
                 if not await retire_refused_key(self.kie, self.notifier, key, str(error.code)):

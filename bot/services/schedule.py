@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from bot.catalog import Model
-from bot.config import Settings
+from bot.config import KieSettings
 
 BACKOFF_DIVISOR = 4.0
 # Polling: after the early read, one at this share of the usual duration, then one every
@@ -41,7 +41,7 @@ def next_check_delay(elapsed: float, expected: float, smallest: float, largest: 
 
 
 class Schedule:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KieSettings) -> None:
         self.settings = settings
         self._seen: dict[str, deque[float]] = {}
 
@@ -60,23 +60,21 @@ class Schedule:
 
     def first_delay(self, model: Model) -> float:
         """Seconds from a task's creation to its first status read."""
-        settings = self.settings
-        if settings.kie.poll_interval is not None:
-            return settings.kie.poll_interval
-        if settings.kie.callback_url is not None:
-            return max(CALLBACK_FIRST_FACTOR * self.usual(model), settings.kie.poll_max_interval)
+        if self.settings.poll_interval is not None:
+            return self.settings.poll_interval
+        if self.settings.callback_url is not None:
+            return max(CALLBACK_FIRST_FACTOR * self.usual(model), self.settings.poll_max_interval)
         return model.poll_interval
 
     def later_delay(self, model: Model, elapsed: float) -> float:
         """Seconds until the read after this one, for a task `elapsed` seconds old."""
-        settings = self.settings
-        if settings.kie.callback_url is not None:
-            return CALLBACK_GAP_FACTOR * settings.kie.poll_max_interval
+        if self.settings.callback_url is not None:
+            return CALLBACK_GAP_FACTOR * self.settings.poll_max_interval
         usual = self.usual(model)
-        step = settings.kie.poll_interval or min(
-            settings.kie.poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
-        if settings.kie.poll_interval is None and elapsed < FIRST_SHARE * usual:
-            return min(settings.kie.poll_max_interval,
+        step = self.settings.poll_interval or min(
+            self.settings.poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
+        if self.settings.poll_interval is None and elapsed < FIRST_SHARE * usual:
+            return min(self.settings.poll_max_interval,
                        max(step, FIRST_SHARE * usual - elapsed))  # to near the usual time
         return next_check_delay(elapsed, expected=OVERDUE * usual, smallest=step,
-                                largest=settings.kie.poll_max_interval)
+                                largest=self.settings.poll_max_interval)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.catalog import get_model
-from bot.config import Settings
+from bot.config import KieSettings
 from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieAuthError, KieError, KieNotFound
@@ -51,13 +51,15 @@ def delivery_retry_delay(failures: int) -> float:
 
 class Tracker:
     def __init__(self, store: Store, *, kie: KieClient, delivery: Delivery, notifier: Notifier,
-                 settings: Settings, clock: Callable[[], float] = time.time) -> None:
+                 kie_settings: KieSettings, delivery_deadline: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
         self.delivery = delivery
         self.notifier = notifier
-        self.settings = settings
-        self.schedule = Schedule(settings)
+        self.kie_settings = kie_settings
+        self.delivery_deadline = delivery_deadline  # DELIVERY_DEADLINE
+        self.schedule = Schedule(kie_settings)
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -163,7 +165,7 @@ class Tracker:
             else:
                 self._check(generation)
         for generation in await self.store.claim_deliveries(now, now + DELIVERY_LEASE,
-                                                            limit=self.settings.kie.rate_limit):
+                                                            limit=self.kie_settings.rate_limit):
             # Past its lease but still being sent here (a slow upload): never send it twice.
             if generation.id not in self._deliveries:
                 self._deliver(generation)
@@ -215,7 +217,7 @@ class Tracker:
             now = self._clock()
             finished = await self.store.mark_succeeded(
                 generation.id, status.urls,
-                deliver_by=now + self.settings.bot.delivery_deadline, lease_until=now + DELIVERY_LEASE,
+                deliver_by=now + self.delivery_deadline, lease_until=now + DELIVERY_LEASE,
                 files=_file_details(status))
             if finished is not None:
                 log.info("%s: Kie finished it (%d files)", finished, len(status.urls))
@@ -257,7 +259,7 @@ class Tracker:
             return
         now = self._clock()
         recovered = await self.store.recover(
-            generation.id, task_id, status.urls, deliver_by=now + self.settings.bot.delivery_deadline,
+            generation.id, task_id, status.urls, deliver_by=now + self.delivery_deadline,
             lease_until=now + DELIVERY_LEASE, files=_file_details(status), key=key)
         if recovered is not None:
             log.info("%s: recovered task %s, delivered free", generation, task_id)
@@ -281,7 +283,7 @@ class Tracker:
         model = get_model(generation.model)
         elapsed = now - (generation.submitted_at or generation.created_at)
         delay = (self.schedule.later_delay(model, elapsed) if model
-                 else self.settings.kie.poll_max_interval)
+                 else self.kie_settings.poll_max_interval)
         await self.store.record_check(generation.id, kie_state,
                                       min(now + delay, generation.deadline_at))
         await self.notifier.status(replace(generation, kie_state=kie_state))

@@ -62,7 +62,7 @@ async def test_aborted_callback_bodies_cost_one_line_at_most(tg, kie, tmp_path, 
         return lines
 
     assert await aborted("0" * 32) == []  # refused before the body is read: nothing to log
-    lines = await aborted(path_secret(settings))
+    lines = await aborted(path_secret(settings.bot.token))
     assert len(lines) <= ABORTS, [r.getMessage() for r in lines]
     status, body = await get_json(f"http://127.0.0.1:{port}/healthz")
     assert status == 200 and body["ok"]

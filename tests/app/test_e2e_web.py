@@ -120,7 +120,7 @@ async def test_a_callback_names_the_task_the_bot_sent(tg, kie, tmp_path, start_b
     generation_id, _ = await running_task(store, kie)
     [create] = kie.creates
     assert create["callBackUrl"] == (f"http://127.0.0.1:{settings.web.port}/kie/callbacks/"
-                                     f"{path_secret(settings)}/{generation_id}")
+                                     f"{path_secret(settings.bot.token)}/{generation_id}")
     assert settings.bot.token.get_secret_value() not in create["callBackUrl"]
 
 
@@ -134,7 +134,7 @@ async def test_forged_callbacks_change_nothing(tg, kie, tmp_path, start_bot, sto
     generation_id, task_id = await running_task(store, kie)
     kie.finish(task_id)
     base = f"http://127.0.0.1:{settings.web.port}/kie/callbacks"
-    secret = path_secret(settings)
+    secret = path_secret(settings.bot.token)
     status = {
         "wrong secret": lambda: post(f"{base}/{'0' * 32}/{generation_id}", {"data": {"taskId": task_id}}),
         "unknown generation": lambda: post(f"{base}/{secret}/99999", {"data": {"taskId": task_id}}),

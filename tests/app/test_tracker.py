@@ -75,7 +75,8 @@ async def _rig(target, tmp_path, tg, kie) -> AsyncIterator[Rig]:
     downloads = httpx.AsyncClient()
     notifier = Notifier(bot, store, i18n, ())
     delivery = Delivery(bot, store, kie=kie_client, notifier=notifier, i18n=i18n, http=downloads)
-    tracker = Tracker(store, kie=kie_client, delivery=delivery, notifier=notifier, settings=settings)
+    tracker = Tracker(store, kie=kie_client, delivery=delivery, notifier=notifier, kie_settings=settings.kie,
+                      delivery_deadline=settings.bot.delivery_deadline)
     yield Rig(store, tracker, settings)
     await tracker.stop()
     await downloads.aclose()
@@ -261,7 +262,8 @@ async def test_a_delivery_slower_than_its_lease_is_not_started_twice(rig, kie, t
     now = [time.time()]
     held = HeldDelivery(rig.tracker.delivery)
     tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
-                      notifier=rig.tracker.notifier, settings=rig.settings, clock=lambda: now[0])
+                      notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
+                      delivery_deadline=rig.settings.bot.delivery_deadline, clock=lambda: now[0])
     try:
         await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
         now[0] = time.time() + 0.01  # the task is due
@@ -303,7 +305,8 @@ async def test_a_slow_read_holds_up_no_other_task(rig, kie, tg):
     stuck_task = await create_task(kie, TaskPlan(outcome="never"))
     held = HeldReads(rig.tracker.kie, stuck_task)
     tracker = Tracker(rig.store, kie=held, delivery=rig.tracker.delivery,  # type: ignore[arg-type]
-                      notifier=rig.tracker.notifier, settings=rig.settings)
+                      notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
+                      delivery_deadline=rig.settings.bot.delivery_deadline)
     try:
         stuck = await rig.running(stuck_task)
         await tracker.start()
@@ -340,7 +343,7 @@ async def test_the_tracker_learns_from_each_result_and_from_the_database_at_star
         await tick(rig.tracker)
     assert rig.tracker.schedule.usual(imagen) == pytest.approx(12, abs=1)
     assert [m for m, _ in await rig.store.recent_durations(3)] == ["imagen4"] * 3
-    fresh = Schedule(rig.settings)
+    fresh = Schedule(rig.settings.kie)
     fresh.observe_all(await rig.store.recent_durations(30))
     assert fresh.usual(imagen) == pytest.approx(12, abs=1)
 
@@ -350,7 +353,8 @@ async def test_settling_lets_the_delivery_under_way_end_and_starts_nothing_new(r
     that falls due meanwhile is left for the next start."""
     held = HeldDelivery(rig.tracker.delivery)
     tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
-                      notifier=rig.tracker.notifier, settings=rig.settings)
+                      notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
+                      delivery_deadline=rig.settings.bot.delivery_deadline)
     try:
         sending = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
         await tracker.start()
@@ -374,7 +378,8 @@ async def test_settling_lets_the_delivery_under_way_end_and_starts_nothing_new(r
 async def test_settling_waits_no_longer_than_the_grace(rig, kie, tg):
     held = HeldDelivery(rig.tracker.delivery)  # never released: a send that hangs
     tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
-                      notifier=rig.tracker.notifier, settings=rig.settings)
+                      notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
+                      delivery_deadline=rig.settings.bot.delivery_deadline)
     try:
         await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
         await tracker.start()

@@ -37,7 +37,7 @@ def test_poll_gap_starts_small_then_backs_off_to_the_cap():
 
 def test_the_catalogs_guess_until_five_tasks_finished_then_their_median():
     assert IMAGEN is not None
-    schedule = Schedule(settings())
+    schedule = Schedule(settings().kie)
     assert schedule.usual(IMAGEN) == IMAGEN.expected_seconds
     schedule.observe_all([("imagen4", s) for s in (9.0, 11.0, 30.0, 10.0)])
     schedule.observe("seedream", 99.0)  # another model's tasks teach nothing about this one
@@ -54,7 +54,7 @@ def test_polling_reads_once_early_then_near_the_usual_time_and_a_few_times_after
     (DESIGN.md: the first check ≤ 5 s), then at most 4 more, 2.5 on average, where a read
     every 3 s from the start cost 3 to 7."""
     assert IMAGEN is not None
-    schedule = Schedule(settings())
+    schedule = Schedule(settings().kie)
     schedule.observe_all(("imagen4", s) for s in (8.0, 11.0, 14.0, 17.0, 20.0))
     assert schedule.first_delay(IMAGEN) == IMAGEN.poll_interval <= 5
     assert IMAGEN.poll_interval + schedule.later_delay(
@@ -69,7 +69,7 @@ def test_polling_reads_once_early_then_near_the_usual_time_and_a_few_times_after
 
 def test_the_gap_is_never_below_the_models_interval_nor_above_the_cap():
     assert IMAGEN is not None
-    schedule = Schedule(settings())
+    schedule = Schedule(settings().kie)
     schedule.observe_all(("imagen4", 1.0) for _ in range(5))  # a very quick model
     assert schedule.first_delay(IMAGEN) == IMAGEN.poll_interval
     assert schedule.later_delay(IMAGEN, 1.0) == IMAGEN.poll_interval
@@ -79,7 +79,7 @@ def test_the_gap_is_never_below_the_models_interval_nor_above_the_cap():
 
 def test_with_callbacks_the_poll_is_a_late_rare_fallback():
     assert IMAGEN is not None
-    schedule = Schedule(settings(kie_callback_url="https://bot.example/kie", web_port=8080))
+    schedule = Schedule(settings(kie_callback_url="https://bot.example/kie", web_port=8080).kie)
     schedule.observe_all(("imagen4", 40.0) for _ in range(5))
     assert schedule.first_delay(IMAGEN) == 80.0
     assert schedule.later_delay(IMAGEN, 80.0) == 120.0
@@ -87,6 +87,6 @@ def test_with_callbacks_the_poll_is_a_late_rare_fallback():
 
 def test_a_fixed_poll_interval_overrides_what_was_learned():
     assert IMAGEN is not None
-    schedule = Schedule(settings(kie_poll_interval=0.5))
+    schedule = Schedule(settings(kie_poll_interval=0.5).kie)
     schedule.observe_all(("imagen4", 40.0) for _ in range(5))
     assert schedule.first_delay(IMAGEN) == 0.5 == schedule.later_delay(IMAGEN, 1.0)
