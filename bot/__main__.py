@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bot.config import Settings, StoreSettings, describe_error, postgres_url_problem
+from bot.errors import SettingRefused
 from bot.logs import setup_logging
 from bot.store.backup import BackupError, copy_database
 from bot.store.lock import DatabaseInUse, DatabaseLock
@@ -98,7 +99,11 @@ def _start(settings: Settings) -> int:
     except ValueError as error:  # a setting the app itself checks (DEFAULT_LANGUAGE)
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
-    asyncio.run(app.run())
+    try:
+        asyncio.run(app.run())
+    except SettingRefused as error:  # Telegram or Kie.ai refused BOT_TOKEN or KIE_API_KEY
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -17,17 +17,19 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import BotCommand, BotCommandScopeChat
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 from aiogram.utils.i18n import I18n
 
 from bot.config import Settings
 from bot.handlers import build_router
-from bot.i18n import N_, UserLocaleMiddleware, create_i18n
+from bot.i18n import UserLocaleMiddleware, create_i18n, locale_of
 from bot.kie import KieClient, RateLimiter
+from bot.menu import ADMIN_COMMANDS, COMMANDS
 from bot.middlewares import AccountMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
+from bot.runners.checks import run_checks
 from bot.runners.polling import PollingRunner
 from bot.runners.webhook import WebhookRunner
 from bot.services.callback_url import CallbackUrls
@@ -39,6 +41,7 @@ from bot.services.notifier import Notifier
 from bot.services.payments import CreditOnArrival
 from bot.services.pictures import Pictures
 from bot.services.presence import Presence
+from bot.services.schedule import Schedule
 from bot.services.tracker import Tracker
 from bot.store import StartLimits, Store
 from bot.web import WebServer
@@ -54,19 +57,9 @@ UPDATE_CONCURRENCY = 64
 # Well within the 30 s that docker-compose.yml allows a stop.
 STOP_GRACE = 10.0
 
-COMMANDS = (
-    ("image", N_("Create a picture")),
-    ("video", N_("Create a video")),
-    ("music", N_("Create music or speech")),
-    ("models", N_("Models and prices")),
-    ("balance", N_("Your credits")),
-    ("history", N_("Your last generations")),
-    ("language", N_("Change the language")),
-    ("help", N_("What the bot can do")),
-    ("buy", N_("Buy credits with Telegram Stars")),
-    ("paysupport", N_("Help with payments")),
-    ("start", N_("Start")),
-)
+# Who had the admins' menu at the last start (comma-separated ids): whoever is no longer in
+# ADMIN_IDS gets it deleted at this one.
+ADMIN_MENU_FLAG = "admin_menu"
 
 
 @dataclass
@@ -125,10 +118,11 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
         payments = CreditOnArrival(store, settings.bot.starting_credits)
         bot.session.middleware(payments)  # long polling; the webhook handler credits on its own
-        notifier = Notifier(bot, store, i18n, settings.bot.admin_ids)
+        schedule = Schedule(settings.kie)  # learned durations: the tracker's and the status line's
+        notifier = Notifier(bot, store, i18n, settings.bot.admin_ids, schedule=schedule)
         delivery = Delivery(bot, store, kie=kie, notifier=notifier, i18n=i18n, http=downloads)
         tracker = Tracker(store, kie=kie, delivery=delivery, notifier=notifier,
-                          kie_settings=settings.kie,
+                          kie_settings=settings.kie, schedule=schedule,
                           delivery_deadline=settings.bot.delivery_deadline)
         presence = Presence(store, kie, after_beat=tracker.after_beat,
                             polling=None if settings.webhook.url else False)
@@ -179,6 +173,13 @@ class Application:
         self.i18n.set_current(self.i18n)
         async with build(settings, self.i18n) as parts, AsyncExitStack() as running:
             self.parts = parts
+            if self.handle_signals:  # from here on: the checks may wait long for Telegram
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+            if not await self._checked(parts):
+                log.info("bot stopped before the start-up checks passed")
+                return
             parts.dispatcher.startup.register(self._set_commands)
             runner = self._runner = (
                 WebhookRunner(parts.dispatcher, parts.bot, settings=settings.webhook,
@@ -186,10 +187,6 @@ class Application:
                 PollingRunner(parts.dispatcher, parts.bot, store=parts.store,
                               presence=parts.presence, concurrency=UPDATE_CONCURRENCY,
                               started=self.started))
-            if self.handle_signals:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
             # Every instance tracks and delivers, whether or not it is the one polling.
             await parts.presence.start()
             await parts.tracker.start()
@@ -217,14 +214,63 @@ class Application:
         if self._runner is not None:
             await self._runner.stop()
 
-    async def _set_commands(self, bot: Bot) -> None:
-        """The command menu in every shipped language; the default one for everyone else. A
-        convenience: the bot works without it."""
+    async def _checked(self, parts: Parts) -> bool:
+        """The start-up checks (runners/checks.py): True once passed, False when the bot was
+        stopped meanwhile; a refused setting raises SettingRefused."""
+        checks = asyncio.ensure_future(run_checks(parts.bot, parts.kie, self.settings.kie))
+        stopped = asyncio.ensure_future(self._stopping.wait())
         try:
-            for locale in (None, *self.i18n.available_locales):
-                with self.i18n.use_locale(locale or self.i18n.default_locale):
-                    commands = [BotCommand(command=name, description=self.i18n.gettext(text))
-                                for name, text in COMMANDS]
-                await bot.set_my_commands(commands, language_code=locale)
-        except TelegramAPIError as error:
-            log.warning("the command menu was not set: %s", error)
+            await asyncio.wait({checks, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            passed = checks.done()
+            checks.cancel()
+            stopped.cancel()
+            await asyncio.gather(checks, stopped, return_exceptions=True)
+        if passed:
+            checks.result()
+        return passed
+
+    async def _set_commands(self, bot: Bot, store: Store) -> None:
+        """The command menu in every shipped language, the default one for everyone else; then
+        the admins'. A convenience: the bot works without it, so a call Telegram refuses is
+        logged and the others go on."""
+        for locale in (None, *self.i18n.available_locales):
+            await _menu_call(bot.set_my_commands(
+                self._menu(COMMANDS, locale or self.i18n.default_locale), language_code=locale),
+                f"the command menu ({locale or 'default'})")
+        await self._set_admin_menus(bot, store)
+
+    async def _set_admin_menus(self, bot: Bot, store: Store) -> None:
+        """Each admin's private chat: everyone's commands and the admins', in that admin's
+        language (as the bot knows it now: a later /language shows at the next start). Whoever
+        left ADMIN_IDS since the last start loses that menu."""
+        admins = self.settings.bot.admin_ids
+        for admin in admins:
+            locale = locale_of(await store.get_user(admin), self.i18n)
+            await _menu_call(bot.set_my_commands(
+                self._menu((*COMMANDS, *ADMIN_COMMANDS), locale),
+                scope=BotCommandScopeChat(chat_id=admin)), f"the admins' menu of {admin}")
+        former = {int(admin) for admin in (await store.get_flag(ADMIN_MENU_FLAG) or "").split(",")
+                  if admin} - admins
+        kept = set()  # a delete that may work on another try: again at the next start
+        for admin in former:
+            try:
+                await bot.delete_my_commands(scope=BotCommandScopeChat(chat_id=admin))
+            except TelegramBadRequest as error:  # no such chat: no menu in it either
+                log.info("the admins' menu of %s was not deleted: %s", admin, error)
+            except TelegramAPIError as error:
+                log.warning("the admins' menu of %s was not deleted: %s", admin, error)
+                kept.add(admin)
+        await store.set_flag(ADMIN_MENU_FLAG, ",".join(map(str, sorted(admins | kept))) or None)
+
+    def _menu(self, commands: Iterable[tuple[str, str]], locale: str) -> list[BotCommand]:
+        with self.i18n.use_locale(locale):
+            return [BotCommand(command=name, description=self.i18n.gettext(text))
+                    for name, text in commands]
+
+
+async def _menu_call(call: Awaitable[bool], what: str) -> None:
+    try:
+        await call
+    except TelegramAPIError as error:
+        log.warning("%s was not set: %s", what, error)

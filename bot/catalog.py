@@ -64,7 +64,7 @@ class Model:
     id: str                    # the bot's own short id (callback data, drafts, /models)
     kie_model: str             # Kie.ai's model id
     kind: str                  # image | video | audio
-    name: str
+    name: str                  # a brand; a message id where it says what it does (translated)
     price: int                 # bot credits, before option factors
     expected_seconds: int      # typical duration: the poller checks often until then
     poll_interval: float = 3.0
@@ -75,6 +75,7 @@ class Model:
     api: str = API_MARKET      # which of Kie's wire formats runs it (kie/constants.py)
     image: ImageSlot | None = None  # set: the model needs a picture (offered only with one)
     menu_id: str | None = None  # the entry it belongs to (a picture variant's text model)
+    good_for: str = ""         # a message id: /models' one line on what it is best at
 
     @property
     def entry(self) -> str:
@@ -151,9 +152,10 @@ _VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "George", "Charlotte", "
 
 _KLING = Model("kling", "kling/v2-1-master-text-to-video", "video", "Kling", price=150,
                expected_seconds=120, poll_interval=5.0, max_prompt=2500,
-               options=(_DURATION_5_10,))
+               options=(_DURATION_5_10,), good_for=N_("lifelike motion and camera moves"))
 _SORA = Model("sora2", "sora-2-text-to-video", "video", "Sora 2", price=120, expected_seconds=150,
               poll_interval=5.0, max_prompt=10000, fixed_input={"remove_watermark": True},
+              good_for=N_("cinematic scenes with their own sound"),
               options=(Option("ar", "aspect_ratio", N_("Orientation"),
                               (Choice("landscape", N_("Landscape")),
                                Choice("portrait", N_("Portrait"))), "landscape"),
@@ -161,6 +163,7 @@ _SORA = Model("sora2", "sora-2-text-to-video", "video", "Sora 2", price=120, exp
                               (Choice("10", "10 s"), Choice("15", "15 s", surcharge=60)), "10")))
 _HAILUO = Model("hailuo", "hailuo/02-text-to-video-pro", "video", "Hailuo", price=100,
                 expected_seconds=120, poll_interval=5.0, max_prompt=1500,
+                good_for=N_("fast action and believable physics"),
                 options=(Option("m", "duration", N_("Duration"), (
                     Choice("6-768", "6 s · 768P", input={"duration": "6", "resolution": "768P"}),
                     Choice("10-768", "10 s · 768P", price_factor=2,
@@ -171,11 +174,12 @@ _WAN_RESOLUTIONS = Option("r", "resolution", N_("Resolution"), (
     Choice("480p", "480p"), Choice("580p", "580p", surcharge=10),
     Choice("720p", "720p", surcharge=20)), "720p")
 _WAN = Model("wan", "wan/2-2-a14b-text-to-video-turbo", "video", "Wan", price=60,
-             expected_seconds=90, poll_interval=5.0,
+             expected_seconds=90, poll_interval=5.0, good_for=N_("short clips at a low price"),
              options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
                              _choices("16:9", "9:16", "1:1"), "16:9"), _WAN_RESOLUTIONS))
 _SEEDANCE = Model("seedance", "bytedance/v1-pro-text-to-video", "video", "Seedance", price=80,
                   expected_seconds=90, poll_interval=5.0, max_prompt=10000,
+                  good_for=N_("stories in several shots, up to 1080p"),
                   options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
                                   _choices("16:9", "9:16", "1:1", "4:3", "3:4", "21:9"), "16:9"),
                            Option("r", "resolution", N_("Resolution"), (
@@ -191,25 +195,26 @@ _EDIT_SIZES = Option("ar", "image_size", N_("Aspect ratio"), (
 
 MODELS: tuple[Model, ...] = (
     Model("imagen4", "google/imagen4", "image", "Imagen 4", price=40, expected_seconds=20,
-          options=(_IMAGEN_RATIOS,)),
+          options=(_IMAGEN_RATIOS,), good_for=N_("photorealistic detail and legible text")),
     Model("seedream", "bytedance/seedream", "image", "Seedream", price=20, expected_seconds=15,
-          options=(_SEEDREAM_SIZES,)),
+          options=(_SEEDREAM_SIZES,), good_for=N_("vivid pictures at a low price")),
     Model("grok", "grok-imagine/text-to-image", "image", "Grok Imagine", price=30,
-          expected_seconds=20,
+          expected_seconds=20, good_for=N_("bold, imaginative art"),
           options=(Option("ar", "aspect_ratio", N_("Aspect ratio"),
                           _choices("3:2", "1:1", "2:3"), "3:2"),)),
     Model("imagen4f", "google/imagen4-fast", "image", "Imagen 4 Fast", price=10,
-          expected_seconds=10,
+          expected_seconds=10, good_for=N_("quick drafts, up to four at once"),
           options=(_IMAGEN_RATIOS,
                    Option("n", "num_images", N_("Number of images"),
                           tuple(Choice(str(n), str(n), price_factor=n) for n in range(1, 5)),
                           "1"))),
     # Picture edits (a photo as input).
     Model("nanoedit", "google/nano-banana-edit", "image", "Nano Banana", price=30,
-          expected_seconds=20, image=IMAGE_URLS, options=(_EDIT_SIZES,)),
+          expected_seconds=20, image=IMAGE_URLS, options=(_EDIT_SIZES,),
+          good_for=N_("changing a photo as you describe it")),
     Model("seedit", "bytedance/seedream-v4-edit", "image", "Seedream 4", price=30,
           expected_seconds=20, image=IMAGE_URLS,
-          options=(_SEEDREAM_SIZES,)),
+          options=(_SEEDREAM_SIZES,), good_for=N_("restyling a photo, keeping its details")),
     _KLING, _from_picture(_KLING, "kling/v2-1-pro", IMAGE_URL),
     _SORA, _from_picture(_SORA, "sora-2-image-to-video", IMAGE_URLS),
     _HAILUO, _from_picture(_HAILUO, "hailuo/2-3-image-to-video-pro", IMAGE_URL),
@@ -220,12 +225,13 @@ MODELS: tuple[Model, ...] = (
     _SEEDANCE, _from_picture(_SEEDANCE, "bytedance/v1-pro-image-to-video", IMAGE_URL),
     Model("suno", "V4_5", "audio", "Suno v4.5", price=60, expected_seconds=60, poll_interval=5.0,
           max_prompt=500, api=API_SUNO, fixed_input={"customMode": False},
-          options=(_SUNO_VOCALS,)),
+          options=(_SUNO_VOCALS,), good_for=N_("whole songs, sung or instrumental")),
     Model("suno5", "V5", "audio", "Suno v5", price=80, expected_seconds=60, poll_interval=5.0,
           max_prompt=500, api=API_SUNO, fixed_input={"customMode": False},
-          options=(_SUNO_VOCALS,)),
-    Model("tts", "elevenlabs/text-to-speech-multilingual-v2", "audio", "ElevenLabs speech",
+          options=(_SUNO_VOCALS,), good_for=N_("the best-sounding songs, richer vocals")),
+    Model("tts", "elevenlabs/text-to-speech-multilingual-v2", "audio", N_("ElevenLabs speech"),
           price=20, expected_seconds=15, max_prompt=5000, prompt_field="text",
+          good_for=N_("your text read aloud in a natural voice"),
           options=(Option("v", "voice", N_("Voice"), _choices(*_VOICES), "Rachel"),)),
 )
 

@@ -20,7 +20,9 @@ procrastinate's ProcrastinateException do). The tree, by where each lives:
     ├── PictureError            an input photo could not be handed to Kie (services.pictures)
     ├── LeaseLost               a generation no longer this instance's to act on
     │                           (services.generation)
-    └── UnknownPayload          a paid invoice naming no package (services.payments)
+    ├── UnknownPayload          a paid invoice naming no package (services.payments)
+    └── SettingRefused          Telegram or Kie.ai refused BOT_TOKEN or KIE_API_KEY at start
+                                (runners.checks; here, for `python -m bot` to catch)
 
 A Refusal raised anywhere under a handler is turned into the answer by `handlers/refusals.py`
 (a message, or the pressed button's alert), so handlers read straight through. This module
@@ -50,3 +52,8 @@ class Refusal(BotError):
         be user input, so escaped."""
         safe = {key: html.escape(str(value), quote=False) for key, value in self.params.items()}
         return translate(self.message).format(**safe)
+
+
+class SettingRefused(BotError):
+    """Telegram or Kie.ai refused a setting at start (BOT_TOKEN, KIE_API_KEY): the message is
+    the one line `python -m bot` prints before it exits with 2. Never holds the secret."""

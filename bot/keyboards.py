@@ -12,7 +12,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
 from bot import texts
-from bot.catalog import Model
+from bot.catalog import KINDS, Model
 
 # Forged data outside these shapes fails the filter and reaches the "out of date" fallback
 # instead of a handler: a row id past 2**63 would overflow SQLite, and a value is made of the
@@ -31,7 +31,36 @@ class Pick(CallbackData, prefix="pk"):
 
 
 class Again(CallbackData, prefix="ag"):
+    """🔁 under a result or a failure: the same request again at once, at `price` (what the
+    button shows; a different price now opens the picker instead)."""
+
     generation: RowId
+    price: Annotated[int, Field(ge=0, lt=10**9)] = 0
+
+
+class Follow(CallbackData, prefix="fl"):
+    """What comes after a result: `act` image (✏️ Edit it), video (🎬 Animate it), original
+    (📎 the file as a document), or models (the same request, another model: after a
+    failure)."""
+
+    generation: RowId
+    act: Literal["image", "video", "models", "original"]
+
+
+class BuyMenu(CallbackData, prefix="bm"):
+    """⭐ Buy credits: the /buy packages (its handler: handlers/payments.py)."""
+
+
+def buy_credits_button() -> InlineKeyboardButton:
+    return _button("⭐ " + _("Buy credits"), BuyMenu())
+
+
+class Compose(CallbackData, prefix="cp"):
+    """🖼 / 🎬 / 🎵 (✏️ / 🎬 under a photo): this kind for `prompt` (a stored text or photo,
+    services: Store.create_prompt), or with none yet (0): ask for one."""
+
+    kind: Literal["image", "video", "audio"]
+    prompt: Annotated[int, Field(ge=0, lt=2**63)] = 0
 
 
 class HistoryPage(CallbackData, prefix="hp"):
@@ -75,7 +104,8 @@ def options_keyboard(draft_id: int, revision: int, model: Model, values: dict[st
         for index, choice in enumerate(option.choices):
             label = _(choice.label)
             if priced:
-                label += f" · {model.price_for({**values, option.key: choice.value})}"
+                costs = model.price_for({**values, option.key: choice.value})
+                label += f" · {texts.credits_short(costs)}"
             if choice.value == values[option.key]:
                 label = f"✓ {label}"
             buttons.append(_button(label, Pick(draft=draft_id, act="o", val=f"{option.key}.{index}")))
@@ -98,16 +128,69 @@ def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
     return InlineKeyboardButton(text=text, callback_data=data.pack())
 
 
-def again_keyboard(generation_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text="🔁 " + _("Again"), callback_data=Again(generation=generation_id))
-    return builder.as_markup()
+def compose_keyboard(prompt_id: int, kinds: Sequence[str], *,
+                     picture: bool) -> InlineKeyboardMarkup:
+    """The kinds a text or photo sent without a command can become."""
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        _button(texts.kind_button(kind, picture=picture), Compose(kind=kind, prompt=prompt_id))
+        for kind in kinds]])
+
+
+def start_keyboard() -> InlineKeyboardMarkup:
+    """Under /start: each kind (its question for a prompt comes next), and ⭐ Buy credits."""
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_button(texts.kind_button(kind), Compose(kind=kind)) for kind in KINDS],
+        [buy_credits_button()]])
+
+
+def result_keyboard(generation_id: int, kind: str, price: int, *,
+                    picture_in_hand: bool) -> InlineKeyboardMarkup:
+    """Under a result: 🔁 Again at `price` (what it costs now), and for a picture what it can
+    become next. `picture_in_hand`: the message carries the picture (not an album's line)."""
+    rows = [[_button(texts.again_button(price), Again(generation=generation_id, price=price))]]
+    if kind == "image" and picture_in_hand:
+        rows.append([_button(texts.kind_button(next_kind, picture=True),
+                             Follow(generation=generation_id, act=next_kind))
+                     for next_kind in ("image", "video")])
+    if kind == "image":
+        rows[0].append(_button("📎 " + _("Original"), Follow(generation=generation_id,
+                                                             act="original")))
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def short_keyboard(draft_id: int, cheaper: Model | None,
+                   buy: InlineKeyboardButton) -> InlineKeyboardMarkup:
+    """Beside a ✅ the balance could not pay: ⭐ Buy credits, and a model the balance pays
+    (pressed, this message becomes the picker on it)."""
+    rows = [[buy]]
+    if cheaper is not None:
+        rows.insert(0, [_button(texts.model_button(cheaper),
+                                Pick(draft=draft_id, act="m", val=cheaper.id))])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+class CancelGeneration(CallbackData, prefix="cg"):
+    """✖ under a status line whose create still waits in the bot's own line."""
+
+    generation: RowId
+
+
+def cancel_keyboard(generation_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        _button("✖ " + _("Cancel"), CancelGeneration(generation=generation_id))]])
+
+
+def failure_keyboard(generation_id: int, price: int) -> InlineKeyboardMarkup:
+    """Under a refunded failure: the same request again, or the model list for it."""
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        _button(texts.try_again_button(price), Again(generation=generation_id, price=price)),
+        _button("🔀 " + _("Change model"), Follow(generation=generation_id, act="models"))]])
 
 
 def history_keyboard(owner: int, page: int, pages: int,
                      resendable: Sequence[tuple[int, int]]) -> InlineKeyboardMarkup | None:
-    """📤 for each finished result on the page (`resendable`: its number in the list, its
-    generation id), then ◀ ▶ where there is a page to go to."""
+    """📤 for each result on the page that can be sent again (`resendable`: its number in the
+    list, its generation id), then ◀ ▶ where there is a page to go to."""
     builder = InlineKeyboardBuilder()
     for number, generation_id in resendable:
         builder.row(_button("📤 " + _("Send #{n} again").format(n=number),

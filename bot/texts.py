@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+from aiogram.utils.i18n import get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import ngettext
+from babel.dates import format_datetime
 
 from bot.catalog import KINDS, Model, Offer, Option
 from bot.i18n import N_
@@ -24,6 +26,7 @@ FAILURES = {
     "picture_unreadable": N_("the photo could not be read as a JPEG, PNG or WebP picture"),
     "picture_too_large": N_("the photo is too large (at most 10 MB)"),
     "picture_unavailable": N_("the photo could not be fetched from Telegram"),
+    "cancelled": N_("you cancelled it"),
 }
 
 PROMPT_PREVIEW = 200
@@ -34,6 +37,19 @@ SLOW_DOWN = N_("Too many requests at once. Wait a few seconds and try again.")
 
 def credits(amount: int) -> str:
     return ngettext("{n} credit", "{n} credits", abs(amount)).format(n=amount)
+
+
+def when(timestamp: float) -> str:
+    """A moment for people, in their language and in UTC: "7 Dec, 14:05" ("7 дек., 14:05"),
+    with the year when it is not this one. Where several are listed, say once that they are UTC."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    pattern = "d MMM, HH:mm" if moment.year == datetime.now(UTC).year else "d MMM y, HH:mm"
+    return format_datetime(moment, pattern, tzinfo=UTC, locale=get_i18n().current_locale)
+
+
+def credits_short(amount: int) -> str:
+    """A price on a small button (an option in a row of five): "40 cr."."""
+    return _("{n} cr.").format(n=amount)
 
 
 def elapsed(seconds: float) -> str:
@@ -53,8 +69,14 @@ def _from(model: Model, price: str) -> str:
     return _("from {price}").format(price=price) if model.varies_in_price else price
 
 
+def model_title(model: Model) -> str:
+    """The model's name as shown (a name made of words, "ElevenLabs speech", is translated)."""
+    return _(model.name)
+
+
 def model_button(model: Model) -> str:
-    return f"{model.name} · {_from(model, str(model.lowest_price))}"
+    """`Imagen 4 · 40 credits`: what is read after the `·` is the price."""
+    return f"{model_title(model)} · {model_price(model)}"
 
 
 def model_price(model: Model) -> str:
@@ -70,8 +92,8 @@ def generate_button(price: int) -> str:
 
 
 def not_enough(price: int, balance: int) -> str:
-    return _("Not enough credits: this costs {price}, your balance is {balance}. "
-             "Ask an admin to top you up.").format(price=credits(price), balance=credits(balance))
+    return _("Not enough credits: this costs {price}, your balance is {balance}.").format(
+        price=credits(price), balance=credits(balance))
 
 
 # Words in Kie's failure text that mean the content itself was refused.
@@ -95,6 +117,7 @@ def refunded(model_name: str, reason: str, detail: str | None, price: int) -> st
 # Kie's state names; unknown ones are shown as "working".
 KIE_STATES = {
     None: N_("queued"),
+    "sending": N_("starting"),  # ours: the create is on its way to Kie
     "waiting": N_("waiting"),
     "queuing": N_("in queue"),
     "generating": N_("generating"),
@@ -104,9 +127,29 @@ KIE_STATES = {
 UNKNOWN_STATE = N_("working")
 
 
-def status_line(model_name: str, kie_state: str | None, seconds: float) -> str:
+# Past this share of the usual duration, the status line says it is taking longer.
+LATE_FACTOR = 1.5
+
+
+def status_line(model_name: str, kie_state: str | None, seconds: float, *,
+                usual: float | None = None, position: int | None = None) -> str:
+    """`usual`: the model's usual duration (learned); `position`: the place in the bot's own
+    line while the create waits for Kie's budget."""
     state = _(KIE_STATES.get(kie_state, UNKNOWN_STATE))
-    return f"⏳ {html.escape(model_name)} — {state}… {elapsed(seconds)}"
+    line = f"⏳ {html.escape(model_name)} — {state}… {elapsed(seconds)}"
+    if position is not None:
+        line += " · " + _("in line: {n}").format(n=position)
+    if usual is not None:
+        line += " · " + (_("taking longer than usual") if seconds > LATE_FACTOR * usual
+                         else _("usually ~{time}").format(time=duration(usual)))
+    return line
+
+
+def duration(seconds: float) -> str:
+    """A rough duration: "40 s", "2 min"."""
+    if seconds < 90:
+        return _("{n} s").format(n=max(round(seconds), 1))
+    return _("{n} min").format(n=round(seconds / 60))
 
 
 def done_line(model_name: str, seconds: float) -> str:
@@ -135,14 +178,18 @@ LEDGER_KINDS = {
 
 
 def price_list(offer: Offer) -> str:
-    """Every model offered now, by kind, at its current price."""
+    """Every menu entry offered now, by kind: one line with its current price and what it is
+    good for; 📎 where it takes a photo (its picture variant is the same entry)."""
     lines = []
     for kind in KINDS:
         lines.append(f"<b>{_(KIND_TITLES[kind])}</b>")
-        for picture in (False, True):
-            mark = " 📎" if picture else ""
-            lines.extend(f"• {html.escape(m.name)}{mark} — {model_price(m)}"
-                         for m in offer.models_of(kind, picture=picture))
+        entries: dict[str, list[Model]] = {}
+        for model in offer.models_of(kind) + offer.models_of(kind, picture=True):
+            entries.setdefault(model.entry, []).append(model)
+        for first, *variants in entries.values():
+            mark = " 📎" if any(m.image is not None for m in (first, *variants)) else ""
+            lines.append(f"• {html.escape(model_title(first))}{mark} — "
+                         f"{model_price(first)} · {_(first.good_for)}")
     lines.append("")
     lines.append("📎 " + _("From a photo: send the command as the photo's caption, "
                           "or as a reply to it."))
@@ -154,11 +201,6 @@ def ledger_kind(kind: str) -> str:
 
 
 KIND_ICONS = {"image": "🖼", "video": "🎬", "audio": "🎵"}
-
-
-def generate_usage(command: str) -> str:
-    return _("Add a description after the command, for example:\n"
-             "<code>{command} a red fox in snow</code>").format(command=command)
 
 
 def _request(prompt: str, picture: bool) -> str:
@@ -173,7 +215,7 @@ def picker_models(kind: str, prompt: str, *, picture: bool = False) -> str:
 def picker_options(model: Model, prompt: str, values: dict[str, Any], price: int, *,
                    picture: bool = False) -> str:
     """`values`: the options resolved (Model.resolve); `price`: theirs."""
-    lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model.name)}</b>",
+    lines = [f"{KIND_ICONS[model.kind]} <b>{html.escape(model_title(model))}</b>",
              _request(prompt, picture), ""]
     for option in model.options:
         label = _(option.choice(values[option.key]).label)
@@ -185,3 +227,82 @@ def picker_options(model: Model, prompt: str, values: dict[str, Any], price: int
 def too_large_line() -> str:
     """Above the links to a result too large for Telegram to take from the bot."""
     return "⬇️ " + _("Too large to send through Telegram; download it here:")
+
+
+# -- the conversation: prompt first, questions, out of credits, after the result -------------
+
+KIND_WORDS = {"image": N_("Picture"), "video": N_("Video"), "audio": N_("Music")}
+# What a photo can become: its kind's button under a photo says what is done to it.
+PICTURE_WORDS = {"image": ("✏️", N_("Edit")), "video": ("🎬", N_("Animate"))}
+
+
+def kind_button(kind: str, *, picture: bool = False) -> str:
+    if picture and kind in PICTURE_WORDS:
+        icon, word = PICTURE_WORDS[kind]
+        return f"{icon} {_(word)}"
+    return f"{KIND_ICONS[kind]} {_(KIND_WORDS[kind])}"
+
+
+def compose_question(prompt: str | None, *, picture: bool) -> str:
+    """Above the kinds offered for a text or photo sent without a command."""
+    if prompt is None:
+        return _("What should I do with this picture?")
+    return f"«{quote(prompt)}»\n\n" + (_("What should I make of this picture and these words?")
+                                       if picture else _("What should I make of it?"))
+
+
+ASK_PROMPT = {
+    "image": N_("What should the picture show? Reply with a description."),
+    "video": N_("What should happen in the video? Reply with a description."),
+    "audio": N_("What should the song be about? Reply with a description (style, mood, words)."),
+}
+ASK_INSTRUCTION = {
+    "image": N_("What should change in the picture? Reply with the instruction."),
+    "video": N_("How should the picture move? Reply with a description."),
+}
+
+
+def ask_for_prompt(kind: str, *, picture: bool, mention: tuple[int, str] | None) -> str:
+    """The ForceReply question; `mention` (id, name) names the person in a group."""
+    text = _(ASK_INSTRUCTION[kind] if picture and kind in ASK_INSTRUCTION else ASK_PROMPT[kind])
+    if mention is None:
+        return text
+    user_id, name = mention
+    return f'<a href="tg://user?id={user_id}">{html.escape(name)}</a>, {text}'
+
+
+def prompt_placeholder(kind: str) -> str:
+    return {"image": _("a red fox in the snow"), "video": _("waves rolling onto a beach at dusk"),
+            "audio": _("a cheerful folk song about autumn")}[kind]
+
+
+def too_long_line(models: list[Model], length: int) -> str:
+    """Under a picker: the models left out because the prompt is longer than they take."""
+    names = ", ".join(f"{html.escape(model_title(m))} (≤ {m.max_prompt})" for m in models)
+    return "✂️ " + ngettext("Not offered for a prompt of {n} character: {models}.",
+                            "Not offered for a prompt of {n} characters: {models}.",
+                            length).format(n=length, models=names)
+
+
+def short_of_credits(price: int, balance: int, cheaper: Model | None) -> str:
+    """The message beside a ✅ the balance could not pay."""
+    text = "💳 " + _("This costs {price}; your balance is {balance}.").format(
+        price=credits(price), balance=credits(balance))
+    if cheaper is not None:
+        text += "\n" + _("{model} fits your balance: {price}.").format(
+            model=html.escape(model_title(cheaper)), price=credits(cheaper.price_for({})))
+    return text + "\n" + _("Buy credits with Telegram Stars, and I will offer this request again.")
+
+
+def offer_again(balance: int) -> str:
+    """After a purchase, above the ✅ of the request the balance could not pay."""
+    return "✅ " + _("Your balance is now {balance}. Your request is still here:").format(
+        balance=credits(balance))
+
+
+def again_button(price: int) -> str:
+    return "🔁 " + _("Again · {credits}").format(credits=credits(price))
+
+
+def try_again_button(price: int) -> str:
+    return "🔁 " + _("Try again · {credits}").format(credits=credits(price))

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiogram.client.session.aiohttp import AiohttpSession
+
+import bot.app
 from bot.app import Application
 from bot.config import Settings
 from testkit.fakes.kie import FakeKie
@@ -32,6 +40,27 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie, **overrides: A
 def more_keys(keys: int) -> list[str]:
     """The keys a bot with `keys` Kie keys has beside KIE_KEY (its KIE_API_KEYS)."""
     return [f"{KIE_KEY}-{n}" for n in range(1, keys)]
+
+
+@contextmanager
+def lighter_bots() -> Iterator[None]:
+    """Every bot run in this process without what costs each test time and tests nothing (most
+    of what a test with the bot cost beyond its own steps); nothing the bot does changes:
+    - the TLS trust store each of its three HTTP clients loads (certifi's bundle, a tenth of a
+      second of CPU) is loaded once, the same for all: the fakes speak plain HTTP anyway;
+    - its catalogs are compiled from `locales/` once, and shared as one bot's updates share them;
+    - its Telegram session closes without aiogram's 250 ms wait for TLS connections to end."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ssl, "create_default_context", functools.cache(ssl.create_default_context))
+        patch.setattr(bot.app, "create_i18n", functools.cache(bot.app.create_i18n))
+        patch.setattr(AiohttpSession, "close", _close_at_once)
+        yield
+
+
+async def _close_at_once(session: AiohttpSession) -> None:
+    """AiohttpSession.close (aiogram 3.31) but for its sleep."""
+    if session._session is not None and not session._session.closed:
+        await session._session.close()
 
 
 class RunningBot:

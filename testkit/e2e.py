@@ -7,7 +7,7 @@ import asyncio
 import socket
 
 from bot.store import GenerationState, LedgerKind
-from testkit.chat import Person
+from testkit.chat import Person, buttons
 
 WEBHOOK_SECRET = "webhook-secret-0123"
 
@@ -15,10 +15,15 @@ WEBHOOK_SECRET = "webhook-secret-0123"
 async def generate(person: Person, prompt: str, model: str = "Imagen 4",
                    options: tuple[str, ...] = (), chat: dict | None = None,
                    command: str = "/image") -> tuple[dict, dict]:
-    """Walk the picker: /image (or `command`) → model → options → ✅.
-    Returns (request, status message)."""
+    """Walk the picker: /image (or `command`) → model → options → ✅; a picker that opens on
+    the person's last choice goes back to the models first, so `options` start from the
+    model's defaults. Returns (request, status message)."""
     request, picker = await person.ask(f"{command} {prompt}", chat=chat)
-    await person.press(picker, model)
+    if any(b["text"].startswith("← ") for b in buttons(picker)):
+        await person.press(picker, "← ")
+        picker = person.refreshed(picker)
+    if any(b["text"].startswith(model) for b in buttons(picker)):
+        await person.press(picker, model)
     for option in options:
         await person.press(person.refreshed(picker), option)
     await person.press(person.refreshed(picker), "✅")

@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import Settings
 from bot.store import Store
+from testkit import bot as testkit_bot
 from testkit.bot import KIE_KEY, TOKEN, WINDOW, RunningBot, make_settings
 from testkit.fakes.kie import FakeKie
 from testkit.fakes.telegram import FakeTelegram
@@ -23,6 +24,13 @@ TIER_ORDER = {"process": 0, "app": 1, "unit": 2}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: TIER_ORDER.get(item.path.parent.name, 1))  # stable: files keep order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lighter_bots() -> Iterator[None]:
+    """Every bot a test runs in process, without what costs time and tests nothing (testkit/bot.py)."""
+    with testkit_bot.lighter_bots():
+        yield
 
 
 @pytest.fixture

@@ -2,7 +2,17 @@
 
 from aiogram import Router
 
-from bot.handlers import admin, chats, generate, history, info, language, payments, refusals
+from bot.handlers import (
+    admin,
+    chats,
+    compose,
+    generate,
+    history,
+    info,
+    language,
+    payments,
+    refusals,
+)
 
 
 def build_router() -> Router:
@@ -11,5 +21,6 @@ def build_router() -> Router:
     router.include_routers(chats.make_router(), info.make_router(), admin.make_router(),
                            generate.make_router(), history.make_router(), language.make_router(),
                            payments.make_router(),
+                           compose.make_router(),  # after every command: it takes plain text
                            refusals.make_fallback_router())  # last: it takes what is left
     return router

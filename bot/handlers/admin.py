@@ -6,29 +6,30 @@ import html
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, TelegramObject
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.catalog import MODELS, get_model, models_of_entry
 from bot.config import BotSettings
 from bot.errors import Refusal
+from bot.handlers.history import STATES
 from bot.i18n import N_, locale_of
 from bot.kie import KieClient
 from bot.kie.errors import KieError
 from bot.services.accounts import MAX_TOPUP, UsageError, ascii_number, find_target, parse_topup
 from bot.services.offers import current_offer, set_price, set_shown
-from bot.store import Store, User
+from bot.store import GenerationState, Store, User
 
 DAY = 24 * 3600.0
 USER_ROWS = 10
+FAILED = N_("failed, refunded")  # a failed generation's state (every failure is refunded)
 
 USER_USAGE = N_("Usage: <code>/user &lt;user&gt;</code> (a Telegram id or @username), or reply "
                 "to their message with <code>/user</code>.\nExample: <code>/user 123456789</code>")
@@ -79,19 +80,20 @@ async def user(message: Message, *, command: CommandObject, store: Store,
     lines = [f"<b>{html.escape(target.display_name)}</b> · <code>{target.id}</code>"
              + (f" · {', '.join(flags)}" if flags else ""),
              texts.balance_line(target.balance), "", "<b>" + _("Ledger") + "</b>"]
-    lines += [f"{_date(row.created_at)} · {row.amount:+d} · {html.escape(texts.ledger_kind(row.kind))}"
+    lines += [f"{texts.when(row.created_at)} · {row.amount:+d} · {html.escape(texts.ledger_kind(row.kind))}"
               + (f" #{row.generation_id}" if row.generation_id else "")
               for row in await store.ledger(target.id, USER_ROWS)] or ["—"]
     purchases = await store.purchases_of(target.id, USER_ROWS)
     if purchases:  # the charge ids /refund takes
         lines += ["", "<b>" + _("Purchases") + "</b>"]
-        lines += [f"{_date(p.created_at)} · <code>{html.escape(p.charge_id)}</code> · {p.stars} ⭐"
+        lines += [f"{texts.when(p.created_at)} · <code>{html.escape(p.charge_id)}</code> · {p.stars} ⭐"
                   f" · {texts.credits(p.credits)}" + (" · " + _("refunded") if p.refunded_at else "")
                   for p in purchases]
     lines += ["", "<b>" + _("Generations") + "</b>"]
-    lines += [f"#{g.id} {_date(g.created_at)} · {html.escape(_model_name(g.model))} · {g.state} · "
-              f"{texts.credits(g.price)}"
+    lines += [f"#{g.id} {texts.when(g.created_at)} · {html.escape(_model_name(g.model))} · "
+              f"{_state(g.state)} · {texts.credits(g.price)}"
               for g in await store.generations_of(target.id, limit=USER_ROWS)] or ["—"]
+    lines += ["", "<i>" + _("Times in UTC.") + "</i>"]
     await message.answer("\n".join(lines))
 
 
@@ -129,7 +131,7 @@ async def stats(message: Message, *, store: Store, kie: KieClient) -> None:
                                                            active=report.active_day),
         "",
         "<b>" + _("Generations by state") + "</b>",
-        *(f"{state}: {count}" for state, count in sorted(report.by_state.items())),
+        *(f"{_state(state)}: {count}" for state, count in sorted(report.by_state.items())),
         "",
         "<b>" + _("Generations by model") + "</b>",
         *(f"{html.escape(_model_name(model))}: {count}"
@@ -142,8 +144,9 @@ async def stats(message: Message, *, store: Store, kie: KieClient) -> None:
             bought=sum(ledger.get(kind, 0) for kind in (
                 "purchase", "purchase_refund", "purchase_refund_undone")),
             granted=ledger.get("grant", 0), topups=ledger.get("topup", 0)),
-        _("Stars received: {stars} in {purchases} purchases (refunds deducted)").format(
-            stars=report.stars, purchases=report.purchases),
+        ngettext("Stars received: {stars} in {purchases} purchase (refunds deducted)",
+                 "Stars received: {stars} in {purchases} purchases (refunds deducted)",
+                 report.purchases).format(stars=report.stars, purchases=report.purchases),
         await _kie_credits_line(kie),
     ]
     await message.answer("\n".join(lines))
@@ -197,7 +200,7 @@ def _unknown_model(entry: str, usage: str) -> UsageError:
 
 def _model_name(model_id: str) -> str:
     found = get_model(model_id) or next(iter(models_of_entry(model_id)), None)
-    return found.name if found else model_id
+    return texts.model_title(found) if found else model_id
 
 
 def _replied(message: Message) -> Any:
@@ -211,8 +214,11 @@ def _one_arg(command: CommandObject, usage: str) -> str | None:
     return tokens[0] if tokens else None
 
 
-def _date(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
+def _state(state: str) -> str:
+    """A generation's state in /history's words (a failure there comes with its reason)."""
+    if state == GenerationState.FAILED:
+        return _(FAILED)
+    return _(STATES[GenerationState(state)]) if state in STATES else state
 
 
 def make_router() -> Router:

@@ -1,79 +1,74 @@
-"""/image, /video and /music, their picker, and 🔁 Again."""
+"""/image, /video and /music, their picker, and what follows a result: 🔁 Again at one tap,
+✏️ Edit and 🎬 Animate a picture, another model after a failure."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from aiogram import Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.catalog import COMMANDS, get_model, models_of
+from bot.catalog import COMMANDS, models_of
 from bot.errors import Refusal
+from bot.handlers.compose import ask
+from bot.handlers.history import EXPIRED
+from bot.handlers.picker import edit, open_picker, render, send_picker
 from bot.i18n import N_
-from bot.keyboards import Again, Pick, models_keyboard, options_keyboard
-from bot.services.generation import Generations, Picker, PickerChanged
+from bot.keyboards import (
+    Again,
+    CancelGeneration,
+    Follow,
+    Pick,
+    buy_credits_button,
+    short_keyboard,
+)
+from bot.services.delivery import Delivery, Expired
+from bot.services.generation import Generations, PickerChanged, ShortOfCredits
 from bot.services.pictures import find_picture
-from bot.services.telegram import is_not_modified, with_retry
+from bot.services.private import send_privately
 from bot.store import Store, User
 
 log = logging.getLogger(__name__)
 
 KIND_OF_COMMAND = {command: kind for kind, command in COMMANDS.items()}
-# The longest flood-control wait a picker edit sits out while the pressed button spins.
-EDIT_RETRY_WAIT = 3
+NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
 
 
-def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
-    draft, model = picker.draft, picker.model
-    if model is None:
-        return (texts.picker_models(draft.kind, draft.prompt, picture=draft.picture is not None),
-                models_keyboard(draft.id, picker.models))
-    return (texts.picker_options(model, draft.prompt, picker.choices, picker.price,
-                                 picture=draft.picture is not None),
-            options_keyboard(draft.id, draft.revision, model, picker.choices, price=picker.price,
-                             can_go_back=len(picker.models) > 1))
-
-
-async def generate(message: Message, command: CommandObject, account: User,
-                   generations: Generations, store: Store) -> None:
+async def generate(message: Message, *, command: CommandObject, account: User,
+                   generations: Generations, store: Store, bot: Bot) -> None:
     kind = KIND_OF_COMMAND[command.command.lower()]
     prompt = (command.args or "").strip()
-    if not prompt:
-        await message.answer(texts.generate_usage(f"/{command.command.lower()}"))
-        return
     # A photo in the request or the message it replies to is the input, for kinds that take one.
     picture = find_picture(message) if models_of(kind, picture=True) else None
-    picker = await generations.open(user_id=account.id, chat_id=message.chat.id,
-                                    request_message_id=message.message_id, kind=kind,
-                                    prompt=prompt, picture=picture)
-    text, markup = render(picker)
-    # A reply, sent anyway when the request was deleted before the picker was ready.
-    reply = message.as_reply_parameters(allow_sending_without_reply=True)
-    # Flood control in this chat is waited out: the command is not lost to it (a 5xx is not
-    # retried here: the picker may have been sent, and the person can send the command again).
-    sent = await with_retry(lambda: message.answer(text, reply_markup=markup,
-                                                   reply_parameters=reply),
-                            retry_server_errors=False)
-    await store.set_picker_message(picker.draft.id, sent.message_id)
+    if not prompt:  # the words are asked for; the answer opens the picker
+        asked = await store.create_prompt(user_id=account.id, chat_id=message.chat.id,
+                                          message_id=message.message_id, picture=picture)
+        await ask(bot, message.chat.id, asked, kind, account=account, store=store)
+        return
+    await open_picker(message, account, generations, store, kind=kind, prompt=prompt,
+                      picture=picture)
 
 
 async def press(query: CallbackQuery, *, callback_data: Pick, account: User, is_admin: bool,
-                generations: Generations, callback_answer: CallbackAnswer) -> None:
+                generations: Generations, callback_answer: CallbackAnswer, bot: Bot,
+                store: Store) -> None:
     if callback_data.act == "go":
         try:
             generation, model = await generations.charge(
                 callback_data.draft, account.id, callback_data.val, exempt=is_admin)
         except PickerChanged as changed:  # show what ✅ buys now, then refuse the press
-            await _edit(query, *render(changed.picker))
+            await edit(query, *render(changed.picker))
             raise
-        # The charge is made: whatever Telegram says to the answer (flood control, a press
-        # too old), the task is submitted — in the background, as it may wait for Kie's budget.
+        except ShortOfCredits as short:
+            await short_of_credits(bot, query, account, short)
+            raise
+        # The charge is made: whatever Telegram says to the press's answer (flood control, a
+        # press too old), the task is submitted — in the background, as it may wait for Kie.
         generations.submit_soon(generation, model)
         callback_answer.disable()
         try:
@@ -84,48 +79,75 @@ async def press(query: CallbackQuery, *, callback_data: Pick, account: User, is_
     picker = await generations.press(callback_data.draft, account.id, callback_data.act,
                                      callback_data.val)
     if picker is None:
-        await _edit(query, "✖ " + _("Cancelled."), None)
+        await edit(query, "✖ " + _("Cancelled."), None)
     else:
-        await _edit(query, *render(picker))
+        await edit(query, *render(picker))
 
 
-async def again(query: CallbackQuery, callback_data: Again, account: User,
-                generations: Generations, store: Store) -> None:
-    generation = await store.get_generation(callback_data.generation)
-    model = get_model(generation.model) if generation else None
-    if generation is None or model is None or query.message is None:
+async def again(query: CallbackQuery, *, callback_data: Again, account: User, is_admin: bool,
+                generations: Generations, store: Store, bot: Bot) -> None:
+    """🔁 Again · N: charged and started at this one tap, at the price the button shows."""
+    if query.message is None:
         raise Refusal(N_("This menu is out of date."))
-    if generation.user_id != account.id:
-        raise Refusal(N_("This menu belongs to someone else. Send your own command."))
-    # The new picker lives where it is shown: the press may come from another chat (a
-    # forwarded result, forged data), and its edits and result must go there too.
-    chat_id = query.message.chat.id
-    picker = await generations.open(
-        user_id=account.id, chat_id=chat_id,
-        request_message_id=generation.request_message_id if chat_id == generation.chat_id
-        else None, kind=generation.kind, prompt=generation.prompt, picture=generation.picture,
-        model=model, options=generation.options)
-    text, markup = render(picker)
-    sent = await query.message.answer(text, reply_markup=markup)
-    await store.set_picker_message(picker.draft.id, sent.message_id)
-
-
-async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None, *,
-                retried: bool = False) -> None:
-    if query.message is None:  # too old for Telegram to include: nothing to edit
-        return
     try:
-        await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
-    except TelegramBadRequest as error:
-        if not is_not_modified(error):
-            raise
-    except TelegramRetryAfter as error:
-        # Flood control in this chat: one short wait; past that the press's alert asks the
-        # person to press again (the draft already holds the change).
-        if retried or error.retry_after > EDIT_RETRY_WAIT:
-            raise Refusal(texts.SLOW_DOWN) from None
-        await asyncio.sleep(error.retry_after)
-        await _edit(query, text, markup, retried=True)
+        generation, model = await generations.again(
+            callback_data.generation, user_id=account.id, chat_id=query.message.chat.id,
+            price=callback_data.price, exempt=is_admin)
+    except PickerChanged as changed:  # the price or the model changed: the picker instead
+        await send_picker(bot, query.message.chat.id, changed.picker, store)
+        raise
+    except ShortOfCredits as short:
+        await short_of_credits(bot, query, account, short)
+        raise
+    generations.submit_soon(generation, model)
+
+
+async def follow(query: CallbackQuery, *, callback_data: Follow, account: User,
+                 generations: Generations, store: Store, bot: Bot, delivery: Delivery) -> None:
+    """✏️ Edit / 🎬 Animate a delivered picture (the words asked for next), or another model
+    for a failed request."""
+    old = await store.get_generation(callback_data.generation)
+    if old is None or query.message is None:
+        raise Refusal(N_("This menu is out of date."))
+    if old.user_id != account.id:
+        raise Refusal(NOT_YOURS)
+    chat_id = query.message.chat.id
+    if callback_data.act == "original":
+        try:
+            await delivery.send_original(old, chat_id=chat_id, reply_to=query.message.message_id)
+        except Expired:
+            raise Refusal(EXPIRED) from None
+        return
+    if callback_data.act == "models":
+        picker = await generations.open(
+            user_id=account.id, chat_id=chat_id, kind=old.kind, prompt=old.prompt,
+            request_message_id=old.request_message_id if chat_id == old.chat_id else None,
+            picture=old.picture, remembered=False)
+        await send_picker(bot, chat_id, picker, store)
+        return
+    picture = find_picture(query.message) if isinstance(query.message, Message) else None
+    if picture is None or not models_of(callback_data.act, picture=True):
+        raise Refusal(N_("This picture cannot be used here. Send it to me as a photo."))
+    prompt = await store.create_prompt(user_id=account.id, chat_id=chat_id,
+                                       message_id=query.message.message_id, picture=picture)
+    await ask(bot, chat_id, prompt, callback_data.act, account=account, store=store)
+
+
+async def short_of_credits(bot: Bot, query: CallbackQuery, account: User,
+                           short: ShortOfCredits) -> None:
+    """Besides the press's alert, a message that stays: the price, the balance, ⭐ Buy
+    credits and a model the balance pays. Kept private in a group (money is)."""
+    markup = short_keyboard(short.draft.id, short.cheaper, buy_credits_button())
+    text = texts.short_of_credits(short.price, short.balance, short.cheaper)
+    if isinstance(query.message, Message):
+        await send_privately(bot, account, query.message, text, markup)
+    else:  # a press on a message too old for Telegram to include
+        await bot.send_message(account.id, text, reply_markup=markup)
+
+
+async def cancel(query: CallbackQuery, *, callback_data: CancelGeneration, account: User,
+                 generations: Generations) -> None:
+    await generations.cancel(callback_data.generation, account.id)
 
 
 def make_router() -> Router:
@@ -133,4 +155,6 @@ def make_router() -> Router:
     router.message.register(generate, Command(*KIND_OF_COMMAND))
     router.callback_query.register(press, Pick.filter())
     router.callback_query.register(again, Again.filter())
+    router.callback_query.register(follow, Follow.filter())
+    router.callback_query.register(cancel, CancelGeneration.filter())
     return router

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
+from collections.abc import Iterable
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
@@ -13,57 +13,64 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.config import BotSettings
+from bot.keyboards import start_keyboard
+from bot.menu import ADMIN_COMMANDS, COMMANDS
 from bot.services.delivery import Delivery
 from bot.services.offers import current_offer
+from bot.services.private import send_privately
 from bot.store import Store, User
 
 BALANCE_ROWS = 5
+UNLISTED = ("start", "help")  # what /help need not tell about
 
 
-async def start(message: Message, account: User, delivery: Delivery, bot_settings: BotSettings) -> None:
-    await message.answer(
-        _("Hi, {name}! Your balance: {credits}.").format(
-            name=html.escape(account.first_name), credits=texts.credits(account.balance))
-        + "\n\n" + _("Send /image and a description, for example:\n<code>/image a red fox in snow</code>")
-        + "\n" + _("/help lists everything I can do."))
+async def start(message: Message, account: User, delivery: Delivery,
+                bot_settings: BotSettings) -> None:
+    name = html.escape(account.first_name)
+    if message.chat.type == ChatType.PRIVATE:
+        greeting = _("Hi, {name}! Your balance: {credits}.").format(
+            name=name, credits=texts.credits(account.balance))
+        how = _("Describe what you want in a message, and I will offer to make it a picture, "
+                "a video or music. Or choose here first:")
+    else:  # money stays private: no balance in a group
+        greeting = _("Hi, {name}!").format(name=name)
+        how = _("Choose what to make, or send a command with a description, for example "
+                "<code>/image {example}</code>.").format(
+            example=texts.quote(texts.prompt_placeholder("image")))
+    await message.answer("\n\n".join([greeting, how, _("/help lists everything I can do.")]),
+                         reply_markup=start_keyboard())
     if message.chat.type == ChatType.PRIVATE:  # results that found them nowhere come now
         await delivery.resume_undelivered(account.id, deadline=bot_settings.delivery_deadline)
 
 
-async def help_(message: Message, store: Store) -> None:
-    lines = [
-        _("<b>What I can do</b>"),
-        _("/image &lt;prompt&gt; — create a picture"),
-        _("/video &lt;prompt&gt; — create a video"),
-        _("/music &lt;prompt&gt; — create music, or speech from a text"),
-        _("/models — the models and their prices"),
-        _("/balance — your credits and their history"),
-        _("/history — your last generations; send a result again"),
-        _("/language — choose the language"),
-        _("/buy — buy credits with Telegram Stars; /paysupport — help with a payment"),
-        "",
-        texts.price_list(await current_offer(store)),
-        "",
-        _("Each generation is paid from your balance; if it fails, the credits come back. "
-          "To get credits, /buy them or ask an admin of this bot."),
-    ]
+async def help_(message: Message, is_admin: bool) -> None:
+    """The commands as the menu describes them; prices are /models'."""
+    lines = [_("<b>What I can do</b>"),
+             _("Send me a description and choose what to make of it, or use a command:"),
+             *_command_lines(command for command in COMMANDS if command[0] not in UNLISTED),
+             "", _("Each generation is paid from your balance at the price on its button; if "
+                   "it fails, the credits come back.")]
+    if is_admin:
+        lines += ["", "<b>" + _("For admins") + "</b>", *_command_lines(ADMIN_COMMANDS)]
     await message.answer("\n".join(lines))
+
+
+def _command_lines(commands: Iterable[tuple[str, str]]) -> list[str]:
+    return [f"/{name} — {_(description)}" for name, description in commands]
 
 
 async def models(message: Message, store: Store) -> None:
     await message.answer(texts.price_list(await current_offer(store)))
 
 
-async def balance(message: Message, account: User, store: Store) -> None:
+async def balance(message: Message, account: User, store: Store, bot: Bot) -> None:
     lines = [_("Your balance: <b>{credits}</b>").format(credits=texts.credits(account.balance))]
     rows = await store.ledger(account.id, BALANCE_ROWS)
     if rows:
-        lines.append("")
-        lines.append(_("Latest changes:"))
-        for row in rows:
-            when = datetime.fromtimestamp(row.created_at, UTC).strftime("%Y-%m-%d %H:%M")
-            lines.append(f"{row.amount:+d} · {texts.ledger_kind(row.kind)} · {when} UTC")
-    await message.answer("\n".join(lines))
+        lines += ["", _("Latest changes (times in UTC):")]
+        lines += [f"{row.amount:+d} · {texts.ledger_kind(row.kind)} · {texts.when(row.created_at)}"
+                  for row in rows]
+    await send_privately(bot, account, message, "\n".join(lines))
 
 
 def make_router() -> Router:

@@ -12,7 +12,14 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery, SuccessfulPayment
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+    PreCheckoutQuery,
+    SuccessfulPayment,
+)
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -21,8 +28,13 @@ from pydantic import Field
 from bot import texts
 from bot.config import CreditPackage, PaymentSettings
 from bot.errors import Refusal
+from bot.handlers.picker import render
 from bot.i18n import N_, locale_of
+from bot.keyboards import BuyMenu
 from bot.services import payments
+from bot.services.generation import Generations
+from bot.services.private import send_privately
+from bot.services.telegram import with_retry
 from bot.store import Store, User
 
 log = logging.getLogger(__name__)
@@ -39,20 +51,33 @@ def package_button(package: CreditPackage) -> str:
     return f"{texts.credits(package.credits)} · {package.stars} ⭐"
 
 
-async def buy(message: Message, account: User, payment_settings: PaymentSettings) -> None:
+async def buy(message: Message, account: User, payment_settings: PaymentSettings,
+              bot: Bot) -> None:
+    await send_privately(bot, account, message, *packages(account, payment_settings))
+
+
+async def buy_menu(query: CallbackQuery, account: User, payment_settings: PaymentSettings,
+                   bot: Bot) -> None:
+    """⭐ Buy credits (under /start, beside a ✅ the balance could not pay): what /buy sends."""
+    if not isinstance(query.message, Message):  # too old for Telegram to include it
+        raise Refusal(N_("This menu is out of date."))
+    await send_privately(bot, account, query.message, *packages(account, payment_settings))
+
+
+def packages(account: User, payment_settings: PaymentSettings,
+             ) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The packages on sale, a button each, and the balance (for the private chat only)."""
     if not payment_settings.packages:
-        await message.answer(_("Nothing is on sale at the moment. To get credits, ask an admin "
-                               "of this bot."))
-        return
+        return _("Nothing is on sale at the moment. To get credits, ask an admin of this "
+                 "bot."), None
     builder = InlineKeyboardBuilder()
     for package in payment_settings.packages:
         builder.button(text=package_button(package),
                        callback_data=Buy(credits=package.credits, stars=package.stars))
     builder.adjust(1)
-    await message.answer(
-        _("Buy credits with Telegram Stars ⭐. Your balance: {credits}.").format(
-            credits=texts.credits(account.balance)) + "\n\n" + _("Choose a package:"),
-        reply_markup=builder.as_markup())
+    return (_("Buy credits with Telegram Stars ⭐. Your balance: {credits}.").format(
+        credits=texts.credits(account.balance)) + "\n\n" + _("Choose a package:"),
+        builder.as_markup())
 
 
 async def choose(query: CallbackQuery, callback_data: Buy, payment_settings: PaymentSettings,
@@ -89,7 +114,8 @@ async def pre_checkout(query: PreCheckoutQuery, account: User, is_admin: bool,
         log.warning("checkout %s: answer refused: %s", query.id, error.message)
 
 
-async def paid(message: Message, account: User, store: Store) -> None:
+async def paid(message: Message, account: User, store: Store, bot: Bot,
+               generations: Generations) -> None:
     """The Stars were paid: the package goes on the balance, once per charge id."""
     payment = message.successful_payment
     assert payment is not None  # the filter
@@ -100,7 +126,7 @@ async def paid(message: Message, account: User, store: Store) -> None:
     except payments.UnknownPayload:
         log.error("payment %s of user %s: payload %r names no package; NOT credited",
                   payment.telegram_payment_charge_id, account.id, payment.invoice_payload)
-        await _tell(message, _(
+        await _tell(bot, account, message, _(
             "Your payment arrived, but I cannot tell which package it was for. Send /paysupport "
             "to reach the operator, with this payment id: <code>{charge_id}</code>.").format(
                 charge_id=html.escape(payment.telegram_payment_charge_id)))
@@ -116,9 +142,25 @@ async def paid(message: Message, account: User, store: Store) -> None:
         buyer = await store.get_user(account.id)
         if purchase is None or buyer is None:
             raise LookupError(f"payment {payment.telegram_payment_charge_id} not recorded")
-        await _tell(message, confirmation(payment, purchase.credits, buyer.balance))
+        await _tell(bot, account, message, confirmation(payment, purchase.credits,
+                                                        buyer.balance))
+    else:
+        await _tell(bot, account, message, confirmation(payment, row.amount, row.balance_after))
+    await offer_again(bot, account, generations, store)
+
+
+async def offer_again(bot: Bot, buyer: User, generations: Generations, store: Store) -> None:
+    """The ✅ that found too few credits, while its picker lives: offered once more, privately
+    (a picker in a group would show the balance to all)."""
+    picker = await generations.short_picker(buyer.id)
+    fresh = await store.get_user(buyer.id)
+    if picker is None or picker.model is None or fresh is None:
         return
-    await _tell(message, confirmation(payment, row.amount, row.balance_after))
+    text, markup = render(picker)
+    with suppress(TelegramAPIError):  # a courtesy: the purchase itself is confirmed above
+        sent = await with_retry(lambda: bot.send_message(
+            buyer.id, f"{texts.offer_again(fresh.balance)}\n\n{text}", reply_markup=markup))
+        await store.set_picker_message(picker.draft.id, sent.message_id)
 
 
 def confirmation(payment: SuccessfulPayment, credits: int, balance: int) -> str:
@@ -128,10 +170,11 @@ def confirmation(payment: SuccessfulPayment, credits: int, balance: int) -> str:
         charge_id=html.escape(payment.telegram_payment_charge_id))
 
 
-async def _tell(message: Message, text: str) -> None:
+async def _tell(bot: Bot, buyer: User, message: Message, text: str) -> None:
+    # Privately: an invoice paid in a group (one sent there before /buy answered privately).
     # A courtesy: the credits are on the balance even if the buyer blocked the bot since.
     with suppress(TelegramAPIError):
-        await message.answer(text)
+        await send_privately(bot, buyer, message, text)
 
 
 async def paysupport(message: Message, payment_settings: PaymentSettings) -> None:
@@ -177,5 +220,6 @@ def make_router() -> Router:
     router.message.register(refund, Command("refund"))
     router.message.register(paid, F.successful_payment)
     router.callback_query.register(choose, Buy.filter())
+    router.callback_query.register(buy_menu, BuyMenu.filter())
     router.pre_checkout_query.register(pre_checkout)
     return router

@@ -176,9 +176,11 @@ class KieClient:
                                 key=key or self._primary.id, params={"taskId": task_id})
         return self._parse(wire.record, data).to_status()
 
-    async def get_credits(self) -> float:
-        """The account's remaining Kie credits (`data` is a bare number): KIE_API_KEY's."""
-        data = await self._send("GET", constants.CREDIT_PATH, Priority.READ, key=self._primary.id)
+    async def get_credits(self, key: str | None = None) -> float:
+        """The remaining Kie credits of `key`'s account (None: KIE_API_KEY's); `data` is a
+        bare number."""
+        data = await self._send("GET", constants.CREDIT_PATH, Priority.READ,
+                                key=key or self._primary.id)
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise KieProtocolError(f"credit is not a number: {type(data).__name__}")
         return data

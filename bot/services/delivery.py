@@ -12,8 +12,12 @@ owns the result and tries again later.
 A person who blocked the bot keeps the result (Kie made it and was paid): it is recorded as
 undeliverable, not refunded.
 
-`resend` sends a delivered result once more (from /history) by the same path, charging nothing;
-when its files are gone (Kie keeps result URLs about a day) it says so instead of sending links.
+What Telegram returns of each file sent (its file_id) is stored with the delivery: `resend`
+sends a result once more (from /history) by those file_ids, charging nothing, with no download
+and no expiry. Only a result Telegram holds no file of (delivered as links, or before file_ids
+were stored), or one whose file_id Telegram no longer takes, goes the delivery's own path again
+from Kie's links, and says so instead of sending links once those are gone (Kie keeps result
+URLs about a day).
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods import SendAudio, SendDocument, SendPhoto, SendVideo, TelegramMethod
+from aiogram.methods import (
+    SendAnimation,
+    SendAudio,
+    SendDocument,
+    SendPhoto,
+    SendVideo,
+    TelegramMethod,
+)
 from aiogram.types import (
     FSInputFile,
     InlineKeyboardMarkup,
@@ -62,7 +73,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import texts
 from bot.errors import BotError
 from bot.i18n import locale_of
-from bot.keyboards import again_keyboard
+from bot.keyboards import result_keyboard
 from bot.kie import KieClient
 from bot.kie.errors import KieError
 from bot.kie.ratelimit import Priority
@@ -70,7 +81,7 @@ from bot.kie.schemas import duration_or_none
 from bot.services.background import Running, cancel, spawn
 from bot.services.notifier import Notifier, model_name
 from bot.services.telegram import reply_kwargs, with_retry
-from bot.store import Generation, GenerationState, Store
+from bot.store import DeliveredFile, Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +105,11 @@ DELIVERY_LEASE = 600.0
 SEND_TIMEOUT = 300
 # Kie keeps result files about a day (kie-api.md, Retention): older ones cannot be sent.
 RESULT_RETENTION = 24 * 3600.0
+
+
+def kie_keeps(generation: Generation, now: float) -> bool:
+    """Whether Kie's links to this result may still work (RESULT_RETENTION)."""
+    return now - (generation.finished_at or generation.created_at) <= RESULT_RETENTION
 
 
 def albums(items: Sequence[T]) -> list[Sequence[T]]:
@@ -177,6 +193,31 @@ SENDERS: dict[str, Sender] = {
                     ("title", "performer", "duration")),
 }
 DOCUMENT = Sender(SendDocument, InputMediaDocument, "document", UPLOAD_LIMIT)
+# Telegram may keep a silent video as an animation (a GIF to its clients). An album cannot hold
+# one: there it goes as the document it also is.
+ANIMATION = Sender(SendAnimation, InputMediaDocument, "animation", UPLOAD_LIMIT)
+# A stored file, by its kind (the Message field it came back in, DeliveredFile.kind): sent
+# again by file_id with its own method, since Telegram refuses a file_id sent as another kind.
+BY_FILE_KIND: dict[str, Sender] = {
+    sender.field: sender for sender in (*SENDERS.values(), DOCUMENT, ANIMATION)}
+# One file to send: how, and what (a URL, an upload, or a file_id Telegram holds).
+Media = tuple[Sender, str | FSInputFile]
+
+
+def sent_files(messages: Sequence[Message]) -> list[DeliveredFile]:
+    """What Telegram holds of a result just sent: each message's file (a photo's largest size),
+    in order. An animation is also a document: looked at first."""
+    files = []
+    for message in messages:
+        if message.photo:
+            largest = max(message.photo, key=lambda size: size.width * size.height)
+            files.append(DeliveredFile("photo", largest.file_id))
+            continue
+        for kind in ("video", "audio", "animation", "document"):
+            if (file := getattr(message, kind)) is not None:
+                files.append(DeliveredFile(kind, file.file_id))
+                break
+    return files
 
 
 class Outcome(Enum):
@@ -187,11 +228,18 @@ class Outcome(Enum):
     NOT_MINE = "not_mine"         # its lease ran out while this instance was away: another's
 
 
+def result_markup(generation: Generation) -> InlineKeyboardMarkup:
+    """🔁 Again at the price paid (a price changed since opens the picker instead, charging
+    nothing); ✏️ 🎬 under a single picture, which the press takes as the input."""
+    return result_keyboard(generation.id, generation.kind, generation.price,
+                           picture_in_hand=len(generation.result_urls) == 1)
+
+
 @dataclass(frozen=True)
 class Result:
     caption: str
-    balance: str
-    markup: InlineKeyboardMarkup
+    note: str | None  # the line under it: the balance in a private chat; none in a group
+    markup: InlineKeyboardMarkup | None
     files: Sequence[FileDetails] = ()  # by position among the result URLs; may be shorter
 
     def details(self, n: int) -> FileDetails:
@@ -199,7 +247,7 @@ class Result:
 
     @property
     def full_caption(self) -> str:
-        return f"{self.caption}\n{self.balance}"
+        return f"{self.caption}\n{self.note}" if self.note else self.caption
 
 
 @dataclass(frozen=True)
@@ -231,15 +279,16 @@ class Delivery:
                         generation)
             return Outcome.NOT_MINE
         user = await self.store.get_user(generation.user_id)  # once: balance and language
-        balance = user.balance if user else 0
+        # A group sees no one's balance (money stays private).
+        private = generation.chat_id == generation.user_id
         with self.i18n.use_locale(locale_of(user, self.i18n)):
             result = Result(texts.result_caption(model_name(generation), generation.prompt),
-                            texts.balance_line(balance), again_keyboard(generation.id),
-                            file_details(generation))
+                            texts.balance_line(user.balance) if user and private else None,
+                            result_markup(generation), file_details(generation))
             done = texts.done_line(model_name(generation),
                                    (generation.finished_at or 0) - generation.created_at)
         try:
-            sent_to = await self._send_where_reachable(generation, result)
+            sent_to, files = await self._send_where_reachable(generation, result)
         except TelegramForbiddenError as error:
             # Blocked, or never opened a private chat (a group removed the bot): kept for them,
             # sent when they next /start (resume_undelivered) or from /history.
@@ -254,6 +303,8 @@ class Delivery:
         except TelegramAPIError:
             log.exception("%s: Telegram refuses the result", generation)
             return Outcome.GIVE_UP
+        if files:
+            await self.store.save_delivered_files(generation.id, files)
         await self.store.mark_delivered(generation.id, GenerationState.DELIVERED)
         log.info("%s: delivered", generation)
         if sent_to.chat_id == generation.chat_id or sent_to.status_message_id is not None:
@@ -305,29 +356,50 @@ class Delivery:
 
     async def resend(self, generation: Generation, *, chat_id: int, reply_to: int | None,
                      note: str) -> None:
-        """Send a delivered (or undeliverable) result once more, into `chat_id`, the way
-        `deliver` sends it (same senders, downloads and limits): nothing is charged, no Kie
-        task is made, and the record changes only when this is the first time it arrives.
-        `note` is the line under the caption (in place of the balance). Raises Expired when
-        the files are gone; Telegram's errors reach the caller, who asked just now and can be
-        told."""
-        if not generation.result_urls:
-            raise Expired(f"generation {generation.id} has no result URLs")
+        """Send a delivered (or undeliverable) result once more, into `chat_id`: by the file_ids
+        Telegram gave for it, else the way `deliver` sends it (same senders, downloads and
+        limits) while Kie keeps its files, storing what Telegram returns for the next time.
+        Nothing is charged, no Kie task is made, and the record changes only when this is the
+        first time it arrives. `note` is the line under the caption (in place of the balance).
+        Raises Expired when the files are gone; Telegram's errors reach the caller, who asked
+        just now and can be told."""
         result = Result(texts.result_caption(model_name(generation), generation.prompt), note,
-                        again_keyboard(generation.id), file_details(generation))
-        await self._send(replace(generation, chat_id=chat_id, request_message_id=reply_to), result,
-                         again=True)
+                        result_markup(generation), file_details(generation))
+        target = replace(generation, chat_id=chat_id, request_message_id=reply_to)
+        if not await self._resend_stored(target, result):
+            if not generation.result_urls or not kie_keeps(generation, time.time()):
+                raise Expired(f"generation {generation.id}: no file in Telegram, Kie's gone")
+            files = await self._send(target, result, again=True)
+            if files:
+                await self.store.save_delivered_files(generation.id, files)
         if generation.state is GenerationState.UNDELIVERABLE:  # received at last
             await self.store.mark_resent(generation.id)
 
-    async def _send_where_reachable(self, generation: Generation, result: Result) -> Generation:
+    async def _resend_stored(self, generation: Generation, result: Result) -> bool:
+        """By the file_ids stored with the result: no download, no Kie. False when there are
+        none, or Telegram refuses them (any 400: a file_id it no longer knows is worded
+        several ways, and the link path is the one answer to all of them)."""
+        files = await self.store.delivered_files(generation.id)
+        if not files:
+            return False
+        try:
+            await self._send_media(generation, [(BY_FILE_KIND[f.kind], f.file_id) for f in files],
+                                   result)
+        except TelegramBadRequest as error:
+            log.info("%s: Telegram refused its stored files (%s); Kie's links instead",
+                     generation, error)
+            return False
+        return True
+
+    async def _send_where_reachable(
+            self, generation: Generation, result: Result) -> tuple[Generation, list[DeliveredFile]]:
         """Send into the request's chat, following it to its new id when a group became a
         supergroup, or to the person's private chat when a group removed the bot.
-        Returns the generation as sent (its chat may have changed)."""
+        Returns the generation as sent (its chat may have changed) and the files Telegram
+        holds of it."""
         for hop in range(1, MAX_HOPS + 1):
             try:
-                await self._send(generation, result)
-                return generation
+                return generation, await self._send(generation, result)
             except TelegramMigrateToChat as error:
                 if hop == MAX_HOPS:
                     raise
@@ -345,18 +417,30 @@ class Delivery:
                                      request_message_id=None, status_message_id=None)
         raise AssertionError("unreachable")
 
-    async def _send(self, generation: Generation, result: Result, *,
-                    again: bool = False) -> None:
+    async def send_original(self, generation: Generation, *, chat_id: int,
+                            reply_to: int | None) -> None:
+        """📎 Original: the result's files from Kie as documents (Telegram recompresses a
+        photo), free. Raises Expired once Kie no longer keeps them."""
+        if not generation.result_urls or not kie_keeps(generation, time.time()):
+            raise Expired(f"generation {generation.id}: Kie no longer keeps its files")
+        result = Result(texts.result_caption(model_name(generation), generation.prompt),
+                        "📎 " + _("The original file"), None, file_details(generation))
+        await self._send(replace(generation, chat_id=chat_id, request_message_id=reply_to),
+                         result, again=True, sender=DOCUMENT)
+
+    async def _send(self, generation: Generation, result: Result, *, again: bool = False,
+                    sender: Sender | None = None) -> list[DeliveredFile]:
         """By URL, else downloaded and uploaded, else the links. Sent `again` (on request, from
         /history): a file that cannot be fetched (not one too large) raises Expired instead,
         since dead links are worth sending only as a first delivery's last resort; and Kie's
-        download-url waits behind every status read."""
+        download-url waits behind every status read. Returns the files Telegram now holds
+        (none when it got the links)."""
         urls = generation.result_urls
-        sender = SENDERS[generation.kind]
+        sender = sender or SENDERS[generation.kind]
         too_large = False
         try:
-            await self._send_media(generation, list(urls), result, sender)
-            return
+            return sent_files(await self._send_media(generation, [(sender, u) for u in urls],
+                                                     result))
         except (TelegramBadRequest, TelegramEntityTooLarge) as error:
             log.info("%s: Telegram refused the URL (%s); uploading", generation, error)
         with tempfile.TemporaryDirectory(prefix="delivery-") as folder:
@@ -370,12 +454,11 @@ class Delivery:
                 if again and not too_large:
                     raise Expired(str(error)) from error
             else:
-                as_document = any(f.size > sender.upload_limit for f in files)
+                upload = DOCUMENT if any(f.size > sender.upload_limit for f in files) else sender
                 try:
-                    await self._send_media(generation,
-                                           [FSInputFile(f.path, filename=f.filename) for f in files],
-                                           result, DOCUMENT if as_document else sender)
-                    return
+                    return sent_files(await self._send_media(
+                        generation, [(upload, FSInputFile(f.path, filename=f.filename))
+                                     for f in files], result))
                 except (TelegramBadRequest, TelegramEntityTooLarge) as error:
                     log.warning("%s: upload refused: %s", generation, error)
         links = "\n".join(f'<a href="{html.escape(url)}">{n}</a>' for n, url in enumerate(urls, 1))
@@ -383,36 +466,41 @@ class Delivery:
         await with_retry(lambda: self.bot.send_message(
             generation.chat_id, f"{result.full_caption}{note}\n{links}", reply_markup=result.markup,
             **reply_kwargs(generation.request_message_id)), retry_server_errors=False)
+        return []
 
-    async def _send_media(self, generation: Generation, media: list[str | FSInputFile],
-                          result: Result, sender: Sender) -> None:
-        """One file: `sender.method` with the caption and the buttons. Several: one album of
-        `sender.media`, the caption on its first item."""
+    async def _send_media(self, generation: Generation, media: Sequence[Media],
+                          result: Result) -> list[Message]:
+        """One file: its sender's `method` with the caption and the buttons. Several: one album
+        of their senders' `media`, the caption on its first item. Returns the messages that
+        carry the files."""
         chat_id, reply = generation.chat_id, reply_kwargs(generation.request_message_id)
         if len(media) == 1:
+            [(sender, file)] = media
             single: dict[str, Any] = {
-                "chat_id": chat_id, sender.field: media[0], "caption": result.full_caption,
+                "chat_id": chat_id, sender.field: file, "caption": result.full_caption,
                 "reply_markup": result.markup, **sender.extras(result.details(0)), **reply}
-            await with_retry(lambda: self.bot(sender.method(**single), request_timeout=SEND_TIMEOUT),
-                             retry_server_errors=False)
-            return
+            return [await with_retry(
+                lambda: self.bot(sender.method(**single), request_timeout=SEND_TIMEOUT),
+                retry_server_errors=False)]
         # An album cannot carry buttons: its first item carries the caption, then the balance
         # and the buttons follow in a message of their own.
         items: list[MediaUnion] = [
             sender.media(media=m, caption=result.caption if n == 0 else None,
                          **sender.extras(result.details(n)))
-            for n, m in enumerate(media)]
+            for n, (sender, m) in enumerate(media)]
+        sent: list[Message] = []
         for album in albums(items):
-            await with_retry(partial(self.bot.send_media_group, chat_id, media=list(album),
-                                     request_timeout=SEND_TIMEOUT, **reply),
-                             retry_server_errors=False)
+            sent += await with_retry(partial(self.bot.send_media_group, chat_id, media=list(album),
+                                              request_timeout=SEND_TIMEOUT, **reply),
+                                     retry_server_errors=False)
         try:
-            await with_retry(lambda: self.bot.send_message(chat_id, result.balance,
+            await with_retry(lambda: self.bot.send_message(chat_id, result.note or "⤴️",
                                                            reply_markup=result.markup),
                              retry_server_errors=False)
         except TelegramAPIError as error:
             # The album is in the chat: sending it again for the sake of its buttons is worse.
             log.warning("%s: the balance line after the album was not sent: %s", generation, error)
+        return sent
 
     async def _download(self, url: str, target: Path, content_type: str,
                         generation: Generation, priority: Priority) -> Downloaded:

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from typing import Any
 
-from bot.catalog import Model, Offer
+from bot import texts
+from bot.catalog import Model, Offer, get_model
 from bot.config import KieSettings
 from bot.errors import BotError, Refusal
 from bot.i18n import N_
@@ -34,6 +35,8 @@ from bot.store import (
     DraftChanged,
     DraftClosed,
     Generation,
+    GenerationState,
+    InsufficientCredits,
     LimitReached,
     StartLimits,
     Store,
@@ -65,6 +68,7 @@ class Picker:
     draft: Draft
     model: Model | None
     models: list[Model]
+    too_long: list[Model] = field(default_factory=list)  # not offered: the prompt is longer
 
     @cached_property
     def choices(self) -> dict[str, Any]:
@@ -74,6 +78,18 @@ class Picker:
     @cached_property
     def price(self) -> int:
         return self.model.price_for(self.choices) if self.model else 0
+
+
+class ShortOfCredits(PickerError):
+    """✅ that the balance cannot pay: nothing charged. `cheaper`: the best model of the same
+    kind the balance pays (at its default options), if one is offered."""
+
+    def __init__(self, draft: Draft, price: int, balance: int, cheaper: Model | None) -> None:
+        super().__init__("not enough credits")
+        self.draft, self.price, self.balance, self.cheaper = draft, price, balance, cheaper
+
+    def text(self, translate: Callable[[str], str]) -> str:
+        return texts.not_enough(self.price, self.balance)  # in the current locale, as translate
 
 
 class PickerChanged(PickerError):
@@ -104,29 +120,40 @@ class Generations:
 
     async def open(self, *, user_id: int, chat_id: int, request_message_id: int | None,
                    kind: str, prompt: str, picture: str | None = None,
-                   model: Model | None = None, options: dict[str, str] | None = None) -> Picker:
-        """A new picker. `picture` (a Telegram file id) limits it to the models that take one."""
+                   model: Model | None = None, options: dict[str, str] | None = None,
+                   remembered: bool = True) -> Picker:
+        """A new picker. `picture` (a Telegram file id) limits it to the models that take one.
+        Without `model` it opens on the person's last choice of this kind where that is still
+        offered and `remembered` (a repeat is one tap), else on the model list."""
         offer = await current_offer(self.store)
-        models = offer.models_of(kind, picture=picture is not None)
+        models, too_long = _offered(offer, kind, prompt, picture=picture is not None)
         if not models:
+            if too_long:
+                raise Refusal(N_("The prompt is {length} characters long; the models here take "
+                                 "up to {limit}. Shorten it and send it again."),
+                              length=len(prompt), limit=max(m.max_prompt for m in too_long))
             raise Refusal(N_("No model here takes a picture as input. Send the command without one.")
                           if picture else N_("No model is available right now. Try again later."))
-        if model is not None:  # 🔁 Again: as offered now (its price, or gone)
-            model = offer.model(model.id)
+        last = await self.store.choice(user_id, kind) if model is None and remembered else None
+        if last is not None:
+            entry = offer.model(last[0])
+            model = next((m for m in models if entry and m.entry == entry.entry), None)
+            options = last[1]
+        elif model is not None:  # 🔁 Again: as offered now (its price, or gone)
+            model = next((m for m in models if m.id == model.id), None)
         if model is None and len(models) == 1:  # nothing to choose: straight to the options
             model = models[0]
         draft = await self.store.create_draft(
             user_id=user_id, chat_id=chat_id, request_message_id=request_message_id, kind=kind,
             prompt=prompt, model=model.id if model else None,
-            options=options if options is not None else model.defaults() if model else None,
-            picture=picture)
-        return Picker(draft, model, models)
+            options=model.resolve(options or {}) if model else None, picture=picture)
+        return Picker(draft, model, models, too_long)
 
     async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:
         """Apply a picker press; None when the draft is closed (cancel)."""
         draft = await self.owned_draft(draft_id, user_id)
         offer = await current_offer(self.store)
-        models = _models_for(offer, draft)
+        models, too_long = _offered_for(offer, draft)
         model = offer.model(draft.model)
         try:
             if act == "x":
@@ -152,7 +179,16 @@ class Generations:
                 raise PickerError(N_("This menu is out of date."))
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
-        return Picker(draft, model, models)
+        return Picker(draft, model, models, too_long)
+
+    async def short_picker(self, user_id: int) -> Picker | None:
+        """After a purchase: the person's newest live picker whose ✅ found too few credits,
+        once (Store.short_draft), to be offered again."""
+        draft = await self.store.short_draft(user_id, since=self._clock() - DRAFT_LIFETIME)
+        if draft is None:
+            return None
+        offer = await current_offer(self.store)
+        return Picker(draft, offer.model(draft.model), *_offered_for(offer, draft))
 
     async def owned_draft(self, draft_id: int, user_id: int) -> Draft:
         draft = await self.store.get_draft(draft_id)
@@ -172,15 +208,39 @@ class Generations:
         `promised` is what the pressed ✅ was drawn from (keyboards.promise: the draft revision
         and the price): the price it showed is the price charged, or nothing is (PickerChanged,
         also when an admin changed the price since). `exempt` (admins) skips the per-user
-        limits. Raises InsufficientCredits (nothing charged) or PickerError. `submit` comes next."""
+        limits. Raises ShortOfCredits (nothing charged) or PickerError. `submit` comes next."""
         draft = await self.owned_draft(draft_id, user_id)
+        revision, price = _promise(promised)
+        return await self._charge(draft, revision, price, exempt=exempt)
+
+    async def again(self, generation_id: int, *, user_id: int, chat_id: int, price: int,
+                    exempt: bool = False) -> tuple[Generation, Model]:
+        """🔁 Again · N: the same model, options, prompt and picture, charged at once at `price`,
+        the price its button showed. A model or price changed since: PickerChanged, whose
+        picker shows what the same request costs now (nothing is charged)."""
+        old = await self.store.get_generation(generation_id)
+        model = get_model(old.model) if old else None
+        if old is None or model is None:
+            raise PickerError(N_("This menu is out of date."))
+        if old.user_id != user_id:
+            raise PickerError(N_("This menu belongs to someone else. Send your own command."))
+        # The new request lives where the button was pressed (a forwarded result: there).
+        picker = await self.open(
+            user_id=user_id, chat_id=chat_id, kind=old.kind, prompt=old.prompt,
+            request_message_id=old.request_message_id if chat_id == old.chat_id else None,
+            picture=old.picture, model=model, options=old.options)
+        if picker.model is None or picker.model.id != model.id or picker.price != price:
+            raise PickerChanged(picker)
+        return await self._charge(picker.draft, picker.draft.revision, price, exempt=exempt)
+
+    async def _charge(self, draft: Draft, revision: int, price: int, *,
+                      exempt: bool) -> tuple[Generation, Model]:
         offer = await current_offer(self.store)
         model = offer.model(draft.model)
         if model is None:
             raise PickerError(N_("This model is no longer available."))
-        revision, price = _promise(promised)
         if (revision, price) != (draft.revision, model.price_for(draft.options)):
-            raise PickerChanged(Picker(draft, model, _models_for(offer, draft)))
+            raise PickerChanged(Picker(draft, model, *_offered_for(offer, draft)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
         limits = None if exempt else self.limits
@@ -192,11 +252,16 @@ class Generations:
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge
-            fresh = await self.owned_draft(draft_id, user_id)
+            fresh = await self.owned_draft(draft.id, draft.user_id)
             raise PickerChanged(Picker(fresh, offer.model(fresh.model),
-                                       _models_for(offer, fresh))) from None
+                                       *_offered_for(offer, fresh))) from None
         except LimitReached as limit:
             raise PickerError(LIMIT_MESSAGES[limit.which]) from None
+        except InsufficientCredits as short:
+            await self.store.mark_short(draft.id)  # a purchase offers this ✅ again
+            models = _offered_for(offer, draft)[0]
+            raise ShortOfCredits(draft, short.price, short.balance,
+                                 _cheaper(models, model, short.balance)) from None
         await self.notifier.status(generation, force=True)
         return generation, model
 
@@ -232,10 +297,9 @@ class Generations:
             await self._refuse(generation, model, error)
             return
         except LeaseLost:
-            # Settled meanwhile (refunded past its deadline while this instance was frozen):
-            # the create is not sent.
-            log.warning("%s: not sent to Kie: it was settled while this instance was away",
-                        generation)
+            # Settled meanwhile (✖ Cancel, or refunded past its deadline while this instance
+            # was frozen): the create is not sent.
+            log.warning("%s: not sent to Kie: it was settled meanwhile", generation)
             return
         first_check = self._clock() + self.schedule.first_delay(model)
         if not await self.store.mark_submitted(generation.id, task_id, first_check, key=key):
@@ -246,6 +310,24 @@ class Generations:
             return
         log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()
+        # Sent: the status line loses its ✖ Cancel (at its next edit the gap allows: a press
+        # meanwhile is told it went out).
+        await self.notifier.status(replace(generation, state=GenerationState.RUNNING,
+                                           kie_state=None))
+
+    async def cancel(self, generation_id: int, user_id: int) -> None:
+        """✖ Cancel under a status line: refunded at once if its create has not gone out
+        (Store.cancel_pending: the press and the send cannot both win)."""
+        generation = await self.store.get_generation(generation_id)
+        if generation is None:
+            raise PickerError(N_("This menu is out of date."))
+        if generation.user_id != user_id:
+            raise PickerError(N_("This menu belongs to someone else. Send your own command."))
+        cancelled = await self.store.cancel_pending(generation_id, user_id)
+        if cancelled is None:
+            raise PickerError(N_("It has already gone to Kie.ai and can no longer be cancelled."))
+        log.info("%s: cancelled before its create went out", cancelled)
+        await self.notifier.failed(cancelled)
 
     async def _start(self, generation: Generation, model: Model,
                      kie_input: dict[str, Any]) -> tuple[str, str]:
@@ -297,8 +379,22 @@ class Generations:
             await self.notifier.failed(failed)
 
 
-def _models_for(offer: Offer, draft: Draft) -> list[Model]:
-    return offer.models_of(draft.kind, picture=draft.picture is not None)
+def _offered(offer: Offer, kind: str, prompt: str, *,
+             picture: bool) -> tuple[list[Model], list[Model]]:
+    """The models offered for this prompt, and those left out because it is too long."""
+    models = offer.models_of(kind, picture=picture)
+    return ([m for m in models if len(prompt) <= m.max_prompt],
+            [m for m in models if len(prompt) > m.max_prompt])
+
+
+def _cheaper(models: list[Model], than: Model, balance: int) -> Model | None:
+    """The dearest model other than `than` that `balance` pays at its default options."""
+    affordable = [m for m in models if m.id != than.id and m.price_for({}) <= balance]
+    return max(affordable, key=lambda m: m.price_for({}), default=None)
+
+
+def _offered_for(offer: Offer, draft: Draft) -> tuple[list[Model], list[Model]]:
+    return _offered(offer, draft.kind, draft.prompt, picture=draft.picture is not None)
 
 
 def _promise(promised: str) -> tuple[int, int]:

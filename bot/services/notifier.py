@@ -11,13 +11,16 @@ from functools import partial
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramMigrateToChat
+from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 
 from bot import texts
 from bot.catalog import get_model
 from bot.i18n import N_, locale_of
+from bot.keyboards import cancel_keyboard, failure_keyboard
+from bot.services.schedule import Schedule
 from bot.services.telegram import ATTEMPTS, edit_or_send, with_retry
-from bot.store import Generation, Store
+from bot.store import Generation, GenerationState, Store
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +30,15 @@ ADMIN_ALERT_GAP = 3600.0     # one alert per cause per hour, not one per user
 
 def model_name(generation: Generation) -> str:
     model = get_model(generation.model)
-    return model.name if model else generation.model
+    return texts.model_title(model) if model else generation.model
 
 
 class Notifier:
-    def __init__(self, bot: Bot, store: Store, i18n: I18n, admin_ids: Iterable[int],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, bot: Bot, store: Store, i18n: I18n, admin_ids: Iterable[int], *,
+                 schedule: Schedule, clock: Callable[[], float] = time.time) -> None:
         self.bot = bot
         self.store = store
+        self.schedule = schedule  # each model's usual duration, for the status line
         self.i18n = i18n
         self.admin_ids = tuple(admin_ids)
         self._clock = clock
@@ -58,36 +62,47 @@ class Notifier:
         locale = self._status_locale.get(generation.id)
         if locale is None:  # read once per generation, kept with its status line
             locale = self._status_locale[generation.id] = await self.locale(generation.user_id)
+        # Until its create goes out it waits in the bot's own line and can be cancelled.
+        waiting = generation.state is GenerationState.PENDING and generation.kie_state is None
+        model = get_model(generation.model)
         with self.i18n.use_locale(locale):
-            text = texts.status_line(model_name(generation), generation.kie_state,
-                                     now - generation.created_at)
+            text = texts.status_line(
+                model_name(generation), generation.kie_state, now - generation.created_at,
+                usual=self.schedule.usual(model) if model else None,
+                position=await self.store.line_position(generation) if waiting else None)
+            markup = cancel_keyboard(generation.id) if waiting else None
         if text == last_text:
             return
         self._status_sent[generation.id] = (now, text)
-        await self._show(generation, text, retry=False)
+        await self._show(generation, text, retry=False, markup=markup)
 
-    async def finished(self, generation: Generation, text: str) -> None:
+    async def finished(self, generation: Generation, text: str,
+                       markup: InlineKeyboardMarkup | None = None) -> None:
         """Replace the status line with a final text (done, or refunded)."""
         self._status_sent.pop(generation.id, None)
         self._status_locale.pop(generation.id, None)
-        await self._show(generation, text, retry=True)
+        await self._show(generation, text, retry=True, markup=markup)
 
     async def failed(self, generation: Generation) -> None:
+        """Refunded: why, with 🔁 Try again and another model (a failure is no dead end)."""
         with self.i18n.use_locale(await self.locale(generation.user_id)):
             text = texts.refunded(model_name(generation), generation.failure or "kie_failed",
                                   generation.failure_detail, generation.price)
-        await self.finished(generation, text)
+            markup = failure_keyboard(generation.id, generation.price)
+        await self.finished(generation, text, markup)
 
-    async def _show(self, generation: Generation, text: str, *, retry: bool) -> None:
+    async def _show(self, generation: Generation, text: str, *, retry: bool,
+                    markup: InlineKeyboardMarkup | None = None) -> None:
         try:
             # A status tick is cosmetic: it never waits out flood control.
             message_id = await edit_or_send(
                 self.bot, generation.chat_id, generation.status_message_id, text,
-                reply_to=generation.request_message_id, attempts=ATTEMPTS if retry else 1)
+                reply_to=generation.request_message_id, markup=markup,
+                attempts=ATTEMPTS if retry else 1)
         except TelegramMigrateToChat as error:  # the group became a supergroup: follow it
             await self.store.migrate_chat(generation.chat_id, error.migrate_to_chat_id)
             await self._show(replace(generation, chat_id=error.migrate_to_chat_id), text,
-                             retry=retry)
+                             retry=retry, markup=markup)
             return
         except TelegramForbiddenError:
             if generation.chat_id == generation.user_id:

@@ -51,7 +51,7 @@ def delivery_retry_delay(failures: int) -> float:
 
 class Tracker:
     def __init__(self, store: Store, *, kie: KieClient, delivery: Delivery, notifier: Notifier,
-                 kie_settings: KieSettings, delivery_deadline: float,
+                 kie_settings: KieSettings, schedule: Schedule, delivery_deadline: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
@@ -59,7 +59,7 @@ class Tracker:
         self.notifier = notifier
         self.kie_settings = kie_settings
         self.delivery_deadline = delivery_deadline  # DELIVERY_DEADLINE
-        self.schedule = Schedule(kie_settings)
+        self.schedule = schedule
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None

@@ -3,13 +3,16 @@
 from bot.store.database import IntegrityError
 from bot.store.models import (
     DRAFT_LIFETIME,
+    SENDING,
     WITHOUT_RESULT,
+    DeliveredFile,
     Draft,
     Generation,
     GenerationState,
     LedgerKind,
     LedgerRow,
     ModelOverride,
+    Prompt,
     Purchase,
     StartLimits,
     Stats,
@@ -28,10 +31,12 @@ from bot.store.store import (
 
 __all__ = [
     "DRAFT_LIFETIME",
+    "SENDING",
     "WITHOUT_RESULT",
     "AlreadyRefunded",
     "CreditsReserved",
     "CreditsSpent",
+    "DeliveredFile",
     "Draft",
     "DraftChanged",
     "DraftClosed",
@@ -43,6 +48,7 @@ __all__ = [
     "LedgerRow",
     "LimitReached",
     "ModelOverride",
+    "Prompt",
     "Purchase",
     "StartLimits",
     "Stats",

@@ -39,6 +39,8 @@ class GenerationState(StrEnum):
 OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING, GenerationState.SUCCEEDED)
 # What a failure refunds unless told otherwise: a task with no result yet.
 WITHOUT_RESULT = (GenerationState.PENDING, GenerationState.RUNNING)
+# A pending generation's kie_state once its create is on its way (Store.fence_create).
+SENDING = "sending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,23 @@ class Draft:
     revision: int
     created_at: float
     picture: str | None = None  # Telegram file id of the input picture
+    short_at: float | None = None  # when its ✅ found too few credits
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A text or photo sent without a command, waiting for its kind (🖼 🎬 🎵) or, once a
+    question was asked (ForceReply), for its words."""
+
+    id: int
+    user_id: int
+    chat_id: int
+    message_id: int | None
+    kind: str | None
+    text: str | None
+    picture: str | None
+    question_id: int | None
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +189,16 @@ class Generation:
     def __str__(self) -> str:
         """How log lines name it: every id an operator greps for, in one place."""
         return f"generation {self.id} [user {self.user_id}, {self.model}, task {self.task_id or '-'}]"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredFile:
+    """One file of a delivered result as Telegram holds it: sent again by `file_id` with the
+    method of its `kind` (the Message field it came back in: photo, video, audio, animation,
+    document)."""
+
+    kind: str
+    file_id: str
 
 
 def row_to(cls: type[RowT], row: Row) -> RowT:

@@ -23,13 +23,16 @@ from bot.store import migrations
 from bot.store.database import Connection, Database, Row, StoreError
 from bot.store.models import (
     OPEN_STATES,
+    SENDING,
     WITHOUT_RESULT,
+    DeliveredFile,
     Draft,
     Generation,
     GenerationState,
     LedgerKind,
     LedgerRow,
     ModelOverride,
+    Prompt,
     Purchase,
     StartLimits,
     Stats,
@@ -322,9 +325,10 @@ class Store:
         return user
 
     async def purge(self, *, drafts_before: float, updates_before: float) -> None:
-        """Forget picker drafts and update ids too old to matter."""
+        """Forget picker drafts, prompts and update ids too old to matter."""
         async with self._tx() as db:
             await db.execute("DELETE FROM drafts WHERE created_at < ?", (drafts_before,))
+            await db.execute("DELETE FROM prompts WHERE created_at < ?", (drafts_before,))
             await db.execute("DELETE FROM updates WHERE seen_at < ?", (updates_before,))
 
     # -- ledger ----------------------------------------------------------------
@@ -528,6 +532,60 @@ class Store:
                                 " WHERE id = ? AND state = 'open'", (draft_id,)) != 1:
                 raise DraftClosed(draft_id)
 
+    async def mark_short(self, draft_id: int) -> None:
+        """The balance could not pay this draft's ✅: a purchase offers it again."""
+        async with self._tx() as db:
+            await db.execute("UPDATE drafts SET short_at = ? WHERE id = ?", (time.time(), draft_id))
+
+    async def short_draft(self, user_id: int, *, since: float) -> Draft | None:
+        """The person's newest open draft created after `since` whose ✅ found too few credits,
+        taken (marked no longer short): one purchase offers it once."""
+        async with self._tx() as db:
+            rows = await db.fetch(
+                "UPDATE drafts SET short_at = NULL WHERE id = (SELECT id FROM drafts"
+                " WHERE user_id = ? AND state = 'open' AND short_at IS NOT NULL"
+                " AND created_at > ? ORDER BY id DESC LIMIT 1) RETURNING *", (user_id, since))
+            return row_to(Draft, rows[0]) if rows else None
+
+    async def choice(self, user_id: int, kind: str) -> tuple[str, dict[str, str]] | None:
+        """The model and options this person last paid for in this kind."""
+        rows = await self._rows("SELECT model, options FROM choices WHERE user_id = ? AND kind = ?",
+                                (user_id, kind))
+        return (rows[0]["model"], json.loads(rows[0]["options"])) if rows else None
+
+    # -- prompts ---------------------------------------------------------------
+
+    async def create_prompt(self, *, user_id: int, chat_id: int, message_id: int | None,
+                            text: str | None = None, picture: str | None = None,
+                            kind: str | None = None) -> Prompt:
+        async with self._tx() as db:
+            rows = await db.fetch(
+                "INSERT INTO prompts (user_id, chat_id, message_id, kind, text, picture,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (user_id, chat_id, message_id, kind, text, picture, time.time()))
+            # Bounded like the drafts: a flood of texts keeps only the newest.
+            await db.execute(
+                "DELETE FROM prompts WHERE user_id = ? AND id NOT IN (SELECT id FROM prompts"
+                " WHERE user_id = ? ORDER BY id DESC LIMIT ?)",
+                (user_id, user_id, DRAFTS_PER_USER))
+            return row_to(Prompt, rows[0])
+
+    async def get_prompt(self, prompt_id: int) -> Prompt | None:
+        rows = await self._rows("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        return row_to(Prompt, rows[0]) if rows else None
+
+    async def set_question(self, prompt_id: int, *, kind: str, question_id: int) -> None:
+        """The bot asked (ForceReply, message `question_id`) for this prompt's words."""
+        async with self._tx() as db:
+            await db.execute("UPDATE prompts SET kind = ?, question_id = ? WHERE id = ?",
+                             (kind, question_id, prompt_id))
+
+    async def answered_prompt(self, chat_id: int, question_id: int) -> Prompt | None:
+        """The prompt whose question is message `question_id` of this chat, if any."""
+        rows = await self._rows("SELECT * FROM prompts WHERE chat_id = ? AND question_id = ?"
+                                " ORDER BY id DESC LIMIT 1", (chat_id, question_id))
+        return row_to(Prompt, rows[0]) if rows else None
+
     # -- generations -----------------------------------------------------------
 
     async def start_generation(self, draft_id: int, *, revision: int, input: dict[str, Any],
@@ -559,6 +617,13 @@ class Store:
                  now, self.instance))
             generation = row_to(Generation, rows[0])
             await _apply(db, draft.user_id, -price, LedgerKind.CHARGE, generation_id=generation.id)
+            # What was paid for is what the next picker of this kind opens on.
+            await db.execute(
+                "INSERT INTO choices (user_id, kind, model, options, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, kind) DO UPDATE SET"
+                " model = excluded.model, options = excluded.options,"
+                " updated_at = excluded.updated_at",
+                (draft.user_id, draft.kind, draft.model, json.dumps(draft.options), now))
             return generation
 
     async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float, *,
@@ -726,9 +791,32 @@ class Store:
         this instance was frozen, or it was counted gone). Asked just before the request goes
         out, after any wait for Kie's budget."""
         rows = await self._rows(
-            "SELECT 1 FROM generations WHERE id = ? AND state = ? AND owner = ?",
-            (generation_id, GenerationState.PENDING, self.instance))
-        return bool(rows)
+            "UPDATE generations SET kie_state = ? WHERE id = ? AND state = ? AND owner = ?"
+            " RETURNING id", (SENDING, generation_id, GenerationState.PENDING, self.instance))
+        return bool(rows)  # from here on ✖ Cancel cannot take it back (cancel_pending)
+
+    async def cancel_pending(self, generation_id: int, user_id: int) -> Generation | None:
+        """✖ Cancel: refund a generation of `user_id`'s whose create has not gone out yet
+        (fence_create not passed); None when it has (or it is settled). One of the two wins."""
+        async with self._tx() as db:
+            rows = await db.fetch(
+                "UPDATE generations SET state = ?, failure = 'cancelled', finished_at = ?,"
+                " next_check_at = NULL WHERE id = ? AND user_id = ? AND state = ?"
+                " AND kie_state IS NULL RETURNING *",
+                (GenerationState.FAILED, time.time(), generation_id, user_id,
+                 GenerationState.PENDING))
+            if not rows:
+                return None
+            generation = row_to(Generation, rows[0])
+            await _refund(db, generation, "cancelled")
+            return generation
+
+    async def line_position(self, generation: Generation) -> int:
+        """Its place in the bot's own line: creates not yet sent to Kie, oldest first."""
+        rows = await self._rows(
+            "SELECT count(*) AS n FROM generations WHERE state = ? AND kie_state IS NULL"
+            " AND id <= ?", (GenerationState.PENDING, generation.id))
+        return int(rows[0]["n"])
 
     async def fence_delivery(self, generation_id: int, now: float, lease_until: float) -> bool:
         """May this instance send this result now? Only while its lease on the delivery still
@@ -776,6 +864,34 @@ class Store:
             await db.execute("UPDATE generations SET state = ?, delivered_at = ? WHERE id = ?"
                              " AND state = ?", (GenerationState.DELIVERED, time.time(),
                                                 generation_id, GenerationState.UNDELIVERABLE))
+
+    async def save_delivered_files(self, generation_id: int,
+                                   files: Sequence[DeliveredFile]) -> None:
+        """The files Telegram holds of this result, in its order, in place of any stored before
+        (a delivery retried or a re-send stores its own: never twice)."""
+        async with self._tx() as db:
+            # Two instances storing at once (two presses of 📤 behind a load balancer) take turns.
+            await _one(db, "generations", generation_id, lock=True)
+            await db.execute("DELETE FROM delivered_files WHERE generation_id = ?",
+                             (generation_id,))
+            await db.execute_many(
+                "INSERT INTO delivered_files (generation_id, position, kind, file_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(generation_id, n, f.kind, f.file_id) for n, f in enumerate(files)])
+
+    async def delivered_files(self, generation_id: int) -> list[DeliveredFile]:
+        rows = await self._rows("SELECT kind, file_id FROM delivered_files"
+                                " WHERE generation_id = ? ORDER BY position", (generation_id,))
+        return [row_to(DeliveredFile, row) for row in rows]
+
+    async def with_delivered_files(self, generation_ids: Sequence[int]) -> set[int]:
+        """Those of these generations whose files Telegram holds (one query for a page)."""
+        if not generation_ids:
+            return set()
+        rows = await self._rows(
+            "SELECT DISTINCT generation_id FROM delivered_files"
+            f" WHERE generation_id IN ({','.join('?' * len(generation_ids))})", generation_ids)
+        return {int(row[0]) for row in rows}
 
     async def set_status_message(self, generation_id: int, message_id: int) -> None:
         async with self._tx() as db:

@@ -20,7 +20,8 @@ class LocalServer:
         # delay) must not hold stop() for a minute.
         self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        # A restart keeps the port: a test takes a server down and up again, its URL unchanged.
+        await web.TCPSite(self._runner, "127.0.0.1", self._port or 0).start()
         self._port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:

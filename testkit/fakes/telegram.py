@@ -903,6 +903,11 @@ class FakeTelegram(LocalServer):
         self.files[path] = data
         return path
 
+    def forget_file(self, file_id: str) -> None:
+        """Telegram no longer takes `file_id` (the bot's token changed, the file is gone): a send
+        by it answers 400 "wrong file identifier" from now on (with `strict_file_ids`)."""
+        self._file_records.pop(file_id, None)
+
     # -- test side: payments (Telegram Stars) ----------------------------------------------------
 
     @property

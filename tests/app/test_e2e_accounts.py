@@ -40,7 +40,7 @@ async def test_balance_shows_number_and_ledger(tg, bot):
     assert "+100 · welcome credits" in call.params["text"]
 
 
-async def test_help_and_models_list_prices_from_the_catalog(tg, bot):
+async def test_models_lists_prices_from_the_catalog_and_help_points_there(tg, bot):
     alice = Person(tg, 42, "Alice")
     alice.say("/models")
     call = await alice.told("Imagen 4")
@@ -50,7 +50,8 @@ async def test_help_and_models_list_prices_from_the_catalog(tg, bot):
     assert "Flux" not in call.params["text"] and "Ideogram" not in call.params["text"]
     alice.say("/help")
     call = await alice.told("What I can do")
-    assert "Seedream — 20 credits" in call.params["text"]
+    assert "/models — Models and prices" in call.params["text"]
+    assert "Seedream — 20 credits" not in call.params["text"]
 
 
 @pytest.mark.parametrize("target", ["42", "@Alice_Name"])
@@ -74,7 +75,7 @@ async def test_admin_topup_by_reply_in_a_group(tg, bot, store):
     alice = Person(tg, 42, "Alice")
     admin = Person(tg, ADMIN_ID, "Admin")
     hello = alice.say("/balance@testbot", chat=group)
-    await alice.told("Your balance", chat_id=group["id"])
+    await alice.told("I sent it to you", chat_id=group["id"])  # the balance went privately
     tg.send_message(admin.user, "/topup@testbot 7", chat=group, reply_to=hello)
     await admin.told("Added 7 credits", chat_id=group["id"])
     assert (await store.get_user(42)).balance == 107

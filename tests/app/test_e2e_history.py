@@ -1,20 +1,25 @@
 """End to end: /history lists a person's generations a page at a time, and sends a delivered
-result again without a charge or a new Kie task, or says plainly that it has expired."""
+result again without a charge or a new Kie task: from the file Telegram keeps of it (no
+expiry), else from Kie's link while Kie keeps it, or says plainly that it has expired."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 
+import pytest
+
 from bot.keyboards import HistoryPage, Resend
-from bot.store import GenerationState, LedgerKind
+from bot.services.delivery import RESULT_RETENTION
+from bot.store import DeliveredFile, GenerationState, LedgerKind
 from testkit.chat import Person, buttons
 from testkit.e2e import charges, generate
 from testkit.fakes.kie import TaskPlan
 from testkit.fakes.telegram import UploadedFile
+from testkit.timing import until
 
 FINAL = (GenerationState.DELIVERED, GenerationState.FAILED)
-DATE = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
+DATE = r"\d{1,2} \w{3}, \d{2}:\d{2}"
 
 
 async def settled(store, user_id: int, count: int) -> list:
@@ -36,6 +41,27 @@ async def history(person: Person, chat: dict | None = None) -> dict:
 
 def labels(message: dict) -> list[str]:
     return [b["text"] for b in buttons(message)]
+
+
+def photo_id(message: dict) -> str:
+    """The file_id of a photo message's largest size, as Telegram answered the send."""
+    return max(message["photo"], key=lambda size: size["width"] * size["height"])["file_id"]
+
+
+async def age(store, generation_id: int) -> None:
+    """The result finished over a day ago: past Kie's retention (its links are gone)."""
+    await store._rows("UPDATE generations SET finished_at = finished_at - ? WHERE id = ?",
+                      (RESULT_RETENTION + 3600, generation_id))
+
+
+async def forget_files(store, generation_id: int) -> None:
+    """As a result delivered before the bot kept Telegram's file_ids."""
+    await store._rows("DELETE FROM delivered_files WHERE generation_id = ?", (generation_id,))
+
+
+def kie_traffic(kie) -> tuple[int, int]:
+    """Requests to Kie's API, and downloads of its result files, so far."""
+    return len(kie.requests), len(kie.file_requests)
 
 
 async def test_history_shows_delivered_and_failed_with_state_and_price(tg, kie, bot, store):
@@ -101,18 +127,25 @@ async def test_resend_sends_the_result_again_without_charge_or_new_task(tg, kie,
     await generate(alice, "a fox to keep")
     [first] = await tg.wait_for("sendPhoto")
     [generation] = await settled(store, 42, 1)
+    assert first.params["photo"] == generation.result_urls[0]
+    # The delivery kept the file Telegram made of it (a photo: its largest size).
+    assert await store.delivered_files(generation.id) == [
+        DeliveredFile("photo", photo_id(first.response))]
     ledger_before = await store.ledger(42, 100)
+    traffic = kie_traffic(kie)
 
     listing = await history(alice)
     answer = await alice.press(listing, "📤 Send #1 again")
     assert not answer.get("show_alert")
     [_, again] = await tg.wait_for("sendPhoto", count=2)
-    assert again.params["photo"] == first.params["photo"] == generation.result_urls[0]
+    # By Telegram's file: nothing fetched, Kie not asked.
+    assert again.params["photo"] == photo_id(first.response)
+    assert kie_traffic(kie) == traffic
     assert again.params["chat_id"] == 42
     assert again.params["reply_parameters"]["message_id"] == listing["message_id"]
     assert "a fox to keep" in again.params["caption"]
     assert "nothing charged" in again.params["caption"]
-    assert labels(again.params) == ["🔁 Again"]
+    assert labels(again.params)[0].startswith("🔁 Again")  # the result's own buttons
 
     assert await store.ledger(42, 100) == ledger_before
     assert len(kie.creates) == 1
@@ -120,28 +153,43 @@ async def test_resend_sends_the_result_again_without_charge_or_new_task(tg, kie,
     assert (await store.get_generation(generation.id)).state == GenerationState.DELIVERED
 
 
-async def test_resend_uploads_when_telegram_cannot_fetch_the_url(tg, kie, bot, store):
-    """The delivery's own path: by URL first, then downloaded (here through Kie's fresh
-    download link, the result URL answering 403) and uploaded."""
+async def test_a_refused_file_id_falls_back_to_kies_link_and_keeps_the_new_file(tg, kie, bot,
+                                                                                  store):
+    """Telegram no longer takes the stored file_id: within Kie's retention, the delivery's own
+    path — by URL first, then downloaded (here through Kie's fresh download link, the result
+    URL answering 403) and uploaded —, and the file Telegram makes of it is kept instead."""
     kie.default_plan = TaskPlan(reads_before_done=1, file_status=403)
     alice = Person(tg, 42, "Alice")
     await generate(alice, "a guarded fox")
     await tg.wait_for("sendPhoto")
-    await settled(store, 42, 1)
+    [generation] = await settled(store, 42, 1)
+    [held] = await store.delivered_files(generation.id)
 
+    tg.forget_file(held.file_id)
     tg.refuse_urls = True
     await alice.press(await history(alice), "📤")
-    uploaded = await tg.wait_for("sendPhoto", lambda c: isinstance(c.params["photo"], UploadedFile))
-    assert uploaded[0].params["photo"].data.startswith(b"\x89PNG")
+    [uploaded] = await tg.wait_for("sendPhoto",
+                                   lambda c: isinstance(c.params["photo"], UploadedFile))
+    assert uploaded.params["photo"].data.startswith(b"\x89PNG")
+    [refused] = [c for c in tg.calls_of("sendPhoto") if c.params["photo"] == held.file_id]
+    assert not refused.ok and "wrong file identifier" in refused.description
     assert kie.count("download-url") == 1 and len(kie.creates) == 1
     assert len(await charges(store, 42)) == 1
+    fresh = DeliveredFile("photo", photo_id(uploaded.response))
+
+    async def kept() -> bool:  # stored just after Telegram answered
+        return await store.delivered_files(generation.id) == [fresh]
+    await until(kept)
 
 
 async def test_resend_of_an_expired_result_says_so_and_charges_nothing(tg, kie, bot, store):
+    """A result Telegram holds no file of (delivered before file_ids were kept) goes by Kie's
+    link: Kie's files gone early, it says so."""
     alice = Person(tg, 42, "Alice")
     await generate(alice, "a fleeting fox")
     await tg.wait_for("sendPhoto")
     [generation] = await settled(store, 42, 1)
+    await forget_files(store, generation.id)
     ledger_before = await store.ledger(42, 100)
 
     kie.expire(generation.task_id)
@@ -190,7 +238,8 @@ async def test_only_delivered_results_can_be_sent_again(tg, kie, bot, store):
         LedgerKind.REFUND, LedgerKind.CHARGE, LedgerKind.GRANT]
 
 
-async def test_in_a_group_others_cannot_use_it_and_private_prompts_stay_private(tg, kie, bot, store):
+async def test_asked_in_a_group_it_is_listed_privately_and_others_cannot_use_it(tg, kie, bot,
+                                                                               store):
     group = tg.group_chat()
     alice = Person(tg, 42, "Alice")
     bob = Person(tg, 43, "Bob")
@@ -199,21 +248,25 @@ async def test_in_a_group_others_cannot_use_it_and_private_prompts_stay_private(
     await tg.wait_for("sendPhoto", count=2)
     await settled(store, 42, 2)
 
-    listing = await history(alice, chat=group)
-    assert "our group fox" in listing["text"] and "private fox" not in listing["text"]
-    assert "2. 🖼 Imagen 4 · delivered" in listing["text"]  # the entry itself is listed
+    alice.say("/history", chat=group)  # the list comes privately, every prompt in it
+    listing_call = await alice.told("Your generations")
+    listing = alice.message(42, listing_call.response["message_id"])
+    assert "our group fox" in listing["text"] and "private fox" in listing["text"]
+    line_call = await alice.told("I sent it to you", chat_id=group["id"])
+    line = alice.message(group["id"], line_call.response["message_id"])
+    assert "fox" not in line["text"] and "credits" not in line["text"]
 
     for data in (Resend(generation=(await store.generations_of(42, limit=1))[0].id).pack(),
-                 HistoryPage(owner=42, page=0).pack()):
-        answer = await bob.press(listing, "", data=data)
+                 HistoryPage(owner=42, page=0).pack()):  # forged onto the group's line
+        answer = await bob.press(line, "", data=data)
         assert answer["show_alert"] and "belongs to someone else" in answer["text"]
     await asyncio.sleep(0.2)
     assert len(tg.calls_of("sendPhoto")) == 2
 
-    # Alice herself sends it again into the group, as a reply to her list.
+    # Alice sends it again from her list: into her private chat, as a reply to the list.
     await alice.press(listing, "📤 Send #1 again")
     [_, _, again] = await tg.wait_for("sendPhoto", count=3)
-    assert again.params["chat_id"] == group["id"] and "our group fox" in again.params["caption"]
+    assert again.params["chat_id"] == 42 and "our group fox" in again.params["caption"]
 
 
 async def test_help_lists_history_and_language(tg, bot):
@@ -232,8 +285,9 @@ async def test_repeated_resend_presses_do_the_work_once_without_holding_the_bot(
     for person in people:
         await generate(person, f"a fleeting fox {person.id}")
     await tg.wait_for("sendPhoto", count=3)
-    for person in people:
+    for person in people:  # delivered before file_ids were kept: Kie's link it is
         [generation] = await settled(store, person.id, 1)
+        await forget_files(store, generation.id)
         kie.expire(generation.task_id)
     listings = [await history(person) for person in people]
     tg.fail_next("sendPhoto", description="Bad Request: failed to get HTTP URL content",
@@ -257,3 +311,133 @@ async def test_repeated_resend_presses_do_the_work_once_without_holding_the_bot(
     assert hello.time < first_expired  # the bystander did not wait for Kie
     await asyncio.sleep(0.5)
     assert sum("has expired" in c.params["text"] for c in tg.calls_of("sendMessage")) == 3
+
+
+async def test_a_result_past_kies_retention_is_sent_again_from_telegrams_file(tg, kie, bot, store):
+    """A day on, Kie's links are gone but Telegram's file is not: sent by file_id, with no
+    request to Kie and no download, free; presses while it is on its way send it once."""
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "a fox for the ages")
+    [first] = await tg.wait_for("sendPhoto")
+    [generation] = await settled(store, 42, 1)
+    await age(store, generation.id)
+    kie.expire(generation.task_id)
+    ledger_before = await store.ledger(42, 100)
+    traffic = kie_traffic(kie)
+
+    listing = await history(alice)
+    assert labels(listing) == ["📤 Send #1 again"]
+    file_id = photo_id(first.response)
+    tg.slow("sendPhoto", 0.3, when=lambda p: p.get("photo") == file_id)  # presses meanwhile
+    presses = [tg.press(alice.user, listing, buttons(listing)[0]["callback_data"])
+               for _ in range(3)]
+    [_, again] = await tg.wait_for("sendPhoto", count=2)
+    assert again.params["photo"] == file_id and again.params["chat_id"] == 42
+    assert "a fox for the ages" in again.params["caption"]
+    assert "nothing charged" in again.params["caption"]
+    ids = {press["id"] for press in presses}
+    answers = await tg.wait_for("answerCallbackQuery",
+                                lambda c: c.params["callback_query_id"] in ids, count=3)
+    assert sum("on its way already" in (a.params.get("text") or "") for a in answers) == 2
+    await asyncio.sleep(0.5)
+    assert len(tg.calls_of("sendPhoto")) == 2
+    assert kie_traffic(kie) == traffic
+    assert await store.ledger(42, 100) == ledger_before
+    assert (await store.get_generation(generation.id)).state == GenerationState.DELIVERED
+
+
+async def test_an_album_is_sent_again_from_telegrams_files_in_order(tg, kie, bot, store):
+    kie.default_plan = TaskPlan(urls=2)
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "two foxes", model="Imagen 4 Fast", options=("2 ·",))
+    [album] = await tg.wait_for("sendMediaGroup")
+    [generation] = await settled(store, 42, 1)
+    file_ids = [photo_id(message) for message in album.response]
+    assert await store.delivered_files(generation.id) == [
+        DeliveredFile("photo", file_id) for file_id in file_ids]
+    await age(store, generation.id)
+    kie.expire(generation.task_id)
+    traffic = kie_traffic(kie)
+
+    await alice.press(await history(alice), "📤 Send #1 again")
+    [_, again] = await tg.wait_for("sendMediaGroup", count=2)
+    assert [(m["type"], m["media"]) for m in again.params["media"]] == [
+        ("photo", file_id) for file_id in file_ids]
+    assert "two foxes" in again.params["media"][0]["caption"]
+    footer = await alice.told("nothing charged")
+    assert buttons(footer.params)  # the result's buttons follow the album, as at delivery
+    assert kie_traffic(kie) == traffic
+    assert len(await charges(store, 42)) == 1
+
+
+async def test_a_refused_file_id_past_kies_retention_says_expired_and_asks_kie_nothing(
+        tg, kie, bot, store):
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "a fox Telegram forgot")
+    await tg.wait_for("sendPhoto")
+    [generation] = await settled(store, 42, 1)
+    [held] = await store.delivered_files(generation.id)
+    tg.forget_file(held.file_id)
+    await age(store, generation.id)
+    ledger_before = await store.ledger(42, 100)
+    traffic = kie_traffic(kie)
+
+    await alice.press(await history(alice), "📤")
+    told = await alice.told("has expired")
+    assert "Nothing was charged" in told.params["text"]
+    [_, refused] = tg.calls_of("sendPhoto")
+    assert refused.params["photo"] == held.file_id and not refused.ok
+    assert kie_traffic(kie) == traffic  # Kie's links are known gone: not tried
+    assert await store.ledger(42, 100) == ledger_before
+
+
+async def test_send_again_is_offered_only_where_it_can_work(tg, kie, bot, store):
+    """📤 for a result Telegram holds a file of, whatever its age, and for one it holds none of
+    while Kie keeps it; none for one past Kie's retention with no file (a forged press is told
+    it expired, and Kie is not asked)."""
+    kie.default_plan = TaskPlan(reads_before_done=0)
+    alice = Person(tg, 42, "Alice")
+    prompts = ("an old fox kept", "an old fox lost", "a new fox lost")
+    for n, prompt in enumerate(prompts, 1):
+        await generate(alice, prompt, model="Imagen 4 Fast")
+        await tg.wait_for("sendPhoto", count=n)
+    kept, old_lost, new_lost = reversed(await settled(store, 42, 3))
+    for generation in (kept, old_lost):
+        await age(store, generation.id)
+    for generation in (old_lost, new_lost):
+        await forget_files(store, generation.id)
+    traffic = kie_traffic(kie)
+
+    listing = await history(alice)  # newest first: 1 new fox lost, 2 old fox lost, 3 kept
+    assert "2. 🖼 Imagen 4 Fast · delivered" in listing["text"]
+    assert labels(listing) == ["📤 Send #1 again", "📤 Send #3 again"]
+    answer = await alice.press(listing, "", data=Resend(generation=old_lost.id).pack())
+    assert answer["show_alert"] and "has expired" in answer["text"]
+    await asyncio.sleep(0.2)
+    assert len(tg.calls_of("sendPhoto")) == 3
+    assert kie_traffic(kie) == traffic
+
+
+@pytest.mark.parametrize("kind, command, model, plan, method", [
+    ("video", "/video", "Wan", TaskPlan(reads_before_done=1, content_type="video/mp4"), "sendVideo"),
+    ("audio", "/music", "Suno v4.5", TaskPlan(reads_before_done=1), "sendMediaGroup"),
+])
+async def test_videos_and_songs_are_sent_again_as_their_own_kind_of_file(
+        tg, kie, bot, store, kind, command, model, plan, method):
+    kie.default_plan = plan
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "a fox by the sea", model, command=command)
+    [first] = await tg.wait_for(method)
+    [generation] = await settled(store, 42, 1)
+    messages = first.response if isinstance(first.response, list) else [first.response]
+    held = [DeliveredFile(kind, message[kind]["file_id"]) for message in messages]
+    assert await store.delivered_files(generation.id) == held
+    await age(store, generation.id)
+    kie.expire(generation.task_id)
+    traffic = kie_traffic(kie)
+
+    await alice.press(await history(alice), "📤")
+    [_, again] = await tg.wait_for(method, count=2)
+    media = again.params.get("media") or [{"type": kind, "media": again.params[kind]}]
+    assert [(m["type"], m["media"]) for m in media] == [(f.kind, f.file_id) for f in held]
+    assert kie_traffic(kie) == traffic

@@ -26,7 +26,8 @@ async def test_happy_path_delivers_the_photo_as_a_reply(tg, kie, bot, store):
     assert photo.params["photo"].startswith(kie.url + "/files/")
     assert photo.params["reply_parameters"]["message_id"] == request["message_id"]
     assert "a red fox" in photo.params["caption"] and "Balance: 60 credits" in photo.params["caption"]
-    assert [b["text"] for b in buttons(photo.params)] == ["🔁 Again"]
+    assert [b["text"] for b in buttons(photo.params)] == ["🔁 Again · 40 credits", "📎 Original",
+                                                          "✏️ Edit", "🎬 Animate"]
     [charge] = await charges(store, 42)
     assert charge.amount == -40 and charge.balance_after == 60
     assert await refunds(store, 42) == []
@@ -59,7 +60,7 @@ async def test_several_images_arrive_as_one_album_then_again_and_balance(tg, kie
     assert len(album.params["media"]) == 2
     assert album.params["reply_parameters"]["message_id"] == request["message_id"]
     footer = await alice.told("Balance: 80 credits")
-    assert [b["text"] for b in buttons(footer.params)] == ["🔁 Again"]
+    assert [b["text"] for b in buttons(footer.params)] == ["🔁 Again · 20 credits", "📎 Original"]
     [charge] = await charges(store, 42)
     assert charge.amount == -20
 
@@ -68,11 +69,12 @@ async def test_picker_shows_prices_and_marks_the_choice(tg, bot):
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image a lake")
     assert [b["text"] for b in buttons(picker)] == [
-        "Imagen 4 · 40", "Seedream · 20", "Grok Imagine · 30", "Imagen 4 Fast · from 10", "✖ Cancel"]
+        "Imagen 4 · 40 credits", "Seedream · 20 credits", "Grok Imagine · 30 credits",
+        "Imagen 4 Fast · from 10 credits", "✖ Cancel"]
     await alice.press(picker, "Imagen 4 Fast")
     await alice.press(alice.refreshed(picker), "4 ·")
     texts = [b["text"] for b in buttons(alice.refreshed(picker))]
-    assert "✓ 4 · 40" in texts and "1 · 10" in texts and "✓ 1:1" in texts
+    assert "✓ 4 · 40 cr." in texts and "1 · 10 cr." in texts and "✓ 1:1" in texts
     assert "✅ Generate · 40 credits" in texts
     assert all(len(b["callback_data"].encode()) <= 64 for b in buttons(alice.refreshed(picker)))
 
@@ -87,10 +89,11 @@ async def test_cancel_closes_the_picker_and_charges_nothing(tg, kie, bot, store)
     assert kie.creates == [] and await charges(store, 42) == []
 
 
-async def test_image_without_prompt_answers_with_usage(tg, bot):
+async def test_image_without_prompt_asks_for_one(tg, bot):
     alice = Person(tg, 42, "Alice")
     alice.say("/image")
-    await alice.told("<code>/image a red fox in snow</code>")
+    question = await alice.told("What should the picture show?")
+    assert question.params["reply_markup"]["force_reply"] is True
 
 
 async def test_kie_task_failure_is_refunded_once_and_told(tg, kie, bot, store):
@@ -163,7 +166,7 @@ async def test_status_line_moves_while_waiting(tg, kie, tmp_path, start_bot, tim
     await tg.wait_for("sendPhoto", timeout=15)
     edits = [c for c in tg.calls_of("editMessageText")
              if c.params["message_id"] == picker["message_id"] and c.params["text"].startswith("⏳")]
-    assert edits[0].params["text"] == "⏳ Imagen 4 — queued… 0:00"
+    assert edits[0].params["text"] == "⏳ Imagen 4 — queued… 0:00 · in line: 1 · usually ~20 s"
     assert any("generating…" in c.params["text"] for c in edits)
     gaps = [b.time - a.time for a, b in itertools.pairwise(edits)]
     assert all(gap >= edit_gap - 0.1 for gap in gaps), gaps  # throttled: one edit per gap
@@ -222,7 +225,8 @@ async def test_not_enough_credits_charges_nothing_and_says_price_and_balance(
     answer = await alice.press(alice.refreshed(picker), "✅")
     assert answer["show_alert"]
     assert "costs 40 credits" in answer["text"] and "balance is 25 credits" in answer["text"]
-    assert "admin" in answer["text"]
+    offer = tg.last_bot_message(42)
+    assert any(b["text"].startswith("⭐") for b in buttons(offer))
     assert kie.creates == [] and await charges(store, 42) == []
     # the draft stays open: a cheaper model still works
     await alice.press(alice.refreshed(picker), "← Models")
@@ -232,16 +236,12 @@ async def test_not_enough_credits_charges_nothing_and_says_price_and_balance(
     assert (await store.get_user(42)).balance == 5
 
 
-async def test_again_opens_the_confirm_step_with_the_same_choices(tg, kie, bot, store):
+async def test_again_starts_the_same_request_at_one_tap(tg, kie, bot, store):
     alice = Person(tg, 42, "Alice")
     await generate(alice, "again fox", model="Seedream", options=("9:16",))
     [photo] = await tg.wait_for("sendPhoto")
-    answer = await alice.press(tg.message(42, photo.response["message_id"]), "🔁")
-    assert not answer.get("show_alert")
-    picker_call = await alice.told("again fox")
-    texts = [b["text"] for b in buttons(picker_call.params)]
-    assert "✓ 9:16" in texts and "✅ Generate · 20 credits" in texts
-    await alice.press(tg.message(42, picker_call.response["message_id"]), "✅")
+    answer = await alice.press(tg.message(42, photo.response["message_id"]), "🔁 Again · 20")
+    assert not answer.get("show_alert")  # charged and started at this one tap
     await tg.wait_for("sendPhoto", count=2)
     assert [c["input"] for c in kie.creates] == [{"prompt": "again fox", "image_size": "portrait_16_9"}] * 2
     assert len(await charges(store, 42)) == 2

@@ -86,8 +86,8 @@ async def test_sixty_people_spread_over_three_keys_each_within_its_limit(
 @pytest.mark.parametrize("code", [401, 402])
 async def test_a_key_kie_refuses_leaves_the_pool_and_admins_are_told_once(
         tg, kie, tmp_path, start_bot, store, code):
-    kie.refused_keys[MORE[0]] = code
     await start_bot(make_settings(tmp_path, tg, kie, kie_api_keys=",".join(MORE)))
+    kie.refused_keys[MORE[0]] = code  # after the start-up check: the creates find it
     admin = Person(tg, ADMIN_ID, "Admin")
     admin.say("/start")
     await admin.told("Hi")

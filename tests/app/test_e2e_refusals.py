@@ -152,7 +152,7 @@ async def test_a_request_deleted_before_the_answer_still_gets_its_picker(tg, bot
     del tg.messages[42][request["message_id"]]  # gone before the bot reads the update
     [call] = await tg.wait_for("sendMessage", lambda c: bool(buttons(c.params)))
     assert call.params["reply_parameters"]["message_id"] == request["message_id"]
-    assert "Imagen 4 · 40" in [b["text"] for b in buttons(call.params)]
+    assert "Imagen 4 · 40 credits" in [b["text"] for b in buttons(call.params)]
 
 
 # -- E: strict parsing -----------------------------------------------------------------------------

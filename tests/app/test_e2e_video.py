@@ -46,20 +46,20 @@ async def test_option_buttons_show_what_they_cost(tg, kie, bot):
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/video waves")
     texts = [b["text"] for b in buttons(alice.refreshed(picker))]
-    assert "Kling · from 150" in texts and "Wan · from 60" in texts
+    assert "Kling · from 150 credits" in texts and "Wan · from 60 credits" in texts
     await alice.press(picker, "Kling")
     texts = [b["text"] for b in buttons(alice.refreshed(picker))]
-    assert "✓ 5 s · 150" in texts and "10 s · 300" in texts
+    assert "✓ 5 s · 150 cr." in texts and "10 s · 300 cr." in texts
     assert "✅ Generate · 150 credits" in texts
 
 
-async def test_video_without_prompt_answers_usage_and_models_lists_videos(tg, bot):
+async def test_video_without_prompt_asks_for_one_and_models_lists_videos(tg, bot):
     alice = Person(tg, 42, "Alice")
     alice.say("/video")
-    await alice.told("<code>/video a red fox in snow</code>")
+    await alice.told("What should happen in the video?")
     alice.say("/models")
     told = await alice.told("<b>Videos</b>")
-    assert "Kling — from 150 credits" in told.params["text"]
+    assert "Kling" in told.params["text"] and "from 150 credits" in told.params["text"]
 
 
 async def test_a_failed_video_is_refunded_once(tg, kie, tmp_path, start_bot, store):

@@ -91,7 +91,7 @@ async def test_a_callback_delivers_with_exactly_one_status_read(tg, kie, tmp_pat
     await tg.wait_for("sendPhoto")
     await asyncio.sleep(0.3)
     assert reads_of(kie, task_id) == 1
-    assert len(kie.requests) == 2  # the create and that one read
+    assert len(kie.requests) == 3  # the start-up check of the key, the create and that one read
     assert len(tg.calls_of("sendPhoto")) == 1 and len(await charges(store, 42)) == 1
 
 

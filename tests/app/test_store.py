@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import (
+    DeliveredFile,
     DraftChanged,
     Generation,
     GenerationState,
@@ -556,6 +557,27 @@ async def test_a_new_user_seen_in_many_updates_at_once_is_granted_once(store: St
     await assert_ledger_invariant(store)
 
 
+async def test_delivered_files_are_kept_in_order_and_replaced_never_duplicated(
+        store: Store) -> None:
+    """What Telegram holds of a result: an album in its order; a delivery retried (even by two
+    instances at once) stores it once; a re-send that had to upload keeps the new file only."""
+    await add_user(store, credits=100)
+    album_of, other = [(await start(store, await open_draft(store))).id for _ in range(2)]
+    assert await store.delivered_files(album_of) == []
+    assert await store.with_delivered_files([album_of, other]) == set()
+    album = [DeliveredFile("photo", "AgAC-2"), DeliveredFile("photo", "AgAC-1")]
+    await store.save_delivered_files(album_of, album)
+    await asyncio.gather(*(store.save_delivered_files(album_of, album) for _ in range(5)))
+    assert await store.delivered_files(album_of) == album
+    assert await count(store, "SELECT count(*) FROM delivered_files") == 2
+    assert await store.with_delivered_files([album_of, other]) == {album_of}
+    assert await store.with_delivered_files([]) == set()
+
+    await store.save_delivered_files(album_of, [DeliveredFile("document", "BQAC-3")])
+    assert await store.delivered_files(album_of) == [DeliveredFile("document", "BQAC-3")]
+    assert await store.delivered_files(other) == []
+
+
 async def test_purge_forgets_old_drafts_only(store: Store) -> None:
     await add_user(store)
     old, new = await open_draft(store), await open_draft(store)
@@ -723,3 +745,69 @@ async def test_an_instance_owns_what_it_works_on_until_it_is_gone(engine: str, t
             await second.close()
             with contextlib.suppress(Exception):
                 await first.close()
+
+
+# -- the conversation: cancel before the create, choices, prompts ---------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_cancel_racing_the_create_fence_one_of_the_two_wins(engine: str,
+                                                                    tmp_path: Path) -> None:
+    """✖ Cancel (from any instance) against the fence its owner passes just before the create
+    goes out: for each generation exactly one wins — refunded and never sent, or sent and not
+    refundable by the press."""
+    async with database(engine, tmp_path) as target:
+        owner, other = await Store.open(target), await Store.open(target)
+        try:
+            await add_user(owner, credits=30 * PRICE)
+            generations = [await start(owner, await open_draft(owner)) for _ in range(30)]
+            results = await asyncio.gather(*(
+                asyncio.gather(owner.fence_create(g.id), other.cancel_pending(g.id, USER))
+                for g in generations))
+            for sent, cancelled in results:
+                assert sent != (cancelled is not None)
+            cancelled_ids = [c.id for _, c in results if c is not None]
+            assert sum(sent for sent, _ in results) == 30 - len(cancelled_ids)
+            for generation in generations:
+                expected = 1 if generation.id in cancelled_ids else 0
+                assert await refunds(owner, generation.id) == expected
+            # Repeated presses refund nothing more; a sent one stays sent.
+            assert [await other.cancel_pending(g.id, USER) for g in generations] == [None] * 30
+            assert await balance(owner) == len(cancelled_ids) * PRICE
+            await assert_ledger_invariant(owner)
+        finally:
+            await owner.close()
+            await other.close()
+
+
+async def test_only_its_owner_cancels_a_generation(store: Store) -> None:
+    await add_user(store, credits=PRICE)
+    await add_user(store, 43)
+    generation = await start(store, await open_draft(store))
+    assert await store.cancel_pending(generation.id, 43) is None
+    assert await store.cancel_pending(generation.id, USER) is not None
+    assert await balance(store) == PRICE
+
+
+async def test_the_last_paid_choice_per_kind_is_remembered(store: Store) -> None:
+    await add_user(store, credits=10 * PRICE)
+    assert await store.choice(USER, "image") is None
+    await start(store, await open_draft(store))
+    assert await store.choice(USER, "image") == ("imagen4", {"ar": "1:1"})
+    draft = await store.create_draft(user_id=USER, chat_id=USER, request_message_id=2,
+                                     kind="image", prompt="b", model="seedream",
+                                     options={"size": "16:9"})
+    await start(store, draft.id)
+    assert await store.choice(USER, "image") == ("seedream", {"size": "16:9"})
+    assert await store.choice(USER, "video") is None
+
+
+async def test_a_question_finds_its_prompt_and_old_prompts_are_purged(store: Store) -> None:
+    await add_user(store)
+    prompt = await store.create_prompt(user_id=USER, chat_id=-100, message_id=5, picture="F")
+    assert await store.answered_prompt(-100, 77) is None
+    await store.set_question(prompt.id, kind="video", question_id=77)
+    found = await store.answered_prompt(-100, 77)
+    assert found is not None and (found.kind, found.picture, found.user_id) == ("video", "F", USER)
+    await store.purge(drafts_before=time.time() + 1, updates_before=0)
+    assert await store.get_prompt(prompt.id) is None

@@ -73,10 +73,11 @@ async def _rig(target, tmp_path, tg, kie) -> AsyncIterator[Rig]:
     bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.url)),
               default=DefaultBotProperties(parse_mode="HTML"))
     downloads = httpx.AsyncClient()
-    notifier = Notifier(bot, store, i18n, ())
+    schedule = Schedule(settings.kie)
+    notifier = Notifier(bot, store, i18n, (), schedule=schedule)
     delivery = Delivery(bot, store, kie=kie_client, notifier=notifier, i18n=i18n, http=downloads)
     tracker = Tracker(store, kie=kie_client, delivery=delivery, notifier=notifier, kie_settings=settings.kie,
-                      delivery_deadline=settings.bot.delivery_deadline)
+                      schedule=schedule, delivery_deadline=settings.bot.delivery_deadline)
     yield Rig(store, tracker, settings)
     await tracker.stop()
     await downloads.aclose()
@@ -263,6 +264,7 @@ async def test_a_delivery_slower_than_its_lease_is_not_started_twice(rig, kie, t
     held = HeldDelivery(rig.tracker.delivery)
     tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
                       notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
+                      schedule=rig.tracker.schedule,
                       delivery_deadline=rig.settings.bot.delivery_deadline, clock=lambda: now[0])
     try:
         await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
@@ -306,7 +308,7 @@ async def test_a_slow_read_holds_up_no_other_task(rig, kie, tg):
     held = HeldReads(rig.tracker.kie, stuck_task)
     tracker = Tracker(rig.store, kie=held, delivery=rig.tracker.delivery,  # type: ignore[arg-type]
                       notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
-                      delivery_deadline=rig.settings.bot.delivery_deadline)
+                      schedule=rig.tracker.schedule, delivery_deadline=rig.settings.bot.delivery_deadline)
     try:
         stuck = await rig.running(stuck_task)
         await tracker.start()
@@ -354,7 +356,7 @@ async def test_settling_lets_the_delivery_under_way_end_and_starts_nothing_new(r
     held = HeldDelivery(rig.tracker.delivery)
     tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
                       notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
-                      delivery_deadline=rig.settings.bot.delivery_deadline)
+                      schedule=rig.tracker.schedule, delivery_deadline=rig.settings.bot.delivery_deadline)
     try:
         sending = await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
         await tracker.start()
@@ -379,7 +381,7 @@ async def test_settling_waits_no_longer_than_the_grace(rig, kie, tg):
     held = HeldDelivery(rig.tracker.delivery)  # never released: a send that hangs
     tracker = Tracker(rig.store, kie=rig.tracker.kie, delivery=held,  # type: ignore[arg-type]
                       notifier=rig.tracker.notifier, kie_settings=rig.settings.kie,
-                      delivery_deadline=rig.settings.bot.delivery_deadline)
+                      schedule=rig.tracker.schedule, delivery_deadline=rig.settings.bot.delivery_deadline)
     try:
         await rig.running(await create_task(kie, TaskPlan(reads_before_done=0)))
         await tracker.start()

@@ -3,6 +3,7 @@ line naming the setting, no traceback, no secret (the settings themselves: tests
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,16 +12,20 @@ from pathlib import Path
 import pytest
 
 from testkit import ROOT
+from testkit.bot_process import fork_bot
 
 TOKEN = "123456:config-test-token-SECRET"
 KEY = "kie-config-test-key-SECRET"
 GOOD = {"BOT_TOKEN": TOKEN, "KIE_API_KEY": KEY}
 
 
+def base(cwd: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "PYTHONPATH": str(ROOT)}
+
+
 def run_bot(cwd: Path, **env: str) -> tuple[int, str]:
     """`python -m bot` with only these settings; the exit code and everything it printed."""
-    base = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "bot"], cwd=cwd, env={**base, **env},
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=cwd, env={**base(cwd), **env},
                           capture_output=True, text=True, timeout=30, check=False)
     return done.returncode, done.stdout + done.stderr
 
@@ -42,10 +47,13 @@ def test_bad_settings_stop_with_one_line(tmp_path: Path, env: dict[str, str], na
     assert "SECRET" not in output and "notatoken" not in output
 
 
-def test_dotenv_read_and_unknown_language_stops(tmp_path: Path) -> None:
-    """`python -m bot` reads `.env` in its working directory; DEFAULT_LANGUAGE=de: exit 2, one line."""
+async def test_dotenv_read_and_unknown_language_stops(tmp_path: Path) -> None:
+    """`python -m bot` reads `.env` in its working directory; DEFAULT_LANGUAGE=de: exit 2, one line.
+    The language is checked past the slow imports: forked from the warm server (bot_process.py)."""
     (tmp_path / ".env").write_text(f"BOT_TOKEN={TOKEN}\nKIE_API_KEY={KEY}\nDEFAULT_LANGUAGE=de\n")
-    code, output = run_bot(tmp_path)
+    process = await fork_bot(tmp_path, base(tmp_path))
+    output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    code = process.returncode
     assert code == 2, output
     assert len(output.strip().splitlines()) == 1, output
     # Past the required settings (so .env was read), stopped by the language alone.

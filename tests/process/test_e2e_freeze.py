@@ -1,8 +1,14 @@
-"""An instance frozen (SIGSTOP) for 40 s on PostgreSQL, past the 30 s after which the others
-count it gone, then woken (SIGCONT), with two `python -m bot` processes on one database: a
-create it held is neither refunded nor sent by the other, and it sends it once woken; a result
-it was sending is delivered once, not refunded (issue 23, item 5: a lease is fenced when its
-owner acts, and what a frozen owner may still be sending stays its own)."""
+"""An instance frozen (SIGSTOP) on PostgreSQL past the time after which the others count it gone
+(INSTANCE_TIMEOUT without a heartbeat), then woken (SIGCONT), with two `python -m bot` processes
+on one database: a create it held is neither refunded nor sent by the other, and it sends it once
+woken; a result it was sending is delivered once, not refunded (issue 23, item 5: a lease is
+fenced when its owner acts, and what a frozen owner may still be sending stays its own).
+
+Production's 30 s timeout and 10 s heartbeat are shrunk in these processes to 4 s and 1 s
+(testkit/bot_process.py), and the freeze with them: what is checked is the order of events, the
+same at either scale — the frozen one counted gone, the other looking at what it holds (at each
+of its heartbeats) while it is, then the frozen one woken. The delivery lease (600 s) and the
+send timeout (300 s) keep their length: the freeze stays well within them, as 40 s did."""
 
 from __future__ import annotations
 
@@ -10,23 +16,23 @@ import asyncio
 import json
 import signal
 import time
-from asyncio.subprocess import Process
 from typing import Any
 
-import pytest
-
 from bot.store import GenerationState, Store
+from testkit.bot_process import BotProcess
 from testkit.chat import Person
 from testkit.databases import database
 from testkit.e2e import charges, generate, refunds
 from testkit.fakes.kie import Req, TaskPlan
-from tests.process.test_e2e_postgres import poller_pid, start_instances, store_at
+from tests.process.test_e2e_postgres import TIMING, poller_pid, start_instances, store_at
 from tests.process.test_startup import stop
 
-# Longer than store.INSTANCE_TIMEOUT (30 s): the others count the frozen instance gone.
-FREEZE = 40.0
-# The freeze, the instances' start and the checks after it, on two busy cores.
-pytestmark = pytest.mark.timeout(180)
+FROZEN_TIMING = {**TIMING, "INSTANCE_TIMEOUT": 4.0}  # HEARTBEAT 1 s: four beats in a timeout
+# The timeout, then two heartbeats more: the other instance has looked at least once while it
+# counted the frozen one gone (40 s against 30 s and 10 s in production).
+FREEZE = FROZEN_TIMING["INSTANCE_TIMEOUT"] + 2 * FROZEN_TIMING["HEARTBEAT"]
+# Telegram's answer to the photo the frozen instance sends: after the freeze began, before it ends.
+PHOTO_ANSWER = FREEZE / 2
 
 
 def creates_of(kie, prompt: str) -> list[Req]:
@@ -53,7 +59,7 @@ async def generation_of(store: Store, user_id: int):
     return generation
 
 
-async def stop_all(processes: list[Process]) -> list[str]:
+async def stop_all(processes: list[BotProcess]) -> list[str]:
     """Wake any frozen one first: a stopped process cannot take SIGTERM."""
     for process in processes:
         if process.returncode is None:
@@ -62,7 +68,8 @@ async def stop_all(processes: list[Process]) -> list[str]:
 
 
 async def test_frozen_while_its_create_waits_keeps_it_and_sends_it_once_woken(tg, kie, tmp_path):
-    """The poller's create meets 429s (the bot retries it after a pause); frozen then, for 40 s.
+    """The poller's create meets 429s (the bot retries it after a pause); frozen then, past the
+    time after which the other counts it gone.
     Its process is still there and may send the create the moment it wakes, so the other
     instance neither refunds it nor sends it: woken, the poller sends it once, and the picture
     is delivered, charged once, refunded never (a refund the create could follow would be a
@@ -71,7 +78,7 @@ async def test_frozen_while_its_create_waits_keeps_it_and_sends_it_once_woken(tg
     kie.fail_create_next(429, times=2, http_status=429)  # Kie's "Rate limited": retried
     alice = Person(tg, 42, "Alice")
     async with database("postgres", tmp_path) as url:
-        processes = await start_instances(2, tmp_path, tg, kie, url)
+        processes = await start_instances(2, tmp_path, tg, kie, url, FROZEN_TIMING)
         outputs: list[str] = []
         try:
             pid = await poller_pid(url)  # it takes the updates, so it makes the creates
@@ -89,7 +96,7 @@ async def test_frozen_while_its_create_waits_keeps_it_and_sends_it_once_woken(tg
             assert all(r.status != 200 for r in sent_before) and kie.creates == [], sent_before
 
             async with store_at(url) as store:
-                # Past the 30 s after which the other counts it gone (its heartbeat late).
+                # Past the time after which the other counts it gone (its heartbeat late).
                 while time.monotonic() - frozen_at < FREEZE:
                     assert not await refunds(store, 42), "refunded while its instance lived"
                     await asyncio.sleep(0.5)
@@ -116,9 +123,10 @@ async def test_frozen_while_its_create_waits_keeps_it_and_sends_it_once_woken(tg
 
 
 async def test_frozen_mid_send_delivers_the_result_once(tg, kie, tmp_path):
-    """Telegram takes its time over the photo; the instance sending it is frozen for 40 s with
-    the request in flight, then woken: the other instance leaves the delivery alone (its owner
-    is still connected, its lease runs), the photo arrives once, and nothing is refunded."""
+    """Telegram takes its time over the photo; the instance sending it is frozen with the
+    request in flight, past the time after which the other counts it gone, then woken: the
+    other instance leaves the delivery alone (its owner is still connected, its lease runs),
+    the photo arrives once, and nothing is refunded."""
     kie.default_plan = TaskPlan(reads_before_done=1)
     alice = Person(tg, 43, "Alice")
     arrived: list[float] = []
@@ -130,9 +138,9 @@ async def test_frozen_mid_send_delivers_the_result_once(tg, kie, tmp_path):
         arrived.append(time.monotonic())
         return True
 
-    tg.slow("sendPhoto", 5.0, when=arriving)  # answered 5 s after it arrives
+    tg.slow("sendPhoto", PHOTO_ANSWER, when=arriving)  # answered while its sender is frozen
     async with database("postgres", tmp_path) as url:
-        processes = await start_instances(2, tmp_path, tg, kie, url)
+        processes = await start_instances(2, tmp_path, tg, kie, url, FROZEN_TIMING)
         outputs: list[str] = []
         try:
             await generate(alice, "an owl frozen mid-send")
@@ -145,7 +153,7 @@ async def test_frozen_mid_send_delivers_the_result_once(tg, kie, tmp_path):
                 sender = next(p for p in processes if p.pid == int(owner.split("-")[0]))
                 sender.send_signal(signal.SIGSTOP)
                 frozen_at = time.monotonic()
-                assert frozen_at - arrived[0] < 5.0, "frozen after Telegram answered: too late"
+                assert frozen_at - arrived[0] < PHOTO_ANSWER, "frozen after Telegram answered: too late"
                 while time.monotonic() - frozen_at < FREEZE:
                     await asyncio.sleep(0.2)
                 photos_while_frozen = photos_to(tg, alice.id)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
-from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.store import GenerationState, Store
+from testkit.bot_process import BotProcess, timing_environment
 from testkit.chat import Person
 from testkit.databases import database, environment
 from testkit.e2e import charges, generate, refunds
 from testkit.fakes.kie import TaskPlan
-from testkit.timing import stays
+from testkit.timing import stays, until
 from tests.process.test_e2e_restart import start_process
 from tests.process.test_startup import NoStartWait, run_to_exit, stop
 
@@ -58,28 +57,40 @@ async def assert_charged_once(store: Store, people: list[Person]) -> None:
         assert await refunds(store, person.user["id"]) == []
 
 
-async def start_instances(count: int, tmp_path: Path, tg, kie, url: str) -> list[Process]:
-    """`count` processes of `python -m bot` on one database, each in a folder of its own."""
-    processes: list[Process] = []
+# The instances' heartbeat (10 s in production) and a standby's pause between two tries for long
+# polling (2 s), shrunk: what waits on them (a killed poller's tasks taken over at the survivor's
+# next heartbeat, its long polling at the next try) takes a second rather than ten.
+# INSTANCE_TIMEOUT keeps its 30 s, so that a busy machine never has them count each other gone.
+TIMING = {"HEARTBEAT": 1.0, "LOCK_RETRY": 0.5}
+
+
+async def start_instances(count: int, tmp_path: Path, tg, kie, url: str,
+                          timing: dict[str, float] = TIMING) -> list[BotProcess]:
+    """`count` processes of `python -m bot` on one database, each in a folder of its own, with
+    these constants shrunk (testkit/bot_process.py)."""
+    processes: list[BotProcess] = []
     try:
         for n in range(count):
             folder = tmp_path / f"instance{n}"
             folder.mkdir()
             # The first polls (getMe first); the others stand by, calling Telegram to deliver.
             processes.append(await start_process(folder, tg if n == 0 else NoStartWait(tg), kie,
-                                                 **environment(url)))
+                                                 **environment(url), **timing_environment(**timing)))
         async with store_at(url) as store:
-            async with asyncio.timeout(20):
-                while await store.live_instances(time.time()) < count:
-                    await asyncio.sleep(0.1)
+            await until(lambda: all_beat_since_the_last_came(store, count), timeout=20)
     except BaseException:
         for process in processes:
             process.kill()
             await process.wait()
         raise
-    # Each newcomer announces itself: the others recount their part of Kie's budget at once.
-    await asyncio.sleep(1.0)
     return processes
+
+
+async def all_beat_since_the_last_came(store: Store, count: int) -> bool:
+    """All `count` instances are there, and each has had a heartbeat since the last one came:
+    each then counts them all, and spends its part of Kie's budget (a beat recounts it)."""
+    rows = await store._rows("SELECT started_at, seen_at FROM instances")
+    return len(rows) == count and min(r[1] for r in rows) > max(r[0] for r in rows)
 
 
 async def poller_pid(url: str) -> int:
@@ -129,8 +140,10 @@ async def test_instances_share_one_database_and_deliver_each_result_once(tg, kie
 
 async def test_the_poller_killed_another_takes_over_and_finishes_everything(tg, kie, tmp_path):
     """The polling instance SIGKILLed with 20 tasks running: the other takes over long polling
-    (new messages are answered) and every task it held (read, delivered once, none refunded)."""
-    kie.default_plan = TaskPlan(reads_before_done=25)
+    (new messages are answered) and every task it held (read, delivered once, none refunded).
+    The tasks run until the poller is dead, then end: every result is the survivor's to read
+    and deliver (rather than 25 reads each, which spent Kie's budget for 12 s)."""
+    kie.default_plan = TaskPlan(reads_before_done=10_000)
     async with database("postgres", tmp_path) as url:
         processes = await start_instances(2, tmp_path, tg, kie, url)
         try:
@@ -145,6 +158,8 @@ async def test_the_poller_killed_another_takes_over_and_finishes_everything(tg, 
             poller.send_signal(signal.SIGKILL)
             await poller.communicate()
             survivor = next(p for p in processes if p is not poller)
+            for task_id in kie.tasks:
+                kie.finish(task_id)
 
             await tg.wait_for("sendPhoto", count=20, timeout=60)
             late = Person(tg, 2999, "Late")

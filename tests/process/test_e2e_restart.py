@@ -17,6 +17,7 @@ import pytest
 from bot.store import Generation, GenerationState, LedgerKind, Store
 from testkit import ROOT
 from testkit.bot import ADMIN_ID, KIE_KEY, TOKEN
+from testkit.bot_process import BotProcess, fork_bot
 from testkit.chat import Person, button
 from testkit.databases import ENGINES, database, environment
 from testkit.e2e import charges, generate, refunds
@@ -24,8 +25,11 @@ from testkit.fakes.kie import FakeKie, TaskPlan
 from testkit.fakes.telegram import Call, FakeTelegram
 
 
-async def start_process(tmp_path: Path, tg, kie, **extra: str) -> asyncio.subprocess.Process:
-    """`python -m bot` as an operator starts it, configured through the environment."""
+async def start_process(tmp_path: Path, tg, kie, *, cold: bool = False,
+                        **extra: str) -> BotProcess | asyncio.subprocess.Process:
+    """`python -m bot` as an operator starts it, configured through the environment: forked
+    from a server that has done its imports (testkit/bot_process.py), or, `cold`, a new
+    interpreter, for what happens before and during those imports."""
     env = {
         "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
         "BOT_TOKEN": TOKEN, "KIE_API_KEY": KIE_KEY, "ADMIN_IDS": str(ADMIN_ID),
@@ -35,9 +39,10 @@ async def start_process(tmp_path: Path, tg, kie, **extra: str) -> asyncio.subpro
         **extra,
     }
     started = len(tg.calls_of("getMe"))
-    process = await asyncio.create_subprocess_exec(
+    process = await (asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT) if cold
+        else fork_bot(tmp_path, env))
     await tg.wait_for("getMe", count=started + 1, timeout=20)
     return process
 
@@ -84,7 +89,8 @@ async def _sigkill_after_create(tg, kie, tmp_path, env, target):
 
 
 async def test_sigterm_stops_cleanly(tg, kie, tmp_path):
-    process = await start_process(tmp_path, tg, kie)
+    """`python -m bot` itself (`cold`), from a new interpreter to its clean exit."""
+    process = await start_process(tmp_path, tg, kie, cold=True)
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     output = (await asyncio.wait_for(process.communicate(), 15))[0].decode()
@@ -152,14 +158,14 @@ async def stored_generation(tmp_path: Path, ready: Callable[[Generation], bool],
         await store.close()
 
 
-async def sigkill(process: asyncio.subprocess.Process) -> str:
+async def sigkill(process: BotProcess) -> str:
     process.send_signal(signal.SIGKILL)
     output = (await asyncio.wait_for(process.communicate(), 15))[0].decode()
     assert process.returncode == -signal.SIGKILL
     return output
 
 
-async def sigterm(process: asyncio.subprocess.Process) -> str:
+async def sigterm(process: BotProcess) -> str:
     process.send_signal(signal.SIGTERM)
     output = (await asyncio.wait_for(process.communicate(), 15))[0].decode()
     assert process.returncode == 0, output

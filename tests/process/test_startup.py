@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from testkit.bot_process import BotProcess
 from testkit.chat import Person
 from testkit.fakes.kie import FakeKie
 from testkit.fakes.telegram import Call, FakeTelegram
@@ -31,15 +32,16 @@ class NoStartWait:
 
 async def run_to_exit(tmp_path: Path, tg: FakeTelegram, kie: FakeKie,
                       **extra: str) -> tuple[int, str, float]:
-    """Start `python -m bot` expecting it to stop by itself: exit code, output, seconds."""
+    """Start `python -m bot` expecting it to stop by itself: exit code, output, seconds. A new
+    interpreter (`cold`): what it checks comes before its slow imports, and that is timed."""
     started = time.monotonic()
-    process = await start_process(tmp_path, NoStartWait(tg), kie, **extra)
+    process = await start_process(tmp_path, NoStartWait(tg), kie, cold=True, **extra)
     output = (await asyncio.wait_for(process.communicate(), 10))[0].decode()
     assert process.returncode is not None
     return process.returncode, output, time.monotonic() - started
 
 
-async def stop(process: asyncio.subprocess.Process) -> str:
+async def stop(process: BotProcess | asyncio.subprocess.Process) -> str:
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
     return (await asyncio.wait_for(process.communicate(), 15))[0].decode()
