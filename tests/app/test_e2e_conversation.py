@@ -306,3 +306,18 @@ async def test_a_purchase_after_the_refused_picker_expired_offers_nothing(tg, ki
     await alice.told("Your balance")
     assert not [c for c in tg.calls_of("sendMessage")
                 if "Your request is still here" in c.params["text"]]
+
+
+async def test_animate_a_picture_result_asks_how_it_moves_and_offers_the_video_models(
+        tg, kie, bot, store):
+    alice = Person(tg, 42, "Alice")
+    await generate(alice, "a fox")
+    [photo] = await tg.wait_for("sendPhoto")
+    result = alice.message(42, photo.response["message_id"])
+    await alice.press(result, "🎬")
+    question = await alice.told("How should the picture move?")
+    answer = alice.say("the fox runs", reply_to=alice.message(42, question.response["message_id"]))
+    [call] = await tg.wait_for("sendMessage", lambda c: (c.params.get("reply_parameters") or {})
+                               .get("message_id") == answer["message_id"])
+    assert call.params["text"].startswith("🎬") and "From your photo" in call.params["text"]
+    assert [c.amount for c in await charges(store, 42)] == [-40]  # nothing more until ✅
