@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bot.config import Settings, StoreSettings, describe_error, postgres_url_problem
-from bot.errors import SettingRefused
+from bot.errors import CatalogError, SettingRefused
 from bot.logs import setup_logging
 from bot.store.backup import BackupError, copy_database
 from bot.store.lock import DatabaseInUse, DatabaseLock
@@ -91,6 +91,11 @@ def _run_on_postgres(settings: Settings) -> int:
 
 
 def _start(settings: Settings) -> int:
+    try:
+        _load_catalog(settings.catalog.path)
+    except CatalogError as error:
+        print(f"Catalog error: {error}", file=sys.stderr)
+        return 2
     setup_logging(settings.secrets(), logging.getLevelNamesMapping()[settings.bot.log_level])
     from bot.app import Application  # noqa: PLC0415 -- the slow imports, only after the checks
 
@@ -105,6 +110,15 @@ def _start(settings: Settings) -> int:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _load_catalog(path: Path | None) -> None:
+    """The catalog, checked before anything offers it: importing it reads the shipped file;
+    CATALOG_PATH's takes its place."""
+    from bot.catalog import load_catalog  # noqa: PLC0415 -- a slow import (aiogram's i18n)
+
+    if path is not None:
+        load_catalog(path)
 
 
 def _check_database(path: Path) -> None:

@@ -26,7 +26,7 @@ from bot.config import Settings
 from bot.handlers import build_router
 from bot.i18n import UserLocaleMiddleware, create_i18n, locale_of
 from bot.kie import KieClient, RateLimiter
-from bot.menu import ADMIN_COMMANDS, COMMANDS
+from bot.menu import ADMIN_MENU, COMMANDS
 from bot.middlewares import AccountMiddleware, ThrottleMiddleware
 from bot.redaction import RedactSecretsMiddleware
 from bot.runners.checks import run_checks
@@ -116,7 +116,8 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         opened.push_async_callback(bot.session.close)
         # Every secret is cut from every text the bot sends, whoever wrote it (Kie's errors).
         bot.session.middleware(RedactSecretsMiddleware(settings.secrets()))
-        payments = CreditOnArrival(store, settings.bot.starting_credits)
+        payments = CreditOnArrival(store, settings.bot.starting_credits,
+                                   settings.growth.referral_percent)
         bot.session.middleware(payments)  # long polling; the webhook handler credits on its own
         schedule = Schedule(settings.kie)  # learned durations: the tracker's and the status line's
         notifier = Notifier(bot, store, i18n, settings.bot.admin_ids, schedule=schedule)
@@ -136,7 +137,8 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
 
         # What handlers receive by name, in either mode (polling or webhook).
         dp = Dispatcher(store=store, bot_settings=settings.bot, payment_settings=settings.payments,
-                        generations=generations, kie=kie, delivery=delivery)
+                        growth_settings=settings.growth, generations=generations, kie=kie,
+                        delivery=delivery)
         dp.update.outer_middleware(ThrottleMiddleware(i18n))  # before any database write
         dp.update.outer_middleware(AccountMiddleware(store, settings.bot, i18n))  # repeats dropped too
         UserLocaleMiddleware(i18n).setup(dp)
@@ -248,7 +250,7 @@ class Application:
         for admin in admins:
             locale = locale_of(await store.get_user(admin), self.i18n)
             await _menu_call(bot.set_my_commands(
-                self._menu((*COMMANDS, *ADMIN_COMMANDS), locale),
+                self._menu(ADMIN_MENU, locale),
                 scope=BotCommandScopeChat(chat_id=admin)), f"the admins' menu of {admin}")
         former = {int(admin) for admin in (await store.get_flag(ADMIN_MENU_FLAG) or "").split(",")
                   if admin} - admins

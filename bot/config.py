@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
@@ -261,9 +262,24 @@ class PaymentSettings(_Group):
         return value.strip() or None if value is not None else None
 
 
+class CatalogSettings(_Group):
+    """The models offered: the shipped catalog file, or the operator's in its place."""
+
+    path: FilePath | None = env("catalog_path", None)
+
+
+class GrowthSettings(_Group):
+    """Invites: what a newcomer gets for starting through one, and the inviter's share."""
+
+    join_bonus: Annotated[int, Field(ge=0, le=1_000_000)] = env("referral_join_bonus", 0)
+    # Of the credits of each purchase by someone invited, rounded down; 0 = none.
+    referral_percent: Annotated[int, Field(ge=0, le=100)] = env("referral_percent", 10)
+
+
 GROUPS: dict[str, type[_Group]] = {
     "bot": BotSettings, "kie": KieSettings, "web": WebSettings, "webhook": WebhookSettings,
-    "store": StoreSettings, "payments": PaymentSettings}
+    "store": StoreSettings, "payments": PaymentSettings, "catalog": CatalogSettings,
+    "growth": GrowthSettings}
 
 
 class Settings(BaseModel):
@@ -280,6 +296,8 @@ class Settings(BaseModel):
     webhook: WebhookSettings
     store: StoreSettings
     payments: PaymentSettings
+    catalog: CatalogSettings
+    growth: GrowthSettings
 
     def __init__(self, _env_file: Path | str | None = ".env", **values: Any) -> None:
         unknown = set(values) - {name for group in GROUPS.values() for name in group.names()}

@@ -8,9 +8,9 @@ procrastinate's ProcrastinateException do). The tree, by where each lives:
     │   └── PickerError         a picker press turned down (services.generation)
     │       └── PickerChanged   ✅ on a keyboard older than the choice: nothing charged
     ├── KieError                Kie.ai said no, or nothing (kie.errors): KieAuthError,
-    │                           KieInsufficientCredits, KieNotFound, KieValidationError,
-    │                           KieRateLimited, KieUnavailable, KieModelDisabled, KieTimeout,
-    │                           KieProtocolError
+    │                           KieInsufficientCredits (KieKeyCapped), KieNoResult, KieNotFound,
+    │                           KieValidationError, KieRateLimited, KieUnavailable
+    │                           (KieQueueFull), KieModelDisabled, KieTimeout, KieProtocolError
     ├── StoreError              the store refused a write (store): IntegrityError,
     │                           InsufficientCredits, DraftClosed, DraftChanged, LimitReached,
     │                           AlreadyRefunded, CreditsSpent (CreditsReserved), DatabaseInUse,
@@ -21,8 +21,10 @@ procrastinate's ProcrastinateException do). The tree, by where each lives:
     ├── LeaseLost               a generation no longer this instance's to act on
     │                           (services.generation)
     ├── UnknownPayload          a paid invoice naming no package (services.payments)
-    └── SettingRefused          Telegram or Kie.ai refused BOT_TOKEN or KIE_API_KEY at start
-                                (runners.checks; here, for `python -m bot` to catch)
+    ├── SettingRefused          Telegram or Kie.ai refused BOT_TOKEN or KIE_API_KEY at start
+    │                           (runners.checks; here, for `python -m bot` to catch)
+    └── CatalogError            the catalog file is wrong (catalog.loader; here, for
+                                `python -m bot` to catch)
 
 A Refusal raised anywhere under a handler is turned into the answer by `handlers/refusals.py`
 (a message, or the pressed button's alert), so handlers read straight through. This module
@@ -57,3 +59,9 @@ class Refusal(BotError):
 class SettingRefused(BotError):
     """Telegram or Kie.ai refused a setting at start (BOT_TOKEN, KIE_API_KEY): the message is
     the one line `python -m bot` prints before it exits with 2. Never holds the secret."""
+
+
+class CatalogError(BotError):
+    """The catalog file (the shipped one, or CATALOG_PATH's) is wrong or cannot be read: the
+    message is the one line `python -m bot` prints before it exits with 2, naming the file, the
+    model and the field."""

@@ -16,10 +16,13 @@ COMMANDS = (
     ("help", N_("What the bot can do")),
     ("buy", N_("Buy credits with Telegram Stars")),
     ("paysupport", N_("Help with payments")),
+    ("invite", N_("Your invite link")),
+    ("promo", N_("Redeem a promo code")),
     ("start", N_("Start")),
 )
 
-# DESIGN.md "Commands", those for admins (bot/handlers/admin.py, /refund in payments.py).
+# DESIGN.md "Commands", those for admins (bot/handlers/admin.py, /refund in payments.py, the
+# admins' /promo forms in growth.py).
 ADMIN_COMMANDS = (
     ("topup", N_("Add credits to a user")),
     ("user", N_("A user's balance, ledger and generations")),
@@ -30,4 +33,8 @@ ADMIN_COMMANDS = (
     ("refund", N_("Refund a Stars purchase")),
     ("price", N_("Change a model's price")),
     ("model", N_("Hide or show a model")),
+    ("promo", N_("Promo codes: add, off, list")),
 )
+
+# An admin's menu: each command once, where both lists name it (/promo) with the admins' line.
+ADMIN_MENU = tuple({**dict(COMMANDS), **dict(ADMIN_COMMANDS)}.items())

@@ -13,6 +13,7 @@ from babel.dates import format_datetime
 
 from bot.catalog import KINDS, Model, Offer, Option
 from bot.i18n import N_
+from bot.kie import constants as kie_constants
 
 # Failure reasons stored on a generation, and what the user is told about each.
 FAILURES = {
@@ -27,12 +28,17 @@ FAILURES = {
     "picture_too_large": N_("the photo is too large (at most 10 MB)"),
     "picture_unavailable": N_("the photo could not be fetched from Telegram"),
     "cancelled": N_("you cancelled it"),
+    "kie_timeout": N_("the model gave Kie.ai no result for over 10 minutes"),
+    "queue_full": N_("the model's queue at Kie.ai is full; try again later"),
 }
 
 PROMPT_PREVIEW = 200
 
 # A person sending faster than the bot serves, or Telegram's flood control in their chat.
 SLOW_DOWN = N_("Too many requests at once. Wait a few seconds and try again.")
+# A press on someone else's menu, or on one the bot no longer knows.
+NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
+OUTDATED = N_("This menu is out of date.")
 
 
 def credits(amount: int) -> str:
@@ -119,8 +125,12 @@ KIE_STATES = {
     None: N_("queued"),
     "sending": N_("starting"),  # ours: the create is on its way to Kie
     "waiting": N_("waiting"),
+    "wait": N_("waiting"),  # Runway's spellings
     "queuing": N_("in queue"),
+    "queueing": N_("in queue"),
     "generating": N_("generating"),
+    kie_constants.FLAG_RUNNING: N_("generating"),  # Veo, Flux Kontext, 4o Image (flag 0)
+    kie_constants.VEO_1080P_PENDING_STATE: N_("making the 1080p version"),
 }
 
 
@@ -174,6 +184,11 @@ LEDGER_KINDS = {
     "purchase": N_("bought with Stars"),
     "purchase_refund": N_("Stars refunded"),
     "purchase_refund_undone": N_("Stars refund refused, credits back"),
+    "invite_bonus": N_("bonus for joining by invite"),
+    "referral": N_("invite reward"),
+    "referral_refund": N_("invite reward taken back (refund)"),
+    "referral_refund_undone": N_("refund refused, invite reward back"),
+    "promo": N_("promo code"),
 }
 
 
@@ -189,7 +204,8 @@ def price_list(offer: Offer) -> str:
         for first, *variants in entries.values():
             mark = " 📎" if any(m.image is not None for m in (first, *variants)) else ""
             lines.append(f"• {html.escape(model_title(first))}{mark} — "
-                         f"{model_price(first)} · {_(first.good_for)}")
+                         f"{model_price(first)} · "
+                         f"{first.good_for.in_language(get_i18n().current_locale)}")
     lines.append("")
     lines.append("📎 " + _("From a photo: send the command as the photo's caption, "
                           "or as a reply to it."))

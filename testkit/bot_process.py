@@ -8,9 +8,10 @@ is given (settings, `.env`), runs `bot.__main__.main()`, and exits with its code
 of its own (its own pid, locks, database connections, signals: SIGKILL, SIGSTOP, SIGTERM), and
 `BotProcess` hands the tests what `asyncio.subprocess.Process` did.
 
-What the fork skips is the cold start itself, which tests that run `python -m bot` unforked
-keep checking: tests/process/test_startup.py (the database lock taken before the slow imports),
-test_config_exit.py, test_backup.py, test_migrate_to.py and test_e2e_restart.py's SIGTERM test.
+What the fork skips is the cold start itself, which the tests that run `python -m bot` in a new
+interpreter keep checking: test_startup.py (the database lock taken before the slow imports),
+test_config_exit.py (the settings refused before them), test_backup.py, test_migrate_to.py, and
+test_e2e_restart.py's SIGTERM test (`start_process(..., cold=True)`: a start to a clean exit).
 
 TEST_TIMING in the environment (`timing_environment`) shrinks the timing constants a test waits
 on, in that process only, before main() runs.

@@ -3,8 +3,9 @@
 Production keeps its constants (bot/services/notifier.py STATUS_EDIT_GAP, bot/services/tracker.py
 DELIVERY_RETRY_FIRST, ...): every one is a module constant read when it is used, so a test running
 the bot in process sets it through the `timing` fixture (tests/conftest.py), which puts it back
-afterwards. A test then waits on a condition (`until`), or watches one hold for a window worked
-out from those constants (`stays`), never on a fixed sleep.
+afterwards; a bot process gets them through its environment (bot_process.timing_environment). A
+test then waits on a condition (`until`), or watches one hold for a window worked out from those
+constants (`stays`), never on a fixed sleep.
 """
 
 from __future__ import annotations

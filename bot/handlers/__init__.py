@@ -7,6 +7,7 @@ from bot.handlers import (
     chats,
     compose,
     generate,
+    growth,
     history,
     info,
     language,
@@ -20,7 +21,7 @@ def build_router() -> Router:
     refusals.setup(router)
     router.include_routers(chats.make_router(), info.make_router(), admin.make_router(),
                            generate.make_router(), history.make_router(), language.make_router(),
-                           payments.make_router(),
+                           payments.make_router(), growth.make_router(),
                            compose.make_router(),  # after every command: it takes plain text
                            refusals.make_fallback_router())  # last: it takes what is left
     return router

@@ -18,8 +18,6 @@ from bot.services.pictures import find_picture
 from bot.services.telegram import with_retry
 from bot.store import Prompt, Store, User
 
-NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
-
 
 def kinds_for(picture: bool) -> list[str]:
     """The kinds a prompt can become: with a picture, those with a model that takes one."""
@@ -46,14 +44,14 @@ async def chosen(query: CallbackQuery, *, callback_data: Compose, account: User,
                  generations: Generations, bot: Bot) -> None:
     """A kind pressed: the picker for the stored words, or a question asking for them."""
     if query.message is None:
-        raise Refusal(N_("This menu is out of date."))
+        raise Refusal(texts.OUTDATED)
     chat_id = query.message.chat.id
     if callback_data.prompt:
         prompt = await store.get_prompt(callback_data.prompt)
         if prompt is None:
             raise Refusal(N_("This menu has expired. Send the command again."))
         if prompt.user_id != account.id:
-            raise Refusal(NOT_YOURS)
+            raise Refusal(texts.NOT_YOURS)
     else:  # /start's buttons: nothing stored yet
         prompt = await store.create_prompt(user_id=account.id, chat_id=chat_id, message_id=None)
     if prompt.text is None:

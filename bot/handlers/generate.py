@@ -36,7 +36,6 @@ from bot.store import Store, User
 log = logging.getLogger(__name__)
 
 KIND_OF_COMMAND = {command: kind for kind, command in COMMANDS.items()}
-NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
 
 
 async def generate(message: Message, *, command: CommandObject, account: User,
@@ -88,7 +87,7 @@ async def again(query: CallbackQuery, *, callback_data: Again, account: User, is
                 generations: Generations, store: Store, bot: Bot) -> None:
     """🔁 Again · N: charged and started at this one tap, at the price the button shows."""
     if query.message is None:
-        raise Refusal(N_("This menu is out of date."))
+        raise Refusal(texts.OUTDATED)
     try:
         generation, model = await generations.again(
             callback_data.generation, user_id=account.id, chat_id=query.message.chat.id,
@@ -108,9 +107,9 @@ async def follow(query: CallbackQuery, *, callback_data: Follow, account: User,
     for a failed request."""
     old = await store.get_generation(callback_data.generation)
     if old is None or query.message is None:
-        raise Refusal(N_("This menu is out of date."))
+        raise Refusal(texts.OUTDATED)
     if old.user_id != account.id:
-        raise Refusal(NOT_YOURS)
+        raise Refusal(texts.NOT_YOURS)
     chat_id = query.message.chat.id
     if callback_data.act == "original":
         try:

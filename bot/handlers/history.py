@@ -44,8 +44,6 @@ STATES = {
 # Made and paid for: sent again (or at last, to someone who could not be reached) on request.
 SENDABLE = (GenerationState.DELIVERED, GenerationState.UNDELIVERABLE)
 EXPIRED = N_("This result has expired: results are kept for about 24 hours.")
-NOT_YOURS = N_("This menu belongs to someone else. Send your own command.")
-OUTDATED = N_("This menu is out of date.")
 
 
 async def history(message: Message, account: User, store: Store, bot: Bot) -> None:
@@ -58,9 +56,9 @@ async def history(message: Message, account: User, store: Store, bot: Bot) -> No
 async def turn(query: CallbackQuery, callback_data: HistoryPage, account: User,
                store: Store) -> None:
     if callback_data.owner != account.id:
-        raise Refusal(NOT_YOURS)
+        raise Refusal(texts.NOT_YOURS)
     if not isinstance(query.message, Message):  # too old for Telegram to include it
-        raise Refusal(OUTDATED)
+        raise Refusal(texts.OUTDATED)
     text, markup = await page_of(store, account.id, callback_data.page,
                                  chat=query.message.chat)
     try:
@@ -76,9 +74,9 @@ async def resend(query: CallbackQuery, *, callback_data: Resend, account: User, 
                  delivery: Delivery) -> None:
     generation = await store.get_generation(callback_data.generation)
     if generation is None or not isinstance(query.message, Message):
-        raise Refusal(OUTDATED)
+        raise Refusal(texts.OUTDATED)
     if generation.user_id != account.id:  # someone else's menu, or forged data
-        raise Refusal(NOT_YOURS)
+        raise Refusal(texts.NOT_YOURS)
     if generation.state not in SENDABLE:
         raise Refusal(N_("Only a finished result can be sent again."))
     if generation.id not in await sendable(store, [generation]):

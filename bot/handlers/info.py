@@ -7,12 +7,13 @@ from collections.abc import Iterable
 
 from aiogram import Bot, Router
 from aiogram.enums import ChatType
-from aiogram.filters import Command, CommandStart
-from aiogram.types import Message
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message, Update
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
-from bot.config import BotSettings
+from bot.config import BotSettings, GrowthSettings
+from bot.handlers.growth import start_link
 from bot.keyboards import start_keyboard
 from bot.menu import ADMIN_COMMANDS, COMMANDS
 from bot.services.delivery import Delivery
@@ -24,8 +25,14 @@ BALANCE_ROWS = 5
 UNLISTED = ("start", "help")  # what /help need not tell about
 
 
-async def start(message: Message, account: User, delivery: Delivery,
-                bot_settings: BotSettings) -> None:
+async def start(message: Message, account: User, delivery: Delivery, *, store: Store,
+                bot_settings: BotSettings, growth_settings: GrowthSettings,
+                command: CommandObject, event_update: Update) -> None:
+    note = None
+    if message.chat.type == ChatType.PRIVATE and command.args:  # a t.me/<bot>?start=... link
+        note, account = await start_link(account, store, command.args,
+                                         update_id=event_update.update_id,
+                                         growth_settings=growth_settings)
     name = html.escape(account.first_name)
     if message.chat.type == ChatType.PRIVATE:
         greeting = _("Hi, {name}! Your balance: {credits}.").format(
@@ -37,7 +44,8 @@ async def start(message: Message, account: User, delivery: Delivery,
         how = _("Choose what to make, or send a command with a description, for example "
                 "<code>/image {example}</code>.").format(
             example=texts.quote(texts.prompt_placeholder("image")))
-    await message.answer("\n\n".join([greeting, how, _("/help lists everything I can do.")]),
+    await message.answer("\n\n".join([*([note] if note else []), greeting, how,
+                                      _("/help lists everything I can do.")]),
                          reply_markup=start_keyboard())
     if message.chat.type == ChatType.PRIVATE:  # results that found them nowhere come now
         await delivery.resume_undelivered(account.id, deadline=bot_settings.delivery_deadline)

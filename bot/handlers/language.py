@@ -13,7 +13,6 @@ from babel import Locale, UnknownLocaleError
 
 from bot import texts
 from bot.errors import Refusal
-from bot.i18n import N_
 from bot.keyboards import Language, language_keyboard
 from bot.services.telegram import is_not_modified
 from bot.store import Store, User
@@ -42,10 +41,10 @@ async def language(message: Message, account: User, i18n: I18n) -> None:
 async def choose(query: CallbackQuery, callback_data: Language, account: User, store: Store,
                  i18n: I18n) -> None:
     if callback_data.owner != account.id:
-        raise Refusal(N_("This menu belongs to someone else. Send your own command."))
+        raise Refusal(texts.NOT_YOURS)
     code = callback_data.code
     if code not in i18n.available_locales or not isinstance(query.message, Message):
-        raise Refusal(N_("This menu is out of date."))
+        raise Refusal(texts.OUTDATED)
     await store.set_language(account.id, code)
     # This update was set up in the old language; the answer is the first in the new one.
     with i18n.use_locale(code):

@@ -26,8 +26,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
 from bot import texts
-from bot.config import CreditPackage, PaymentSettings
+from bot.config import CreditPackage, GrowthSettings, PaymentSettings
 from bot.errors import Refusal
+from bot.handlers.growth import tell_inviter
 from bot.handlers.picker import render
 from bot.i18n import N_, locale_of
 from bot.keyboards import BuyMenu
@@ -60,7 +61,7 @@ async def buy_menu(query: CallbackQuery, account: User, payment_settings: Paymen
                    bot: Bot) -> None:
     """⭐ Buy credits (under /start, beside a ✅ the balance could not pay): what /buy sends."""
     if not isinstance(query.message, Message):  # too old for Telegram to include it
-        raise Refusal(N_("This menu is out of date."))
+        raise Refusal(texts.OUTDATED)
     await send_privately(bot, account, query.message, *packages(account, payment_settings))
 
 
@@ -114,15 +115,17 @@ async def pre_checkout(query: PreCheckoutQuery, account: User, is_admin: bool,
         log.warning("checkout %s: answer refused: %s", query.id, error.message)
 
 
-async def paid(message: Message, account: User, store: Store, bot: Bot,
-               generations: Generations) -> None:
-    """The Stars were paid: the package goes on the balance, once per charge id."""
+async def paid(message: Message, account: User, store: Store, bot: Bot, *,
+               generations: Generations, growth_settings: GrowthSettings, i18n: I18n) -> None:
+    """The Stars were paid: the package goes on the balance, once per charge id (and the
+    buyer's inviter their share, told to them)."""
     payment = message.successful_payment
     assert payment is not None  # the filter
     try:
         row = await payments.credit_payment(
             store, account.id, charge_id=payment.telegram_payment_charge_id,
-            payload=payment.invoice_payload, total_amount=payment.total_amount)
+            payload=payment.invoice_payload, total_amount=payment.total_amount,
+            referral_percent=growth_settings.referral_percent)
     except payments.UnknownPayload:
         log.error("payment %s of user %s: payload %r names no package; NOT credited",
                   payment.telegram_payment_charge_id, account.id, payment.invoice_payload)
@@ -146,6 +149,7 @@ async def paid(message: Message, account: User, store: Store, bot: Bot,
                                                         buyer.balance))
     else:
         await _tell(bot, account, message, confirmation(payment, row.amount, row.balance_after))
+    await tell_inviter(bot, store, i18n, payment.telegram_payment_charge_id)
     await offer_again(bot, account, generations, store)
 
 

@@ -18,7 +18,6 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.errors import Refusal
-from bot.i18n import N_
 from bot.middlewares import Handler, typed_by_a_person
 from bot.store import InsufficientCredits
 
@@ -72,7 +71,7 @@ async def unexpected(event: ErrorEvent) -> None:
 
 async def outdated(query: CallbackQuery) -> None:
     """A press no handler took: an old keyboard, or forged data."""
-    raise Refusal(N_("This menu is out of date."))
+    raise Refusal(texts.OUTDATED)
 
 
 async def unknown_command(message: Message, command: CommandObject) -> None:

@@ -14,12 +14,12 @@ from bot.kie import constants
 
 def task_id_of(payload: Any) -> str | None:
     """The task id, from either shape Kie is seen to send (wrapped like recordInfo, or flat)
-    and either spelling (`taskId`, Suno's `task_id`)."""
+    and either spelling (`taskId`; Suno's and Runway's `task_id`)."""
     if not isinstance(payload, dict):
         return None
     data = payload.get("data")
     for holder in (data if isinstance(data, dict) else {}, payload):
-        for key in ("taskId", "task_id"):
+        for key in constants.CALLBACK_TASK_ID_KEYS:
             value = holder.get(key)
             if isinstance(value, str) and value:
                 return value
@@ -27,7 +27,8 @@ def task_id_of(payload: Any) -> str | None:
 
 
 def interim(payload: Any) -> bool:
-    """A Suno callback for a stage before the end: the task is still running."""
+    """A Suno callback for a stage before the end: the task is still running. (Veo, Runway,
+    Flux Kontext and 4o Image call back once, at the end, whether it succeeded or failed.)"""
     data = payload.get("data") if isinstance(payload, dict) else None
     return isinstance(data, dict) and data.get(
         constants.SUNO_CALLBACK_TYPE) in constants.SUNO_INTERIM_CALLBACKS

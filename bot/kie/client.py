@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -16,13 +16,18 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.kie import constants
 from bot.kie.errors import (
+    KieAuthError,
     KieError,
     KieProtocolError,
     KieRateLimited,
     KieTimeout,
     error_for,
 )
+from bot.kie.flux import FluxRecord
+from bot.kie.gpt4o import Gpt4oRecord
 from bot.kie.ratelimit import Priority, RateLimiter
+from bot.kie.runway import RunwayRecord
+from bot.kie.runway import generate_body as runway_body
 from bot.kie.schemas import (
     CreateTaskRequest,
     DownloadUrlRequest,
@@ -32,8 +37,12 @@ from bot.kie.schemas import (
     TaskRecord,
     TaskStatus,
     UploadedFile,
+    body_with_model,
+    body_without_model,
 )
-from bot.kie.suno import SunoRecord, generate_body
+from bot.kie.suno import SunoRecord
+from bot.kie.suno import generate_body as suno_body
+from bot.kie.veo import Veo1080p, VeoRecord, in_1080p, processing_1080p
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +63,31 @@ def _market_body(model: str, input: dict[str, Any], callback_url: str | None) ->
 @dataclass(frozen=True, slots=True)
 class _Wire:
     """One API family: where to create and read a task, and how its words are spelled.
-    Both answer a create with `data.taskId`."""
+    Every one answers a create with `data.taskId`."""
 
     create_path: str
     record_path: str
     body: Callable[[str, dict[str, Any], str | None], dict[str, Any]]
     record: type[StatusRecord]
+    full_hd: bool = False  # a finished Veo video is delivered in 1080p where Kie offers it
 
 
+_VEO = _Wire(constants.VEO_GENERATE_PATH, constants.VEO_RECORD_INFO_PATH, body_with_model,
+             VeoRecord)
 _WIRES: dict[str, _Wire] = {
     constants.API_MARKET: _Wire(constants.CREATE_TASK_PATH, constants.RECORD_INFO_PATH,
                                 _market_body, TaskRecord),
     constants.API_SUNO: _Wire(constants.SUNO_GENERATE_PATH, constants.SUNO_RECORD_INFO_PATH,
-                              generate_body, SunoRecord),
+                              suno_body, SunoRecord),
+    constants.API_VEO: _VEO,
+    constants.API_VEO_1080P: replace(_VEO, full_hd=True),
+    constants.API_RUNWAY: _Wire(constants.RUNWAY_GENERATE_PATH,
+                                constants.RUNWAY_RECORD_DETAIL_PATH, runway_body,
+                                RunwayRecord),
+    constants.API_FLUX: _Wire(constants.FLUX_GENERATE_PATH, constants.FLUX_RECORD_INFO_PATH,
+                              body_with_model, FluxRecord),
+    constants.API_GPT4O: _Wire(constants.GPT4O_GENERATE_PATH, constants.GPT4O_RECORD_INFO_PATH,
+                               body_without_model, Gpt4oRecord),
 }
 
 
@@ -155,12 +176,13 @@ class KieClient:
     async def start(self, api: str, model: str, input: dict[str, Any], *,
                     owner: int | None = None, callback_url: str | None = None,
                     key: str | None = None, fence: Fence | None = None) -> str:
-        """Start a task on `api` (API_MARKET or API_SUNO) through `key` (pick_key's, by
+        """Start a task on `api` (one of constants.APIS) through `key` (pick_key's, by
         default); returns its id. Never retried once the request may have reached Kie. `owner`
         (a Telegram user id) shares the budget fairly between users. `fence` is awaited just
         before each try goes out, after the wait for the budget: it raises to stop the create
-        (the caller no longer holds the generation). For Suno, `model` is its version (`V4_5`)
-        and `input` the body."""
+        (the caller no longer holds the generation). The APIs other than the market's take a
+        flat body: `input` is the body itself and `model` goes into its model field where it
+        has one (schemas.flat_body; Suno's is its version, `V4_5`)."""
         wire = _wire(api)
         data = await self._send("POST", wire.create_path, Priority.CREATE, owner=owner, key=key,
                                 retry_reads=False, fence=fence,
@@ -170,11 +192,17 @@ class KieClient:
     async def status(self, api: str, task_id: str, *, owner: int | None = None,
                      priority: Priority = Priority.POLL, key: str | None = None) -> TaskStatus:
         """The task's fate in one shape for every API family (see TaskStatus); `key`: the one
-        that created it (None: KIE_API_KEY)."""
+        that created it (None: KIE_API_KEY). API_VEO_1080P: a finished video in 1080p (veo.py)."""
         wire = _wire(api)
-        data = await self._send("GET", wire.record_path, priority, owner=owner,
-                                key=key or self._primary.id, params={"taskId": task_id})
-        return self._parse(wire.record, data).to_status()
+        key = key or self._primary.id
+        data = await self._send("GET", wire.record_path, priority, owner=owner, key=key,
+                                params={"taskId": task_id})
+        record = self._parse(wire.record, data)
+        status = record.to_status()
+        if (wire.full_hd and status.phase == "success" and isinstance(record, VeoRecord)
+                and record.offers_1080p()):
+            return await self._veo_1080p(task_id, status, owner=owner, priority=priority, key=key)
+        return status
 
     async def get_credits(self, key: str | None = None) -> float:
         """The remaining Kie credits of `key`'s account (None: KIE_API_KEY's); `data` is a
@@ -206,6 +234,24 @@ class KieClient:
             files={"file": (filename, content, mime_type)},
         )
         return self._parse(UploadedFile, data).download_url
+
+    async def _veo_1080p(self, task_id: str, made: TaskStatus, *, owner: int | None,
+                         priority: Priority, key: str) -> TaskStatus:
+        """The finished Veo task with its video in 1080p; still running while Kie answers that
+        the 1080p is processing; as made where Kie refuses it otherwise (it does not offer one).
+        Errors worth another try later (429, 5xx, no answer) and a refused key are raised."""
+        try:
+            data = await self._send("GET", constants.VEO_1080P_PATH, priority, owner=owner,
+                                    key=key, params={"taskId": task_id,
+                                                     "index": constants.VEO_1080P_INDEX})
+        except KieError as error:
+            if error.retryable or isinstance(error, KieAuthError):
+                raise
+            if error.code in constants.VEO_1080P_PENDING_CODES:
+                return processing_1080p()
+            log.info("Veo task %s has no 1080p version (%s): the video as made", task_id, error)
+            return made
+        return in_1080p(made, self._parse(Veo1080p, data).result_url)
 
     # -- plumbing --------------------------------------------------------------
 

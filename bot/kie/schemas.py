@@ -105,6 +105,43 @@ def _usable_urls(value: Any) -> Any:
     return value
 
 
+def url_list(value: Any) -> Any:
+    """Result URLs given as a list, or as that list in a JSON string (Veo's docs show both), or
+    as one bare URL: the usable ones, as a list."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [text]
+    return _usable_urls(value)
+
+
+def flat_body(input: dict[str, Any], *, model: str | None,
+              callback_url: str | None) -> dict[str, Any]:
+    """A create body without the market's `input` wrapper: the catalog's input is the body
+    itself, plus the model id (`model`; None: the API has no model field) and the callback.
+    Those two are the client's to set: an input carrying either is a catalog mistake."""
+    for key in (api.MODEL_FIELD, api.CALLBACK_FIELD):
+        if key in input:
+            raise ValueError(f"the input must not carry {key!r}: it is the client's to set")
+    body = dict(input)
+    if model is not None:
+        body[api.MODEL_FIELD] = model
+    if callback_url is not None:
+        body[api.CALLBACK_FIELD] = callback_url
+    return body
+
+
+def body_with_model(model: str, input: dict[str, Any], callback_url: str | None) -> dict[str, Any]:
+    """A flat body whose model id goes into `model` (Veo, Flux Kontext)."""
+    return flat_body(input, model=model, callback_url=callback_url)
+
+
+def body_without_model(model: str, input: dict[str, Any],
+                       callback_url: str | None) -> dict[str, Any]:
+    """A flat body of an API with no model field (4o Image): `model` is the bot's own name for
+    it, not sent."""
+    return flat_body(input, model=None, callback_url=callback_url)
+
+
 def duration_or_none(value: Any) -> float | None:
     """A length in seconds as Kie gives it (a number, or a number in a string), or None when it
     is no usable length: "NaN", inf, negative, absurdly long, or not a number at all. A bad
@@ -165,6 +202,42 @@ class TaskRecord(StatusRecord):
             return TaskStatus("fail", self.state, message=self.fail_msg or None,
                               code=self.fail_code or None)
         return TaskStatus("running", self.state)  # waiting/queuing/generating, or unknown
+
+
+class FlagRecord(StatusRecord):
+    """A status read's `data` of the APIs that say a task's fate in `successFlag` (Veo, Flux
+    Kontext, 4o Image): 0 running, 1 done, 2 and 3 failed, with `errorCode`/`errorMessage`."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    task_id: str = Field(alias="taskId")
+    success_flag: int | None = Field(default=None, alias="successFlag")
+    error_code: str | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+    @field_validator("error_code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @property
+    def state(self) -> str | None:
+        """The flag's name; an undocumented flag is named as it is (and polled again)."""
+        if self.success_flag is None:
+            return None
+        return api.FLAG_STATES.get(self.success_flag, f"successFlag {self.success_flag}")
+
+    def files(self) -> list[ResultFile]:
+        raise NotImplementedError
+
+    def to_status(self) -> TaskStatus:
+        state = self.state
+        if state == api.FLAG_SUCCESS:
+            return done(self.files(), state)
+        if state in api.FLAG_STATES_FAIL:
+            return TaskStatus("fail", state, message=self.error_message or None,
+                              code=self.error_code or None)
+        return TaskStatus("running", state)
 
 
 class DownloadUrlRequest(BaseModel):

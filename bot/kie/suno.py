@@ -7,24 +7,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.kie import constants as api
-from bot.kie.schemas import ResultFile, StatusRecord, TaskStatus, done, duration_or_none
-
-MODEL_FIELD = "model"
-CALLBACK_FIELD = "callBackUrl"
+from bot.kie.schemas import (
+    ResultFile,
+    StatusRecord,
+    TaskStatus,
+    done,
+    duration_or_none,
+    flat_body,
+)
 
 
 def generate_body(model: str, input: dict[str, Any], callback_url: str | None) -> dict[str, Any]:
     """The generate request: the catalog's input is the body itself (`customMode`,
     `instrumental`, `prompt`, `style`, `title`, …); the catalog's model id (`V4_5`) goes into
     `model`, the callback into `callBackUrl`."""
-    for key in (MODEL_FIELD, CALLBACK_FIELD):
-        if key in input:
-            raise ValueError(f"Suno input must not carry {key!r}: it is the client's to set")
-    body = {**input, MODEL_FIELD: model}
     callback = callback_url if callback_url is not None else api.SUNO_CALLBACK_FALLBACK
-    if callback is not None:
-        body[CALLBACK_FIELD] = callback
-    return body
+    return flat_body(input, model=model, callback_url=callback)
 
 
 class SunoTrack(BaseModel):

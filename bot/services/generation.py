@@ -20,6 +20,7 @@ from bot.kie.errors import (
     KieAuthError,
     KieError,
     KieInsufficientCredits,
+    KieKeyCapped,
     KieModelDisabled,
     KieValidationError,
 )
@@ -176,7 +177,7 @@ class Generations:
                 options = {**model.resolve(draft.options), key: option.choices[int(index)].value}
                 draft = await self.store.update_draft(draft.id, model=model.id, options=options)
             else:
-                raise PickerError(N_("This menu is out of date."))
+                raise PickerError(texts.OUTDATED)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         return Picker(draft, model, models, too_long)
@@ -193,9 +194,9 @@ class Generations:
     async def owned_draft(self, draft_id: int, user_id: int) -> Draft:
         draft = await self.store.get_draft(draft_id)
         if draft is None:
-            raise PickerError(N_("This menu is out of date."))
+            raise PickerError(texts.OUTDATED)
         if draft.user_id != user_id:
-            raise PickerError(N_("This menu belongs to someone else. Send your own command."))
+            raise PickerError(texts.NOT_YOURS)
         if draft.state != "open":
             raise PickerError(N_("This request was already sent or cancelled."))
         if self._clock() - draft.created_at > DRAFT_LIFETIME:
@@ -221,9 +222,9 @@ class Generations:
         old = await self.store.get_generation(generation_id)
         model = get_model(old.model) if old else None
         if old is None or model is None:
-            raise PickerError(N_("This menu is out of date."))
+            raise PickerError(texts.OUTDATED)
         if old.user_id != user_id:
-            raise PickerError(N_("This menu belongs to someone else. Send your own command."))
+            raise PickerError(texts.NOT_YOURS)
         # The new request lives where the button was pressed (a forwarded result: there).
         picker = await self.open(
             user_id=user_id, chat_id=chat_id, kind=old.kind, prompt=old.prompt,
@@ -248,7 +249,7 @@ class Generations:
             generation = await self.store.start_generation(
                 draft.id, revision=revision, input=model.build_input(draft.prompt, draft.options),
                 price=price,
-                deadline_at=self._clock() + self.kie_settings.deadline(model.kind), limits=limits)
+                deadline_at=self._clock() + self.kie_settings.deadline(model.deadline), limits=limits)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge
@@ -320,9 +321,9 @@ class Generations:
         (Store.cancel_pending: the press and the send cannot both win)."""
         generation = await self.store.get_generation(generation_id)
         if generation is None:
-            raise PickerError(N_("This menu is out of date."))
+            raise PickerError(texts.OUTDATED)
         if generation.user_id != user_id:
-            raise PickerError(N_("This menu belongs to someone else. Send your own command."))
+            raise PickerError(texts.NOT_YOURS)
         cancelled = await self.store.cancel_pending(generation_id, user_id)
         if cancelled is None:
             raise PickerError(N_("It has already gone to Kie.ai and can no longer be cancelled."))
@@ -332,7 +333,7 @@ class Generations:
     async def _start(self, generation: Generation, model: Model,
                      kie_input: dict[str, Any]) -> tuple[str, str]:
         """Create the task through the key with the most room: (task id, key). A key Kie
-        refuses (401, 402: it surely took nothing) leaves the pool, admins are told once, and
+        refuses (401, 402, 433: it surely took nothing) leaves the pool, admins are told once, and
         the next key is tried; the last one's refusal is the answer."""
         while True:
             key = self.kie.pick_key()
@@ -359,9 +360,13 @@ class Generations:
         if isinstance(error, KieValidationError):
             reason, detail = "rejected", error.message
         else:
-            reason, detail = "unavailable", None
+            reason, detail = error.reason or "unavailable", None
         if isinstance(error, KieAuthError):
             await self.notifier.auth_refused()
+        elif isinstance(error, KieKeyCapped):
+            await self.notifier.alert_admins(
+                "key-cap", N_("The Kie.ai key has reached the usage cap its account set on it "
+                              "(433). Generations are refunded."))
         elif isinstance(error, KieInsufficientCredits):
             await self.notifier.alert_admins(
                 "credits", N_("The Kie.ai account is out of credits. Generations are refunded."))

@@ -1,4 +1,4 @@
-"""Kie refusing a key of the pool (401, 402), met by a create or a status read: one rule."""
+"""Kie refusing a key of the pool (401, 402, 433), met by a create or a status read: one rule."""
 
 from __future__ import annotations
 

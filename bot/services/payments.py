@@ -79,15 +79,17 @@ class UnknownPayload(BotError):
 
 
 async def credit_payment(store: Store, user_id: int, *, charge_id: str, payload: str,
-                         total_amount: int) -> LedgerRow | None:
+                         total_amount: int, referral_percent: int) -> LedgerRow | None:
     """Credit a paid invoice once per charge id; None when it was credited before. The credits
     are the ones the payload names (the package as it was bought, even if the offer changed
-    since) and the Stars what was paid."""
+    since) and the Stars what was paid. The buyer's inviter earns `referral_percent` % of
+    them with it (REFERRAL_PERCENT; Store.record_purchase)."""
     parsed = parse_key(payload)
     if parsed is None:
         raise UnknownPayload(payload)
     return await store.record_purchase(user_id, charge_id=charge_id, package=payload,
-                                       credits=parsed[0], stars=total_amount)
+                                       credits=parsed[0], stars=total_amount,
+                                       referral_percent=referral_percent)
 
 
 class CreditOnArrival:
@@ -99,9 +101,10 @@ class CreditOnArrival:
     batch: the next getUpdates confirms it, and aiogram makes that call before the handlers
     have run. Webhook: `WebhookHandler` credits before answering Telegram's POST."""
 
-    def __init__(self, store: Store, starting_credits: int) -> None:
+    def __init__(self, store: Store, starting_credits: int, referral_percent: int) -> None:
         self.store = store
         self.starting_credits = starting_credits
+        self.referral_percent = referral_percent
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
@@ -131,7 +134,8 @@ class CreditOnArrival:
         try:
             await credit_payment(self.store, buyer.id,
                                  charge_id=payment.telegram_payment_charge_id,
-                                 payload=payment.invoice_payload, total_amount=payment.total_amount)
+                                 payload=payment.invoice_payload, total_amount=payment.total_amount,
+                                 referral_percent=self.referral_percent)
         except UnknownPayload:  # nothing to credit by itself: the handler tells the buyer
             log.warning("payment %s: payload %r names no package", payment.telegram_payment_charge_id,
                         payment.invoice_payload)
@@ -164,7 +168,8 @@ class Refunded:
 
 
 async def refund(bot: Bot, store: Store, request: RefundRequest, *, admin_id: int) -> Refunded:
-    """Refund a purchase's Stars and take its credits back: at most once per charge.
+    """Refund a purchase's Stars and take its credits back: at most once per charge. The
+    buyer's inviter gives back their share of it alongside (Store.hold_purchase_refund).
 
     The credits are held first (one locked transaction: nothing bought meanwhile can spend
     them), then Telegram is asked. Telegram's refusal gives them back; its "already refunded"

@@ -20,7 +20,7 @@ from bot.catalog import get_model
 from bot.config import KieSettings
 from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
-from bot.kie.errors import KieAuthError, KieError, KieNotFound
+from bot.kie.errors import KieAuthError, KieError, KieNoResult, KieNotFound
 from bot.kie.schemas import TaskStatus
 from bot.services.background import Errands, cancel, spawn
 from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
@@ -205,6 +205,9 @@ class Tracker:
                                            owner=generation.user_id, key=generation.kie_key)
         except KieNotFound:
             await self._fail(generation, "lost")
+            return
+        except KieNoResult as error:  # 408: Kie gave up on the task
+            await self._fail(generation, error.reason, error.message or None)
             return
         except KieAuthError as error:
             await self._key_refused(generation, error)

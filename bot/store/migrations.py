@@ -213,6 +213,36 @@ SQLITE: list[str] = [
         PRIMARY KEY (generation_id, position)
     );
     """,
+    # 11: growth. Invites: each person's invite code (made at their first /invite), who invited
+    # them, and the update that registered them (only that update may bring an invite: someone
+    # who had started before is nobody's invitee). `invited_by` names an older user but has no
+    # foreign key, as `admin_id` has none: migrate-to copies users in id order, not age.
+    # Promo codes, and who redeemed each: once per person (the key), at most `uses` in all (the
+    # CHECK), both decided by the database however many redeem at once.
+    """
+    ALTER TABLE users ADD COLUMN invite_code TEXT;
+    ALTER TABLE users ADD COLUMN invited_by INTEGER;
+    ALTER TABLE users ADD COLUMN first_update INTEGER;
+    CREATE UNIQUE INDEX users_invite_code ON users (invite_code);
+    CREATE INDEX users_invited_by ON users (invited_by);
+    CREATE TABLE promo_codes (
+        code       TEXT PRIMARY KEY,              -- upper case: codes are case-insensitive
+        credits    INTEGER NOT NULL CHECK (credits > 0),
+        uses       INTEGER CHECK (uses IS NULL OR uses > 0),   -- NULL: no limit
+        used       INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
+        expires_at REAL,                          -- NULL: no end
+        off_at     REAL,                          -- turned off by an admin
+        admin_id   INTEGER NOT NULL,              -- who made it
+        created_at REAL NOT NULL,
+        CHECK (uses IS NULL OR used <= uses)
+    );
+    CREATE TABLE promo_redemptions (
+        code       TEXT NOT NULL REFERENCES promo_codes (code),
+        user_id    INTEGER NOT NULL REFERENCES users (id),
+        created_at REAL NOT NULL,
+        PRIMARY KEY (code, user_id)
+    );
+    """,
 ]
 
 POSTGRES: list[str] = [
@@ -402,6 +432,31 @@ POSTGRES: list[str] = [
         kind          TEXT NOT NULL,
         file_id       TEXT NOT NULL,
         PRIMARY KEY (generation_id, position)
+    );
+    """,
+    # 8: SQLite's 11.
+    """
+    ALTER TABLE users ADD COLUMN invite_code TEXT;
+    ALTER TABLE users ADD COLUMN invited_by BIGINT;
+    ALTER TABLE users ADD COLUMN first_update BIGINT;
+    CREATE UNIQUE INDEX users_invite_code ON users (invite_code);
+    CREATE INDEX users_invited_by ON users (invited_by);
+    CREATE TABLE promo_codes (
+        code       TEXT PRIMARY KEY,
+        credits    BIGINT NOT NULL CHECK (credits > 0),
+        uses       BIGINT CHECK (uses IS NULL OR uses > 0),
+        used       BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0),
+        expires_at DOUBLE PRECISION,
+        off_at     DOUBLE PRECISION,
+        admin_id   BIGINT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        CHECK (uses IS NULL OR used <= uses)
+    );
+    CREATE TABLE promo_redemptions (
+        code       TEXT NOT NULL REFERENCES promo_codes (code),
+        user_id    BIGINT NOT NULL REFERENCES users (id),
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (code, user_id)
     );
     """,
 ]

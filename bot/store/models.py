@@ -23,6 +23,11 @@ class LedgerKind(StrEnum):
     PURCHASE = "purchase"                # credits bought with Telegram Stars
     PURCHASE_REFUND = "purchase_refund"  # taken back when the Stars were refunded
     PURCHASE_REFUND_UNDONE = "purchase_refund_undone"  # given back: Telegram refused the refund
+    INVITE_BONUS = "invite_bonus"        # a newcomer's, for starting through an invite link
+    REFERRAL = "referral"                # the inviter's share of a purchase by someone invited
+    REFERRAL_REFUND = "referral_refund"  # that share taken back with the purchase's refund
+    REFERRAL_REFUND_UNDONE = "referral_refund_undone"  # given back: Telegram refused the refund
+    PROMO = "promo"                      # a promo code redeemed
 
 
 class GenerationState(StrEnum):
@@ -54,6 +59,38 @@ class Purchase:
     refunded_at: float | None  # when Telegram confirmed the Stars went back
     taken_back: int | None      # credits held back for the refund (refunded_at None: pending)
     refund_tries: int = 0
+
+
+class InviteOutcome(StrEnum):
+    """What `/start ref_<code>` came to (Store.join_through_invite)."""
+
+    JOINED = "joined"        # recorded as invited by the code's owner (and given the bonus)
+    UNKNOWN = "unknown"      # no one has this code
+    OWN = "own"              # the person's own code
+    NOT_NEW = "not_new"      # they had started before this update: nobody's invitee now
+
+
+@dataclass(frozen=True, slots=True)
+class Invites:
+    """What one person's invite link brought: people who joined through it, how many of them
+    bought (a purchase not refunded), and the credits earned from their purchases (net of
+    refunds)."""
+
+    joined: int
+    bought: int
+    earned: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromoCode:
+    code: str               # upper case: codes are case-insensitive
+    credits: int
+    uses: int | None        # redemptions allowed in total; None: no limit
+    used: int
+    expires_at: float | None
+    off_at: float | None    # turned off by an admin
+    admin_id: int           # who made it
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)

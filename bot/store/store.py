@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import migrations
-from bot.store.database import Connection, Database, Row, StoreError
+from bot.store.database import Connection, Database, IntegrityError, Row, StoreError
 from bot.store.models import (
     OPEN_STATES,
     SENDING,
@@ -29,9 +30,12 @@ from bot.store.models import (
     Draft,
     Generation,
     GenerationState,
+    InviteOutcome,
+    Invites,
     LedgerKind,
     LedgerRow,
     ModelOverride,
+    PromoCode,
     Prompt,
     Purchase,
     StartLimits,
@@ -50,6 +54,12 @@ DRAFTS_PER_USER = 100
 # What instances tell each other (NOTIFY: Database.notify).
 WORK = "work"
 INSTANCES = "instances"
+# Invite codes: random (not the Telegram id, which a link passed around would give away, and
+# from which anyone could make links in someone else's name), lower case, so a code typed in
+# another case still works. 36**10 codes: a clash (refused by the unique index) is retried.
+INVITE_CODE_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+INVITE_CODE_LENGTH = 10
+INVITE_CODE_TRIES = 5
 
 
 class InsufficientCredits(StoreError):
@@ -88,6 +98,16 @@ class DraftClosed(StoreError):
 
 class DraftChanged(StoreError):
     """The draft changed after the keyboard that was pressed was drawn: nothing is charged."""
+
+
+class PromoRefused(StoreError):
+    """A promo code that gives nothing to this person: `reason` is "unknown", "redeemed" (by
+    them before), "off", "expired" or "used_up"; `promo` the code's row (None if unknown)."""
+
+    def __init__(self, reason: str, promo: PromoCode | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.promo = promo
 
 
 class LimitReached(StoreError):
@@ -210,11 +230,14 @@ class Store:
 
     @classmethod
     def _profile(cls, user_id: int, username: str | None, first_name: str,
-                 last_name: str | None, tg_language: str | None) -> dict[str, Any]:
+                 last_name: str | None, tg_language: str | None, *,
+                 update_id: int | None = None) -> dict[str, Any]:
+        """`update_id`: the update that brings the user (recorded as their first if it
+        registers them: see join_through_invite)."""
         now = time.time()
         return {"id": user_id, "username": username, "first_name": first_name,
                 "last_name": last_name, "tg_language": tg_language, "now": now,
-                "seen_after": now - cls.SEEN_PRECISION}
+                "seen_after": now - cls.SEEN_PRECISION, "update": update_id}
 
     async def _refresh_user(self, stored: Row | None, profile: dict[str, Any],
                             starting_credits: int) -> tuple[User, bool]:
@@ -228,8 +251,8 @@ class Store:
                 return row_to(User, rows[0]), False
         async with self._tx() as db:
             created = await db.execute(
-                "INSERT INTO users (id, first_name, created_at, updated_at)"
-                " VALUES (:id, :first_name, :now, :now) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO users (id, first_name, created_at, updated_at, first_update)"
+                " VALUES (:id, :first_name, :now, :now, :update) ON CONFLICT (id) DO NOTHING",
                 profile) == 1  # else a registration that raced this one granted
             if created and starting_credits > 0:
                 await _apply(db, profile["id"], starting_credits, LedgerKind.GRANT,
@@ -316,8 +339,9 @@ class Store:
                 user_id, username=username, first_name=first_name, last_name=last_name,
                 tg_language=tg_language, starting_credits=starting_credits)
             return user
-        profile = self._profile(user_id, username, first_name, last_name, tg_language)
-        rows = await self._rows(self._SEE_UPDATE, {**profile, "update": update_id})
+        profile = self._profile(user_id, username, first_name, last_name, tg_language,
+                                update_id=update_id)
+        rows = await self._rows(self._SEE_UPDATE, profile)
         if not rows:
             return None
         stored = rows[0] if rows[0]["id"] is not None else None
@@ -359,16 +383,35 @@ class Store:
     # -- purchases (Telegram Stars) --------------------------------------------
 
     async def record_purchase(self, user_id: int, *, charge_id: str, package: str, credits: int,
-                              stars: int) -> LedgerRow | None:
-        """Credit a paid package, once per Telegram charge id: None when it was already."""
+                              stars: int, referral_percent: int = 0) -> LedgerRow | None:
+        """Credit a paid package, once per Telegram charge id: None when it was already. The
+        buyer's inviter, if any, earns `referral_percent` % of the credits (rounded down) in
+        the same transaction: one `referral` row keyed by the charge, so once too.
+
+        Locks: the buyer's row, then the inviter's. An inviter is always someone who had
+        started before the person they invited (join_through_invite), so two purchases lock
+        along that order and never wait for each other in a circle."""
         async with self._tx(durable=True) as db:
             if await db.execute(
                     "INSERT INTO purchases (charge_id, user_id, package, credits, stars,"
                     " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (charge_id) DO NOTHING",
                     (charge_id, user_id, package, credits, stars, time.time())) != 1:
                 return None
-            return await _apply(db, user_id, credits, LedgerKind.PURCHASE,
-                                note=f"{stars} stars", source=f"purchase:{charge_id}")
+            row = await _apply(db, user_id, credits, LedgerKind.PURCHASE,
+                               note=f"{stars} stars", source=f"purchase:{charge_id}")
+            share = credits * referral_percent // 100
+            inviter = await _scalar(db, "SELECT invited_by FROM users WHERE id = ?", (user_id,))
+            if inviter and share > 0:
+                await _apply(db, inviter, share, LedgerKind.REFERRAL,
+                             note=f"{referral_percent}% of a purchase by {user_id}",
+                             source=_referral_source(charge_id))
+            return row
+
+    async def referral_of(self, charge_id: str) -> LedgerRow | None:
+        """The inviter's share of this purchase, if one was credited."""
+        rows = await self._rows("SELECT * FROM ledger WHERE source = ?",
+                                (_referral_source(charge_id),))
+        return row_to(LedgerRow, rows[0]) if rows else None
 
     async def get_purchase(self, charge_id: str) -> Purchase | None:
         rows = await self._rows("SELECT * FROM purchases WHERE charge_id = ?", (charge_id,))
@@ -408,6 +451,7 @@ class Store:
             await _apply(db, purchase.user_id, -taken, LedgerKind.PURCHASE_REFUND,
                          admin_id=admin_id, note=f"{purchase.stars} stars",
                          source=_refund_source("purchase_refund", charge_id, tries))
+            await _hold_referral(db, charge_id, tries, admin_id)
             return replace(purchase, taken_back=taken, refund_tries=tries + 1)
 
     async def confirm_purchase_refund(self, charge_id: str) -> Purchase | None:
@@ -427,11 +471,121 @@ class Store:
                 return None
             await db.execute("UPDATE purchases SET taken_back = NULL WHERE charge_id = ?",
                              (charge_id,))
-            return await _apply(db, purchase.user_id, purchase.taken_back,
-                                LedgerKind.PURCHASE_REFUND_UNDONE, admin_id=admin_id,
-                                note="Telegram refused the refund",
-                                source=_refund_source("purchase_refund_undone", charge_id,
-                                                      purchase.refund_tries - 1))
+            attempt = purchase.refund_tries - 1
+            row = await _apply(db, purchase.user_id, purchase.taken_back,
+                               LedgerKind.PURCHASE_REFUND_UNDONE, admin_id=admin_id,
+                               note="Telegram refused the refund",
+                               source=_refund_source("purchase_refund_undone", charge_id,
+                                                     attempt))
+            await _release_referral(db, charge_id, attempt, admin_id)  # buyer, then inviter
+            return row
+
+    # -- invites ---------------------------------------------------------------
+
+    async def invite_code(self, user_id: int) -> str:
+        """The person's invite code: made at the first ask, the same ever after."""
+        rows = await self._rows("SELECT invite_code FROM users WHERE id = ?", (user_id,))
+        if rows and rows[0][0]:
+            return str(rows[0][0])
+        for _ in range(INVITE_CODE_TRIES):
+            code = "".join(secrets.choice(INVITE_CODE_ALPHABET)
+                           for _ in range(INVITE_CODE_LENGTH))
+            try:
+                rows = await self._rows(
+                    "UPDATE users SET invite_code = coalesce(invite_code, ?) WHERE id = ?"
+                    " RETURNING invite_code", (code, user_id))
+            except IntegrityError:  # someone else's code already: draw again
+                continue
+            if not rows:
+                raise LookupError(f"no user {user_id}")
+            return str(rows[0][0])
+        raise StoreError(f"no free invite code in {INVITE_CODE_TRIES} tries")
+
+    async def join_through_invite(self, user_id: int, code: str, *, update_id: int,
+                                  bonus: int) -> InviteOutcome:
+        """`/start ref_<code>` in update `update_id`: the person is recorded as invited by the
+        code's owner, and given `bonus` credits (an `invite_bonus` row, once per person), only
+        if that very update registered them (see_update): someone who had started before is
+        nobody's invitee, and a second /start changes nothing."""
+        async with self._tx() as db:
+            rows = await db.fetch("SELECT id FROM users WHERE invite_code = ?", (code.lower(),))
+            if not rows:
+                return InviteOutcome.UNKNOWN
+            inviter = int(rows[0][0])
+            if inviter == user_id:
+                return InviteOutcome.OWN
+            if await db.execute(
+                    "UPDATE users SET invited_by = ? WHERE id = ? AND invited_by IS NULL"
+                    " AND first_update = ?", (inviter, user_id, update_id)) != 1:
+                return InviteOutcome.NOT_NEW
+            if bonus > 0:
+                await _apply(db, user_id, bonus, LedgerKind.INVITE_BONUS,
+                             note=f"invited by {inviter}", source=f"invite_bonus:{user_id}")
+            return InviteOutcome.JOINED
+
+    async def invites(self, user_id: int) -> Invites:
+        async with self._tx() as db:
+            joined = await _scalar(db, "SELECT count(*) FROM users WHERE invited_by = ?",
+                                   (user_id,))
+            bought = await _scalar(
+                db, "SELECT count(DISTINCT p.user_id) FROM purchases p JOIN users u"
+                    " ON u.id = p.user_id WHERE u.invited_by = ? AND p.refunded_at IS NULL",
+                (user_id,))
+            earned = await _scalar(
+                db, "SELECT coalesce(sum(amount), 0) FROM ledger WHERE user_id = ?"
+                    " AND kind IN (?, ?, ?)",
+                (user_id, LedgerKind.REFERRAL, LedgerKind.REFERRAL_REFUND,
+                 LedgerKind.REFERRAL_REFUND_UNDONE))
+        return Invites(joined=joined, bought=bought, earned=earned)
+
+    # -- promo codes -----------------------------------------------------------
+
+    async def add_promo(self, code: str, *, credits: int, uses: int | None,
+                        expires_at: float | None, admin_id: int) -> PromoCode | None:
+        """A new promo code; None when one of that name exists (turned off or not)."""
+        rows = await self._rows(
+            "INSERT INTO promo_codes (code, credits, uses, expires_at, admin_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING RETURNING *",
+            (code.upper(), credits, uses, expires_at, admin_id, time.time()))
+        return row_to(PromoCode, rows[0]) if rows else None
+
+    async def turn_off_promo(self, code: str) -> PromoCode | None:
+        """No more redemptions of this code; None when there is no such code. A code turned
+        off before stays as it was."""
+        rows = await self._rows(
+            "UPDATE promo_codes SET off_at = coalesce(off_at, ?) WHERE code = ? RETURNING *",
+            (time.time(), code.upper()))
+        return row_to(PromoCode, rows[0]) if rows else None
+
+    async def promo_codes(self, limit: int) -> list[PromoCode]:
+        """The newest `limit` codes, newest first."""
+        rows = await self._rows("SELECT * FROM promo_codes ORDER BY created_at DESC, code"
+                                " LIMIT ?", (limit,))
+        return [row_to(PromoCode, row) for row in rows]
+
+    async def redeem_promo(self, code: str, user_id: int) -> tuple[PromoCode, LedgerRow]:
+        """The code's credits for this person: once per person, while it is on, unexpired and
+        not used up. One transaction takes a use (a conditional UPDATE: however many redeem at
+        the same moment, the database lets through only what `uses` allows, and its CHECK
+        would refuse one more), records the redemption (its key: once per person) and writes
+        the `promo` row. Raises PromoRefused."""
+        code, now = code.upper(), time.time()
+        async with self._tx() as db:
+            rows = await db.fetch(
+                "UPDATE promo_codes SET used = used + 1 WHERE code = ? AND off_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > ?) AND (uses IS NULL OR used < uses)"
+                " RETURNING *", (code, now))
+            if not rows:
+                raise await _promo_refusal(db, code, user_id)
+            promo = row_to(PromoCode, rows[0])
+            if await db.execute(
+                    "INSERT INTO promo_redemptions (code, user_id, created_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (code, user_id) DO NOTHING", (code, user_id, now)) != 1:
+                raise PromoRefused("redeemed", promo)  # the use taken above is rolled back
+            row = await _apply(db, user_id, promo.credits, LedgerKind.PROMO,
+                               admin_id=promo.admin_id, note=code,
+                               source=f"promo:{code}:{user_id}")
+            return promo, row
 
     # -- admins' catalog overrides and flags -----------------------------------
 
@@ -1010,6 +1164,53 @@ async def _reserved(db: Connection, user_id: int) -> int:
     """Credits charged for a user's generations that are still open (refunded if they fail)."""
     return await _scalar(db, f"SELECT coalesce(sum(price), 0) FROM generations"
                              f" WHERE user_id = ? AND state IN {_IN_OPEN}", (user_id, *OPEN_STATES))
+
+
+def _referral_source(charge_id: str) -> str:
+    """The ledger source of the inviter's share of a purchase."""
+    return f"referral:{charge_id}"
+
+
+async def _hold_referral(db: Connection, charge_id: str, attempt: int, admin_id: int) -> None:
+    """A purchase's refund is held: so is the inviter's share of it, as far as their balance
+    still holds it. What they have spent already is not recovered (a balance never goes below
+    zero): the operator's loss, at most REFERRAL_PERCENT of the purchase. The row is written
+    even when it takes nothing, so that the release gives back exactly what it says."""
+    rows = await db.fetch("SELECT user_id, amount FROM ledger WHERE source = ?",
+                          (_referral_source(charge_id),))
+    if not rows:
+        return
+    inviter, earned = int(rows[0][0]), int(rows[0][1])
+    balance = (await _user(db, inviter, lock=True)).balance
+    await _apply(db, inviter, -min(balance, earned), LedgerKind.REFERRAL_REFUND,
+                 admin_id=admin_id, note=f"of {earned} earned from {charge_id}",
+                 source=_refund_source("referral_refund", charge_id, attempt))
+
+
+async def _release_referral(db: Connection, charge_id: str, attempt: int, admin_id: int) -> None:
+    """Telegram refused the refund held as `attempt`: the inviter gets back what it took."""
+    rows = await db.fetch("SELECT user_id, amount FROM ledger WHERE source = ?",
+                          (_refund_source("referral_refund", charge_id, attempt),))
+    if rows:
+        await _apply(db, int(rows[0][0]), -int(rows[0][1]), LedgerKind.REFERRAL_REFUND_UNDONE,
+                     admin_id=admin_id, note="Telegram refused the refund",
+                     source=_refund_source("referral_refund_undone", charge_id, attempt))
+
+
+async def _promo_refusal(db: Connection, code: str, user_id: int) -> PromoRefused:
+    """Why a code gave nothing: the most useful of the reasons that hold."""
+    rows = await db.fetch("SELECT * FROM promo_codes WHERE code = ?", (code,))
+    if not rows:
+        return PromoRefused("unknown", None)
+    promo = row_to(PromoCode, rows[0])
+    if await db.fetch("SELECT 1 FROM promo_redemptions WHERE code = ? AND user_id = ?",
+                      (code, user_id)):
+        return PromoRefused("redeemed", promo)
+    if promo.off_at is not None:
+        return PromoRefused("off", promo)
+    if promo.uses is not None and promo.used >= promo.uses:
+        return PromoRefused("used_up", promo)
+    return PromoRefused("expired", promo)
 
 
 def _refund_source(kind: str, charge_id: str, attempt: int) -> str:

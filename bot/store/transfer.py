@@ -22,7 +22,8 @@ from bot.store.store import INSTANCE_TIMEOUT
 # Parents before the rows that name them (users before generations before ledger rows). Not
 # `instances`: the file's were one process's past runs.
 TABLES = ("users", "generations", "ledger", "drafts", "purchases", "updates", "chats",
-          "model_overrides", "flags", "choices", "prompts", "delivered_files")
+          "model_overrides", "flags", "choices", "prompts", "delivered_files", "promo_codes",
+          "promo_redemptions")
 IDENTITIES = ("generations", "ledger", "drafts", "prompts")  # ids the database hands out
 
 

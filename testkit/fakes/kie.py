@@ -1,5 +1,5 @@
-"""A fake Kie.ai for tests: the market task API, Suno's API, the upload host and result files on
-one local server.
+"""A fake Kie.ai for tests: the market task API, Suno's API, the dedicated APIs of Veo 3.1, Runway,
+Flux Kontext and 4o Image (kie-api-more.md), the upload host and result files on one local server.
 
 It enforces the wire format of the shared kie-api.md exactly, so a bot that passes against it
 speaks Kie's dialect: the `{"code", "msg", "data"}` envelope answered with HTTP 200 even for errors
@@ -7,6 +7,11 @@ speaks Kie's dialect: the `{"code", "msg", "data"}` envelope answered with HTTP 
 for `chat/credit`, a bare string for `download-url`, real HTTP statuses plus `success` on the
 upload host, and a sliding-window rate limit over every /api/* call. Suno's tasks walk PENDING →
 TEXT_SUCCESS → FIRST_SUCCESS → SUCCESS and end with two tracks in `data.response.sunoData`.
+The dedicated APIs take flat bodies (no `input` wrapper) checked field by field as their docs
+say, and answer in their own words: Veo, Flux Kontext and 4o Image a `successFlag` (4o also a
+`status`), Runway a `state` spelled `wait`/`queueing`; each calls back in its documented shape
+(Runway's names the task `data.task_id`). Veo's `get-1080p-video` answers "processing" for
+`TaskPlan.hd_pending_reads` reads, then the 1080p file.
 
 A task moves one step per status read (`TaskPlan.reads_before_done`), or with
 `TaskPlan(finish_after=seconds)` by the clock alone. Callbacks (kie-api.md "Callbacks"):
@@ -64,6 +69,11 @@ DEFAULT_MESSAGES: dict[int, str] = {
     500: "Internal error",
     501: "Generation failed",
     505: "Feature disabled",
+    # kie-api-more.md §8
+    408: "Upstream timeout: no result returned for over 10 minutes",
+    433: "Request Limit - Sub-key Usage Exceeds Limit",
+    451: "Failed to fetch the image",
+    550: "Connection Denied - task rejected due to a full queue",
 }
 
 RUNNING_STATES = ("waiting", "queuing", "generating")
@@ -111,10 +121,12 @@ class TaskPlan:
     outcome: Literal["success", "fail", "never"] = "success"  # never = stays running forever
     reads_before_done: int = 3  # status reads answered before the outcome shows; 0 = at once
     urls: int | None = None  # how many result files (Suno: tracks); None = 1, Suno 2
-    fail_code: str = "500"  # market failCode; Suno errorCode
-    fail_msg: str = "Internal error"  # market failMsg; Suno errorMessage
-    # The state a failed task reports: None = "fail" (market), "GENERATE_AUDIO_FAILED" (Suno).
+    fail_code: str = "500"  # market and Runway failCode; Suno, Veo, Flux, 4o errorCode; a callback's code
+    fail_msg: str = "Internal error"  # market and Runway failMsg; the others' errorMessage
+    # The state a failed task reports: None = "fail" (market, Runway), "GENERATE_AUDIO_FAILED" (Suno),
+    # "GENERATE_FAILED" (Veo, Flux Kontext, 4o Image: successFlag 3; 4o's is 2).
     # For Suno: CREATE_TASK_FAILED, GENERATE_AUDIO_FAILED, CALLBACK_EXCEPTION, SENSITIVE_WORD_ERROR.
+    # For Veo, Flux Kontext, 4o Image: CREATE_TASK_FAILED (successFlag 2) or GENERATE_FAILED.
     fail_state: str | None = None
     # Reported instead of the running states (waiting/queuing/generating; Suno's PENDING,
     # TEXT_SUCCESS, FIRST_SUCCESS).
@@ -131,6 +143,10 @@ class TaskPlan:
     # -1, ...; UNSET = a real length).
     bad_urls: list[Any] = field(default_factory=list)
     track_duration: Any = UNSET
+    # Veo: made by Kie's fallback model (`fallbackFlag` true; get-1080p-video refuses it), and
+    # how many get-1080p-video reads answer 400 "1080P is processing" before the 1080p file.
+    fallback: bool = False
+    hd_pending_reads: int = 1
 
     def __post_init__(self) -> None:
         if self.outcome not in ("success", "fail", "never"):
@@ -140,10 +156,20 @@ class TaskPlan:
 
 
 API_MARKET, API_SUNO = "market", "suno"
+API_VEO, API_RUNWAY, API_FLUX, API_GPT4O = "veo", "runway", "flux-kontext", "gpt4o-image"
+FLAT_APIS = (API_VEO, API_RUNWAY, API_FLUX, API_GPT4O)  # no `input` wrapper
+# The successFlag of each state of Veo, Flux Kontext and 4o Image (4o's `status` spells the
+# names; its one failure flag is 2).
+FLAGS = {"GENERATING": 0, "SUCCESS": 1, "CREATE_TASK_FAILED": 2, "GENERATE_FAILED": 3}
+_FLAG_LIFECYCLE = (("GENERATING",), "SUCCESS", "GENERATE_FAILED")
 # Per API: the running states in order, the success state, the default failure state.
 LIFECYCLE: dict[str, tuple[tuple[str, ...], str, str]] = {
     API_MARKET: (RUNNING_STATES, "success", "fail"),
     API_SUNO: (SUNO_RUNNING_STATES, "SUCCESS", "GENERATE_AUDIO_FAILED"),
+    API_VEO: _FLAG_LIFECYCLE,
+    API_RUNWAY: (("wait", "queueing", "generating"), "success", "fail"),
+    API_FLUX: _FLAG_LIFECYCLE,
+    API_GPT4O: _FLAG_LIFECYCLE,
 }
 
 
@@ -151,7 +177,7 @@ LIFECYCLE: dict[str, tuple[tuple[str, ...], str, str]] = {
 class Task:
     task_id: str
     model: str
-    body: dict[str, Any]  # the createTask (or Suno generate) body, as sent
+    body: dict[str, Any]  # the createTask (or Suno's, or a dedicated API's) body, as sent
     plan: TaskPlan
     result_urls: list[str]
     create_time: int  # ms since the epoch, like Kie
@@ -162,7 +188,9 @@ class Task:
     step: int = 0  # position in the lifecycle; reads and finish() move it
     api: str = API_MARKET
     content_type: str = "image/png"  # what its result files are served as
-    cover_urls: list[str] = field(default_factory=list)  # Suno: one cover picture per track
+    cover_urls: list[str] = field(default_factory=list)  # Suno: one cover picture per track; Runway's
+    hd_urls: list[str] = field(default_factory=list)  # Veo: the 1080p version of each video
+    hd_reads: int = 0  # Veo: get-1080p-video reads of it answered
     started: float = field(default_factory=time.monotonic)  # time.monotonic() at creation
     progress: float = 0.0  # finish_after plans: the share of finish_after gone by (1 = done)
     finished: bool = False  # ended by finish() or by its finish_after clock
@@ -170,10 +198,16 @@ class Task:
 
     @property
     def input(self) -> dict[str, Any]:
-        """The model's input: `input` of a createTask body; a Suno body minus model and callback."""
-        if self.api == API_SUNO:
-            return {k: v for k, v in self.body.items() if k not in ("model", "callBackUrl")}
-        return self.body["input"]
+        """The model's input: `input` of a createTask body; a flat body (Suno's, a dedicated
+        API's) minus model and callback."""
+        if self.api == API_MARKET:
+            return self.body["input"]
+        return {k: v for k, v in self.body.items() if k not in ("model", "callBackUrl")}
+
+    @property
+    def files(self) -> list[str]:
+        """Every file URL of the task the fake serves."""
+        return self.result_urls + self.cover_urls + self.hd_urls
 
     @property
     def done(self) -> bool:
@@ -405,19 +439,20 @@ MODEL_RULES: dict[str, ModelRule] = {
 }
 
 
-def validate_input(model: str, rule: ModelRule, inp: dict[str, Any]) -> str | None:
-    """The first reason Kie would refuse this input, or None."""
+def validate_input(model: str, rule: ModelRule, inp: dict[str, Any], prefix: str = "input.") -> str | None:
+    """The first reason Kie would refuse this input, or None. `prefix`: how the message names a
+    field ("" for a flat body)."""
     for key in sorted(rule.required):
         if key not in inp:
-            return f"input.{key} is required"
+            return f"{prefix}{key} is required"
     for key, value in inp.items():
         check = rule.fields.get(key)
         if check is None:
             if rule.strict:
-                return f"input.{key} is not a valid parameter for model {model}"
+                return f"{prefix}{key} is not a valid parameter for model {model}"
             continue
         if error := check(value):
-            return f"input.{key} {error}"
+            return f"{prefix}{key} {error}"
     return rule.cross(inp) if rule.cross else None
 
 
@@ -471,6 +506,96 @@ def validate_suno(body: Any, *, require_callback: bool = False) -> str | None:
                  if key in body and (error := check(body[key]))), None)
 
 
+# The dedicated APIs (kie-api-more.md §1-4): flat bodies, every documented field and nothing else
+# (strict: a market-style `aspect_ratio` sent to Runway, or a `model` to 4o Image, is refused).
+# Prompts without a documented limit are checked as non-empty text.
+ANY_LENGTH = 100_000
+VEO_MODELS = ("veo3", "veo3_fast", "veo3_lite")
+VEO_DEFAULT_MODEL = "veo3_fast"
+VEO_TYPES = ("TEXT_2_VIDEO", "FIRST_AND_LAST_FRAMES_2_VIDEO", "REFERENCE_2_VIDEO")
+FLUX_MODELS = ("flux-kontext-pro", "flux-kontext-max")
+FLUX_TOLERANCE = "The security tolerance level is out of range and should be 0-2 or 0-6"
+
+
+def ints(*choices: int) -> Check:
+    return lambda v: None if v in choices and isinstance(v, int) and not isinstance(v, bool) \
+        else f"must be one of {', '.join(map(str, choices))}"
+
+
+def _runway_duration(v: Any) -> str | None:
+    """A number in the schema, a string in its example: 5 or 10 either way."""
+    return None if not isinstance(v, bool) and v in (5, 10, "5", "10") else "must be 5 or 10"
+
+
+def _veo_cross(body: dict[str, Any]) -> str | None:
+    kind, images = body.get("generationType"), len(body.get("imageUrls") or [])
+    if kind == "TEXT_2_VIDEO" and images:
+        return "imageUrls are not taken by TEXT_2_VIDEO"
+    if kind == "FIRST_AND_LAST_FRAMES_2_VIDEO" and not 1 <= images <= 2:
+        return "FIRST_AND_LAST_FRAMES_2_VIDEO takes 1 or 2 imageUrls"
+    if kind == "REFERENCE_2_VIDEO":
+        if body.get("model", VEO_DEFAULT_MODEL) == "veo3":
+            return "REFERENCE_2_VIDEO is not available with veo3"
+        return None if images else "REFERENCE_2_VIDEO takes 1 to 3 imageUrls"
+    return "3 imageUrls need REFERENCE_2_VIDEO" if images > 2 else None
+
+
+def _runway_cross(body: dict[str, Any]) -> str | None:
+    if body.get("quality") == "1080p" and str(body.get("duration")) == "10":
+        return "1080p is not available with a 10 s duration"
+    if "imageUrl" not in body and "aspectRatio" not in body:
+        return "aspectRatio is required without imageUrl"
+    return None
+
+
+def _gpt4o_cross(body: dict[str, Any]) -> str | None:
+    return None if {"prompt", "filesUrl", "fileUrl"} & body.keys() else "prompt or filesUrl is required"
+
+
+FLAT_RULES: dict[str, ModelRule] = {
+    API_VEO: ModelRule({
+        "prompt": text(ANY_LENGTH), "model": one_of(*VEO_MODELS), "imageUrls": urls(1, 3),
+        "generationType": one_of(*VEO_TYPES), "aspect_ratio": one_of("16:9", "9:16", "Auto"),
+        "resolution": one_of("720p", "1080p", "4k"), "enableTranslation": boolean,
+        "watermark": string, "seeds": integer(10000, 99999),
+    }, cross=_veo_cross, kind="video"),
+    API_RUNWAY: ModelRule({
+        "prompt": text(1800), "duration": _runway_duration, "quality": one_of("720p", "1080p"),
+        "aspectRatio": one_of("16:9", "4:3", "1:1", "3:4", "9:16"), "imageUrl": http_url,
+        "waterMark": string,
+    }, required=frozenset({"prompt", "duration", "quality"}), cross=_runway_cross, kind="video"),
+    API_FLUX: ModelRule({
+        "prompt": text(ANY_LENGTH), "enableTranslation": boolean, "inputImage": http_url,
+        "aspectRatio": one_of("21:9", "16:9", "4:3", "1:1", "3:4", "9:16"),
+        "outputFormat": one_of("jpeg", "png"), "promptUpsampling": boolean,
+        "model": one_of(*FLUX_MODELS), "safetyTolerance": integer(0, 6), "uploadCn": boolean,
+        "watermark": string,
+    }),
+    API_GPT4O: ModelRule({
+        "size": one_of("1:1", "3:2", "2:3"), "prompt": text(ANY_LENGTH), "filesUrl": urls(1, 5),
+        "maskUrl": http_url, "nVariants": ints(1, 2, 4), "isEnhance": boolean,
+        "enableFallback": boolean, "fallbackModel": one_of("GPT_IMAGE_1", "FLUX_MAX"),
+        "uploadCn": boolean, "fileUrl": http_url,
+    }, required=frozenset({"size"}), cross=_gpt4o_cross),
+}
+
+
+def validate_flat(api: str, rule: ModelRule, body: Any) -> tuple[int, str] | None:
+    """The code and the reason Kie would refuse this dedicated API's create body with, or None."""
+    if not isinstance(body, dict):
+        return 422, "The request body must be a JSON object (Content-Type: application/json)"
+    callback = body.get("callBackUrl")
+    if callback is not None and http_url(callback):
+        return 422, "callBackUrl must be an http(s) URL"
+    fields = {k: v for k, v in body.items() if k != "callBackUrl"}
+    tolerance = fields.get("safetyTolerance")
+    if api == API_FLUX and isinstance(tolerance, int) and not isinstance(tolerance, bool) \
+            and not 0 <= tolerance <= (2 if "inputImage" in fields else 6):
+        return 500, FLUX_TOLERANCE  # Kie's own code for it (kie-api-more.md §3)
+    error = validate_input(api, rule, fields, prefix="")
+    return (422, error) if error else None
+
+
 # -- files -------------------------------------------------------------------------------------
 
 def make_png(seed: str, size: int = 16) -> bytes:
@@ -517,6 +642,21 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _clock_text(ms: int) -> str:
+    """A time as Veo and Runway write it: "2025-06-06 10:30:00"."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(ms: int) -> str:
+    """A time as Flux Kontext writes it: "2024-03-20T10:30:00Z"."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _code(fail_code: str) -> int | str:
+    """A failure code as the dedicated APIs give it: a number where it is one."""
+    return int(fail_code) if fail_code.isdigit() else fail_code
+
+
 def _key_of(request: web.Request) -> str:
     """The API key a request carries."""
     return request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -540,6 +680,9 @@ class FakeKie(LocalServer):
         self.credits: int = 1000
         self.rules: dict[str, ModelRule] = dict(MODEL_RULES)  # per instance: tests may add or tweak
         self.extra_models: set[str] = set()  # accepted with any input
+        self.flat_rules: dict[str, ModelRule] = dict(FLAT_RULES)  # the dedicated APIs' bodies, by API
+        # 4o Image's record-info: its schema says `resultUrls`, its examples `result_urls`.
+        self.gpt4o_result_key: Literal["resultUrls", "result_urls"] = "resultUrls"
         self.plan: Callable[[dict[str, Any]], TaskPlan] | None = None  # wins over plan_by_prompt
         self.plan_by_prompt: dict[str, TaskPlan] = {}  # first key contained in the prompt wins
         self.default_plan = TaskPlan()
@@ -573,6 +716,7 @@ class FakeKie(LocalServer):
 
         self._create_failures: collections.deque[_Failure] = collections.deque()
         self._read_failures: collections.deque[_Failure] = collections.deque()
+        self._hd_failures: collections.deque[_Failure] = collections.deque()  # get-1080p-video
         self._upload_failures: collections.deque[int] = collections.deque()  # HTTP statuses
         # per key: arrival times within the window
         self._admitted: collections.defaultdict[str, collections.deque[float]] = \
@@ -623,6 +767,14 @@ class FakeKie(LocalServer):
         r.add_get("/api/v1/jobs/recordInfo", self._record_info)
         r.add_post("/api/v1/generate", self._suno_generate)
         r.add_get("/api/v1/generate/record-info", self._suno_record_info)
+        for api, create, read in (
+                (API_VEO, "/api/v1/veo/generate", "/api/v1/veo/record-info"),
+                (API_RUNWAY, "/api/v1/runway/generate", "/api/v1/runway/record-detail"),
+                (API_FLUX, "/api/v1/flux/kontext/generate", "/api/v1/flux/kontext/record-info"),
+                (API_GPT4O, "/api/v1/gpt4o-image/generate", "/api/v1/gpt4o-image/record-info")):
+            r.add_post(create, self._flat_create(api))
+            r.add_get(read, self._flat_record_info(api))
+        r.add_get("/api/v1/veo/get-1080p-video", self._veo_1080p)
         r.add_get("/api/v1/chat/credit", self._credit)
         r.add_post("/api/v1/common/download-url", self._download_url)
         r.add_post("/api/file-stream-upload", self._stream_upload)
@@ -670,6 +822,11 @@ class FakeKie(LocalServer):
                            raw_body)
         self._read_failures.extend([failure] * times)
 
+    def fail_1080p_next(self, code: int, times: int = 1, msg: str | None = None) -> None:
+        """The next `times` get-1080p-video reads answer this error (HTTP 200, like Kie)."""
+        failure = _Failure(code, msg or DEFAULT_MESSAGES.get(code, "Error"), 200, None)
+        self._hd_failures.extend([failure] * times)
+
     def fail_uploads_next(self, http_status: int = 500, times: int = 1) -> None:
         """The next `times` uploads (any of the three ways) answer this HTTP error, storing nothing."""
         self._upload_failures.extend([http_status] * times)
@@ -694,6 +851,8 @@ class FakeKie(LocalServer):
         task = self.tasks[task_id]
         if task.api == API_SUNO:
             return self._suno_record(task)
+        if task.api in FLAT_APIS:
+            return self._flat_record(task)
         done = task.state in ("success", "fail")
         data: dict[str, Any] = {
             "taskId": task.task_id,
@@ -775,6 +934,9 @@ class FakeKie(LocalServer):
         if task.api == API_SUNO:
             data = self._suno_callback(task)
             stage = data["callbackType"]
+        elif task.api in FLAT_APIS:
+            payload = self._flat_callback(task)
+            return (payload["data"] if shape == "flat" else payload), task.state
         else:
             data = self.record(task.task_id)
             stage = data["state"]
@@ -1038,23 +1200,44 @@ class FakeKie(LocalServer):
             return self._kie(422, error)
         return await self._new_task(API_SUNO, body, body, "audio", _key_of(request))
 
+    def _task_id(self, api: str, model: str) -> str:
+        """Opaque and unique across fakes, in each API's own style (Runway's are UUIDs)."""
+        self._counter += 1
+        if api == API_RUNWAY:
+            return str(uuid.uuid4())
+        prefix = {API_MARKET: "task", API_SUNO: "suno", API_VEO: "veo_task", API_FLUX: "task_flux",
+                  API_GPT4O: "task_4o"}[api]
+        slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+        return f"{prefix}_{slug}_{self._counter}_{secrets.token_hex(3)}"
+
+    @staticmethod
+    def _file_count(api: str, plan: TaskPlan, body: dict[str, Any]) -> int:
+        if api in (API_RUNWAY, API_FLUX):  # one video, one picture: nothing else fits their records
+            return 1
+        if plan.urls is not None:
+            return plan.urls
+        if api == API_GPT4O:
+            return body.get("nVariants") or 1
+        return 2 if api == API_SUNO else 1
+
     async def _new_task(self, api: str, body: dict[str, Any], inp: dict[str, Any],
                         kind: str, key: str) -> web.Response:
-        self._counter += 1
-        prefix = "task" if api == API_MARKET else "suno"
-        slug = re.sub(r"[^a-z0-9]+", "-", body["model"].lower()).strip("-")
-        task_id = f"{prefix}_{slug}_{self._counter}_{secrets.token_hex(3)}"  # opaque, unique across fakes
+        model = body.get("model") or (VEO_DEFAULT_MODEL if api == API_VEO else
+                                      FLUX_MODELS[0] if api == API_FLUX else api)
+        task_id = self._task_id(api, model)
         plan = self._plan_for(body, inp)
         content_type = plan.content_type or KIND_CONTENT_TYPES[kind]
         ext = _extension(content_type)
-        count = plan.urls if plan.urls is not None else (2 if api == API_SUNO else 1)
+        count = self._file_count(api, plan, body)
         now = _now_ms()
-        task = Task(task_id, body["model"], body, plan,
+        task = Task(task_id, model, body, plan,
                     [f"{self.url}/files/{task_id}/{n}{ext}" for n in range(count)],
                     create_time=now, update_time=now, api=api, content_type=content_type,
                     state=LIFECYCLE[api][0][0], key=key)
-        if api == API_SUNO:
+        if api in (API_SUNO, API_RUNWAY):  # a cover picture per track; Runway's video's
             task.cover_urls = [f"{self.url}/files/{task_id}/cover{n}.jpg" for n in range(count)]
+        if api == API_VEO:
+            task.hd_urls = [f"{self.url}/files/{task_id}/{n}-1080p{ext}" for n in range(count)]
         self.tasks[task_id] = task
         if plan.finish_after is not None:
             self._spawn(self._run_clock(task))
@@ -1181,6 +1364,142 @@ class FakeKie(LocalServer):
         return {"callbackType": SUNO_STAGES.get(task.state, "error"), "task_id": task.task_id,
                 "data": self._suno_tracks(task, snake=True)}
 
+    # -- the dedicated APIs: Veo 3.1, Runway, Flux Kontext, 4o Image (kie-api-more.md) ---------
+
+    def _flat_create(self, api: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def create(request: web.Request) -> web.Response:
+            if self._create_failures:
+                return self._answer_failure(self._create_failures.popleft())
+            body = await self._json(request)
+            rule = self.flat_rules[api]
+            if refusal := validate_flat(api, rule, body):
+                return self._kie(*refusal)
+            inp = {k: v for k, v in body.items() if k not in ("model", "callBackUrl")}
+            return await self._new_task(api, body, inp, rule.kind, _key_of(request))
+        return create
+
+    def _flat_record_info(self, api: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def read(request: web.Request) -> web.Response:
+            task = self._read_task(request, api)
+            if isinstance(task, web.Response):
+                return task
+            data = self.record(task.task_id)
+            if self.read_delay:
+                await asyncio.sleep(self.read_delay)
+            return self._kie(200, "success", data)
+        return read
+
+    async def _veo_1080p(self, request: web.Request) -> web.Response:
+        """The 1080p version of a finished Veo video: "processing" (400) for the plan's
+        hd_pending_reads reads, then `data.resultUrl`. Not a status read: it moves no task."""
+        if self._hd_failures:
+            return self._answer_failure(self._hd_failures.popleft())
+        task = self.tasks.get(request.query.get("taskId", ""))
+        if task is None or task.api != API_VEO or task.key != _key_of(request):
+            return self._kie(404, DEFAULT_MESSAGES[404])
+        index = request.query.get("index", "0")
+        if refusal := self._no_1080p(task, index):
+            return self._kie(*refusal)
+        return self._kie(200, "success", {"resultUrl": task.hd_urls[int(index)]})
+
+    def _no_1080p(self, task: Task, index: str) -> tuple[int, str] | None:
+        """Why get-1080p-video gives no file now (code, message), or None. (Wording assumed
+        where Kie's docs give none.)"""
+        if not index.isdigit() or int(index) >= len(task.hd_urls):
+            return 422, "index is out of range"
+        self._refresh(task)
+        if task.state != LIFECYCLE[API_VEO][1]:
+            return 422, "record status is not success"
+        if task.plan.fallback:
+            return 422, "Videos made by the fallback model have no 1080P version"
+        task.hd_reads += 1
+        if task.hd_reads <= task.plan.hd_pending_reads:
+            return 400, "1080P is processing. It should be ready in 1-2 minutes"
+        return None
+
+    def _ended(self, task: Task) -> tuple[bool, bool]:
+        """(succeeded, failed) as the task stands."""
+        return task.state == LIFECYCLE[task.api][1], task.done and task.plan.outcome == "fail"
+
+    def _flat_record(self, task: Task) -> dict[str, Any]:
+        """A dedicated API's status read `data`, in its own words."""
+        succeeded, failed = self._ended(task)
+        if task.api == API_RUNWAY:
+            return self._runway_record(task, succeeded, failed)
+        data: dict[str, Any] = {
+            "taskId": task.task_id,
+            "paramJson": json.dumps(task.input),
+            "successFlag": FLAGS.get(task.state, 2 if failed else 0),  # a state_override: running
+            "errorCode": _code(task.plan.fail_code) if failed else None,
+            "errorMessage": task.plan.fail_msg if failed else "",
+        }
+        created, completed = task.create_time, task.complete_time
+        if task.api == API_VEO:
+            return data | {
+                "response": {"taskId": task.task_id, "resultUrls": task.result_urls, "originUrls": None,
+                             "fullResultUrls": None, "resolution": task.body.get("resolution", "720p")}
+                if succeeded else None,
+                "createTime": _clock_text(created), "fallbackFlag": task.plan.fallback,
+                "completeTime": _clock_text(completed) if completed else None}
+        if task.api == API_FLUX:
+            # BFL's own URL (originImageUrl) lives 10 minutes: here it is never a file.
+            return data | {
+                "response": {"originImageUrl": f"{self.url}/files/{task.task_id}/origin.png",
+                             "resultImageUrl": task.result_urls[0]} if succeeded else None,
+                "createTime": _iso(created), "completeTime": _iso(completed) if completed else None}
+        # 4o Image: one failure flag (2); `status` names it. Times in ms; progress a string.
+        return data | {
+            "successFlag": 2 if failed else data["successFlag"], "status": task.state,
+            "response": {self.gpt4o_result_key: task.result_urls} if succeeded else None,
+            "createTime": created, "completeTime": completed,
+            "progress": "1.00" if task.done else f"{task.progress:.2f}"}
+
+    def _runway_record(self, task: Task, succeeded: bool, failed: bool) -> dict[str, Any]:
+        return {
+            "taskId": task.task_id,
+            "parentTaskId": "",
+            "generateParam": {"prompt": task.body.get("prompt"), "imageUrl": task.body.get("imageUrl", ""),
+                              "expandPrompt": True},
+            "state": task.state,
+            "generateTime": _clock_text(task.complete_time or task.create_time),
+            "videoInfo": {"videoId": f"{task.task_id}-video", "taskId": task.task_id,
+                          "videoUrl": task.result_urls[0], "imageUrl": task.cover_urls[0]}
+            if succeeded else None,
+            "failCode": _code(task.plan.fail_code) if failed else None,
+            "failMsg": task.plan.fail_msg if failed else "",
+            "expireFlag": 1 if task.task_id in self.expired else 0,  # kept 14 days
+        }
+
+    def _flat_callback(self, task: Task) -> dict[str, Any]:
+        """A dedicated API's callback as its docs show it: `{"code", "msg", "data"}`, failures with
+        Kie's failure code and message and empty results."""
+        succeeded, failed = self._ended(task)
+        urls = task.result_urls if succeeded else []
+        first = urls[0] if urls else ""
+        data: dict[str, Any]
+        if task.api == API_VEO:
+            data = {"taskId": task.task_id, "fallbackFlag": task.plan.fallback}
+            if not failed:
+                prompt = {"aspectRatio": task.body.get("aspect_ratio", "16:9"), "model": task.model,
+                          "prompt": task.body.get("prompt")}
+                data |= {"info": {"resultUrls": urls, "originUrls": [],
+                                  "resolution": task.body.get("resolution", "720p")},
+                         "promptJson": json.dumps(prompt)}
+            message = "Veo3.1 video generated successfully."
+        elif task.api == API_RUNWAY:  # snake_case, task_id
+            data = {"task_id": task.task_id, "video_id": f"{task.task_id}-video" if urls else "",
+                    "video_url": first, "image_url": task.cover_urls[0] if urls else ""}
+            message = "All generated successfully."
+        elif task.api == API_FLUX:
+            data = {"taskId": task.task_id, "info": {"originImageUrl": "", "resultImageUrl": first}}
+            message = "BFL image generated successfully."
+        else:  # 4o Image: snake_case result_urls here
+            data = {"taskId": task.task_id, "info": None if failed else {"result_urls": urls}}
+            message = "success"
+        code = _code(task.plan.fail_code) if failed else 200
+        return {"code": code if isinstance(code, int) else 501,
+                "msg": task.plan.fail_msg if failed else message, "data": data}
+
     async def _credit(self, request: web.Request) -> web.Response:
         return self._kie(200, "success", self.credits)  # a bare number, not an object
 
@@ -1190,8 +1509,7 @@ class FakeKie(LocalServer):
         if f"{parts.scheme}://{parts.netloc}" != self.url:
             return None
         return parts.path if any(parts.path == urllib.parse.urlsplit(u).path
-                                 for t in self.tasks.values() for u in t.result_urls + t.cover_urls) \
-            else None
+                                 for t in self.tasks.values() for u in t.files) else None
 
     async def _download_url(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -1211,7 +1529,7 @@ class FakeKie(LocalServer):
         task = self.tasks.get(request.match_info["task_id"])
         name = request.match_info["name"]
         if task is None or task.task_id in self.expired or request.path not in {
-                urllib.parse.urlsplit(u).path for u in task.result_urls + task.cover_urls}:
+                urllib.parse.urlsplit(u).path for u in task.files}:
             return web.Response(status=404, text="<html><body>Not Found</body></html>",
                                 content_type="text/html")
         token = request.query.get("token")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from bot.app import ADMIN_MENU_FLAG
-from bot.menu import ADMIN_COMMANDS, COMMANDS
+from bot.menu import ADMIN_MENU
 from testkit.bot import ADMIN_ID, make_settings
 from testkit.chat import Person
 from testkit.fakes.telegram import FakeTelegram
@@ -34,7 +34,7 @@ def deleted_menus(tg: FakeTelegram) -> list[int]:
 async def test_an_admin_gets_the_admin_commands_and_nobody_else_does(tg, bot):
     menu = chat_menu(tg, ADMIN_ID)
     assert menu is not None
-    assert list(menu) == [name for name, _ in (*COMMANDS, *ADMIN_COMMANDS)]
+    assert list(menu) == [name for name, _ in ADMIN_MENU]
     assert menu["topup"] == "Add credits to a user" and menu["image"] == "Create a picture"
     assert chat_menu(tg, 42) is None
     scoped = [c for c in tg.calls_of("setMyCommands") if c.params.get("scope", {}).get("type") == "chat"]

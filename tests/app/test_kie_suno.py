@@ -321,10 +321,10 @@ async def test_each_api_reads_only_its_own_tasks(kie: FakeKie, client: KieClient
 
 
 async def test_unknown_api_sends_nothing(kie: FakeKie, client: KieClient) -> None:
-    with pytest.raises(ValueError, match="veo"):
-        await client.start("veo", "veo3", {"prompt": "x"})
-    with pytest.raises(ValueError, match="veo"):
-        await client.status("veo", "task_1")
+    with pytest.raises(ValueError, match="midjourney"):
+        await client.start("midjourney", "mj_txt2img", {"prompt": "x"})
+    with pytest.raises(ValueError, match="midjourney"):
+        await client.status("midjourney", "task_1")
     assert kie.requests == []
 
 
