@@ -14,7 +14,7 @@ procrastinate's ProcrastinateException do). The tree, by where each lives:
     ├── StoreError              the store refused a write (store): IntegrityError,
     │                           InsufficientCredits, DraftClosed, DraftChanged, LimitReached,
     │                           AlreadyRefunded, CreditsSpent (CreditsReserved), DatabaseInUse,
-    │                           BackupError, TransferError
+    │                           BackupError, TransferError, PromoRefused
     ├── DownloadError           a result could not be fetched (services.delivery); TooLarge
     ├── Expired                 a result sent again whose files are gone (services.delivery)
     ├── PictureError            an input photo could not be handed to Kie (services.pictures)

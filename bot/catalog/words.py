@@ -8,5 +8,6 @@ from bot.i18n import N_
 WORDS = (
     N_("Aspect ratio"), N_("Number of images"), N_("As the photo"), N_("Duration"),
     N_("Orientation"), N_("Landscape"), N_("Portrait"), N_("Resolution"), N_("Vocals"),
-    N_("With vocals"), N_("Instrumental"), N_("Voice"), N_("ElevenLabs speech"),
+    N_("With vocals"), N_("Instrumental"), N_("Voice"), N_("ElevenLabs speech"), N_("Quality"),
+    N_("Medium"), N_("High"), N_("Sound"), N_("Without sound"), N_("With sound"),
 )

@@ -377,6 +377,18 @@ _SEEDANCE = ModelRule({
     "resolution": one_of("480p", "720p", "1080p"), "duration": one_of("5", "10"), "camera_fixed": boolean,
     "seed": integer(-1, 2**32),
 }, strict=False, kind="video")
+# Kie's newer market models (kie-api-more.md §4-5: the docs' own schemas, so strict; Wan 2.6's
+# page is parsed loosely there, so its rule is not).
+_SEEDREAM_45 = ModelRule({
+    "prompt": text(3000), "aspect_ratio": one_of("1:1", "4:3", "3:4", "16:9", "9:16", "2:3", "3:2", "21:9"),
+    "quality": one_of("basic", "high"), "nsfw_checker": boolean,
+}, required=frozenset({"prompt", "aspect_ratio", "quality"}))
+_GPT_IMAGE_15 = ModelRule({
+    "prompt": text(5000), "aspect_ratio": one_of("1:1", "2:3", "3:2"), "quality": one_of("medium", "high"),
+}, required=frozenset({"prompt", "aspect_ratio", "quality"}))
+_WAN_26 = ModelRule({
+    "prompt": text(5000), "duration": one_of("5", "10", "15"), "resolution": one_of("720p", "1080p"),
+}, strict=False, kind="video")
 _VOICES = ("Rachel", "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam",
            "Charlotte", "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily",
            "Bill")
@@ -411,7 +423,7 @@ MODEL_RULES: dict[str, ModelRule] = {
                                        image_url=http_url, tail_image_url=http_url),
     "kling-2.6/text-to-video": _KLING_26,
     "kling-2.6/image-to-video": _KLING_26.extend(
-        required=frozenset({"prompt", "image_urls", "sound", "duration"}), image_urls=urls(1, 10)),
+        required=frozenset({"prompt", "image_urls", "sound", "duration"}), image_urls=urls(1, 1)),
     "sora-2-text-to-video": _SORA_2,
     "sora-2-image-to-video": _SORA_2.extend(required=frozenset({"prompt", "image_urls"}),
                                             image_urls=urls(1, 10)),
@@ -430,6 +442,22 @@ MODEL_RULES: dict[str, ModelRule] = {
     "bytedance/v1-pro-text-to-video": _SEEDANCE,
     "bytedance/v1-pro-image-to-video": _SEEDANCE.extend(required=frozenset({"prompt", "image_url"}),
                                                         image_url=http_url),
+    # newer (kie-api-more.md §4-5)
+    "nano-banana-pro": ModelRule({
+        "prompt": text(10000), "image_input": urls(1, 8),
+        "aspect_ratio": one_of("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+                               "auto"),
+        "resolution": one_of("1K", "2K", "4K"), "output_format": one_of("png", "jpg"),
+    }),
+    "seedream/4.5-text-to-image": _SEEDREAM_45,
+    "seedream/4.5-edit": _SEEDREAM_45.extend(
+        required=frozenset({"prompt", "aspect_ratio", "quality", "image_urls"}), image_urls=urls(1, 14)),
+    "gpt-image/1.5-text-to-image": _GPT_IMAGE_15,
+    "gpt-image/1.5-image-to-image": _GPT_IMAGE_15.extend(
+        required=frozenset({"prompt", "aspect_ratio", "quality", "input_urls"}), input_urls=urls(1, 16)),
+    "wan/2-6-text-to-video": _WAN_26,
+    "wan/2-6-image-to-video": _WAN_26.extend(required=frozenset({"prompt", "image_urls"}),
+                                             image_urls=urls(1, 1)),
     # speech (3rd): `text`, not `prompt`
     "elevenlabs/text-to-speech-multilingual-v2": ModelRule({
         "text": text(5000), "voice": one_of(*_VOICES), "stability": number(0, 1),

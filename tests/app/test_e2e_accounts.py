@@ -47,7 +47,7 @@ async def test_models_lists_prices_from_the_catalog_and_help_points_there(tg, bo
     assert "Imagen 4 — 40 credits" in call.params["text"]
     assert "Seedream — 20 credits" in call.params["text"]
     assert "Grok Imagine — 30 credits" in call.params["text"]
-    assert "Flux" not in call.params["text"] and "Ideogram" not in call.params["text"]
+    assert "Midjourney" not in call.params["text"] and "Ideogram" not in call.params["text"]
     alice.say("/help")
     call = await alice.told("What I can do")
     assert "/models — Models and prices" in call.params["text"]

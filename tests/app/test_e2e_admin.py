@@ -71,11 +71,11 @@ async def test_a_hidden_model_is_offered_nowhere_until_shown_again(tg, kie, bot,
     admin.say("/model wan off")
     await admin.told("Wan is hidden.")
     alice.say("/models")
-    assert "Wan" not in (await alice.told("Videos")).params["text"]
+    assert "• Wan 📎" not in (await alice.told("Videos")).params["text"]
     _, picker = await alice.ask("/video waves")
-    assert not any(label.startswith("Wan") for label in labels(picker))
+    assert not any(label.startswith("Wan ·") for label in labels(picker))
     _, photo_picker = await alice.ask("/video waves", photo=True)
-    assert not any(label.startswith("Wan") for label in labels(photo_picker))  # its photo id too
+    assert not any(label.startswith("Wan ·") for label in labels(photo_picker))  # its photo id too
     answer = await alice.press(alice.refreshed(open_picker), "✅")
     assert "no longer available" in answer["text"]
     assert await charges(store, 42) == [] and kie.creates == []
@@ -83,7 +83,7 @@ async def test_a_hidden_model_is_offered_nowhere_until_shown_again(tg, kie, bot,
     admin.say("/model wan on")
     await admin.told("Wan is offered again.")
     _, picker = await alice.ask("/video waves")
-    assert any(label.startswith("Wan") for label in labels(picker))
+    assert any(label.startswith("Wan ·") for label in labels(picker))
 
 
 @pytest.mark.parametrize("command, told", [

@@ -4,8 +4,9 @@ body, its status reads, the result delivered (from a photo too), a failure refun
 callback of each shape waking exactly one read; and Kie's other refusals: 433 (a key's cap),
 408 (no result for 10 minutes) and 550 (a full queue).
 
-The shipped catalog offers none of these models yet (another change adds them): this file's own
-catalog does, loaded as CATALOG_PATH's is (`offered`)."""
+This file's own models (their test prices and options) come first in its catalog, loaded as
+CATALOG_PATH's is (`offered`): the pickers list them before the shipped file's models of the
+same names, so a press by name finds them."""
 
 from __future__ import annotations
 
@@ -159,10 +160,10 @@ image = { field = "filesUrl", many = true }
 
 @pytest.fixture(autouse=True)
 def offered(tmp_path: Path) -> Iterator[None]:
-    """The shipped catalog and this file's models, loaded as `python -m bot` loads CATALOG_PATH's;
+    """This file's models and the shipped catalog, loaded as `python -m bot` loads CATALOG_PATH's;
     the catalog's own objects back afterwards."""
     path = tmp_path / "dedicated.toml"
-    path.write_text(SHIPPED.read_text(encoding="utf-8") + DEDICATED, encoding="utf-8")
+    path.write_text(DEDICATED + SHIPPED.read_text(encoding="utf-8"), encoding="utf-8")
     saved = tuple(MODELS)
     load_catalog(path)
     yield

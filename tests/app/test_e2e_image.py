@@ -70,7 +70,10 @@ async def test_picker_shows_prices_and_marks_the_choice(tg, bot):
     _, picker = await alice.ask("/image a lake")
     assert [b["text"] for b in buttons(picker)] == [
         "Imagen 4 · 40 credits", "Seedream · 20 credits", "Grok Imagine · 30 credits",
-        "Imagen 4 Fast · from 10 credits", "✖ Cancel"]
+        "Imagen 4 Fast · from 10 credits", "Nano Banana Pro · 90 credits",
+        "Seedream 4.5 · from 20 credits", "Flux Kontext Pro · 20 credits",
+        "Flux Kontext Max · 40 credits", "GPT-4o Image · 25 credits",
+        "GPT Image 1.5 · from 25 credits", "✖ Cancel"]
     await alice.press(picker, "Imagen 4 Fast")
     await alice.press(alice.refreshed(picker), "4 ·")
     texts = [b["text"] for b in buttons(alice.refreshed(picker))]

@@ -43,7 +43,9 @@ def assert_token_stayed_home(kie) -> None:
 async def test_a_photo_caption_edits_the_photo_and_the_token_never_reaches_kie(tg, kie, bot, store):
     alice = Person(tg, 42, "Alice")
     request, picker = await alice.ask("/image make the sky purple", photo=PHOTO)
-    assert model_buttons(picker) == ["Nano Banana", "Seedream 4"]  # only models that take a photo
+    assert model_buttons(picker) == [  # only models that take a photo
+        "Nano Banana", "Seedream 4", "Nano Banana Pro", "Seedream 4.5", "Flux Kontext Pro",
+        "Flux Kontext Max", "GPT-4o Image", "GPT Image 1.5"]
     assert "From your photo" in picker["text"]
     await alice.press(picker, "Nano Banana")
     await alice.press(alice.refreshed(picker), "16:9")
@@ -79,7 +81,9 @@ async def test_a_video_replying_to_a_photo_uses_the_image_to_video_id(
     alice = Person(tg, 42, "Alice")
     photo = alice.say("", photo=PHOTO)
     _, picker = await alice.ask("/video the waves start to move", reply_to=photo)
-    assert model_buttons(picker) == ["Kling", "Sora 2", "Hailuo", "Wan", "Seedance"]
+    assert model_buttons(picker) == ["Kling", "Sora 2", "Hailuo", "Wan", "Seedance", "Veo 3.1 Fast",
+                                     "Veo 3.1", "Veo 3.1 Fast 1080p", "Runway", "Kling 2.6",
+                                     "Wan 2.6", "Hailuo 2.3"]
     await alice.press(picker, model)
     [go] = [b["text"] for b in buttons(alice.refreshed(picker)) if b["text"].startswith("✅")]
     await alice.press(alice.refreshed(picker), "✅")

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.store import InviteOutcome, Invites, LedgerKind, PromoRefused, Store
+from bot.store import IntegrityError, InviteOutcome, Invites, LedgerKind, PromoRefused, Store
 from bot.store.transfer import migrate_to
-from testkit.databases import ENGINES, database, postgres_url
-from tests.app.test_store import add_user, assert_ledger_invariant, balance, store  # noqa: F401
+from testkit.databases import ENGINES, database, open_store, postgres_url
+from tests.app.test_store import add_user, assert_ledger_invariant, balance
 
 INVITER, INVITEE = 41, 42
 ADMIN = 9
+
+
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 async def newcomer(store: Store, user_id: int, update_id: int, credits: int = 0) -> None:
@@ -117,7 +124,7 @@ async def test_a_code_gives_nothing_withdrawn_expired_used_up_or_unknown(store: 
 async def test_the_database_refuses_more_uses_than_a_code_has(store: Store) -> None:
     """The CHECK behind the conditional UPDATE: a write that skipped it is refused too."""
     await store.add_promo("TWO", credits=5, uses=2, expires_at=None, admin_id=ADMIN)
-    with pytest.raises(Exception, match="(?i)check"):
+    with pytest.raises(IntegrityError, match=r"(?i)check"):
         async with store._tx() as db:
             await db.execute("UPDATE promo_codes SET used = 3 WHERE code = 'TWO'")
 

@@ -73,10 +73,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_file_is_todays_table() -> None:
-    """The move changed nothing: every model, option, choice, price, input and "good for"."""
+    """The move changed nothing: every model, option, choice, price, input and "good for" of
+    the table's models, in the table's order (the models added since are left out)."""
     table = json.loads(TABLE.read_text(encoding="utf-8"))
-    assert canonical([dump(model) for model in read_catalog(SHIPPED)]) == canonical(table)
-    assert canonical([dump(model) for model in MODELS]) == canonical(table)
+    ids = {model["id"] for model in table}
+    for catalog in (read_catalog(SHIPPED), MODELS):
+        assert canonical([dump(model) for model in catalog if model.id in ids]) == canonical(table)
 
 
 def test_what_the_file_adds_kie_cost_and_the_deadline_of_its_kind() -> None:
