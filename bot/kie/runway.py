@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.kie import constants as api
-from bot.kie.schemas import ResultFile, StatusRecord, TaskStatus, done, flat_body
+from bot.kie.schemas import CodeText, ResultFile, StatusRecord, TaskStatus, done, flat_body
 
 
 def generate_body(model: str, input: dict[str, Any], callback_url: str | None) -> dict[str, Any]:
@@ -40,15 +40,10 @@ class RunwayRecord(StatusRecord):
     task_id: str = Field(alias="taskId")
     state: str
     video_info: RunwayVideo | None = Field(default=None, alias="videoInfo")
-    fail_code: str | None = Field(default=None, alias="failCode")
+    fail_code: CodeText = Field(default=None, alias="failCode")
     fail_msg: str | None = Field(default=None, alias="failMsg")
     # 1 once the video is deleted (kept 14 days): nothing left to deliver.
     expire_flag: int = Field(default=0, alias="expireFlag")
-
-    @field_validator("fail_code", mode="before")
-    @classmethod
-    def _code_as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
 
     @field_validator("expire_flag", mode="before")
     @classmethod

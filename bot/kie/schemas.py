@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from bot.kie import constants as api
+
+# Kie's codes come as numbers or strings, by API and by page: always text here.
+CodeText = Annotated[str | None, BeforeValidator(lambda value: None if value is None else str(value))]
 
 Phase = Literal["running", "success", "fail"]
 
@@ -176,7 +179,7 @@ class TaskRecord(StatusRecord):
     state: str
     param: dict[str, Any] | None = None
     result: TaskResult | None = Field(default=None, alias="resultJson")
-    fail_code: str | None = Field(default=None, alias="failCode")
+    fail_code: CodeText = Field(default=None, alias="failCode")
     fail_msg: str | None = Field(default=None, alias="failMsg")
     create_time: int | None = Field(default=None, alias="createTime")
     complete_time: int | None = Field(default=None, alias="completeTime")
@@ -185,11 +188,6 @@ class TaskRecord(StatusRecord):
     @classmethod
     def _nested_json(cls, value: Any) -> Any:
         return _parse_json_string(value)
-
-    @field_validator("fail_code", mode="before")
-    @classmethod
-    def _code_as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
 
     @property
     def result_urls(self) -> list[str]:
@@ -212,13 +210,8 @@ class FlagRecord(StatusRecord):
 
     task_id: str = Field(alias="taskId")
     success_flag: int | None = Field(default=None, alias="successFlag")
-    error_code: str | None = Field(default=None, alias="errorCode")
+    error_code: CodeText = Field(default=None, alias="errorCode")
     error_message: str | None = Field(default=None, alias="errorMessage")
-
-    @field_validator("error_code", mode="before")
-    @classmethod
-    def _code_as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
 
     @property
     def state(self) -> str | None:

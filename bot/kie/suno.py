@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.kie import constants as api
 from bot.kie.schemas import (
+    CodeText,
     ResultFile,
     StatusRecord,
     TaskStatus,
@@ -80,13 +81,8 @@ class SunoRecord(StatusRecord):
     task_id: str = Field(alias="taskId")
     status: str
     response: SunoResponse | None = None
-    error_code: str | None = Field(default=None, alias="errorCode")
+    error_code: CodeText = Field(default=None, alias="errorCode")
     error_message: str | None = Field(default=None, alias="errorMessage")
-
-    @field_validator("error_code", mode="before")
-    @classmethod
-    def _code_as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
 
     @property
     def tracks(self) -> list[SunoTrack]:
