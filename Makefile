@@ -1,7 +1,7 @@
 # `make run` starts the bot (settings from .env); `make test` runs the whole suite (tests/unit,
-# tests/app, tests/process); `make test-fast` only tests/unit, in seconds; `make lint`
-# runs ruff and mypy (strict on bot/); `make bench` runs every benchmark of bench/ (about a
-# quarter of an hour) and prints one table (README, "Performance").
+# tests/app, tests/process: 2-2.5 minutes on two cores); `make test-fast` only tests/unit,
+# in seconds; `make lint` runs ruff and mypy (strict on bot/); `make bench` runs every benchmark
+# of bench/ (about a quarter of an hour) and prints one table (README, "Performance").
 # Each creates .venv and installs the pinned dependencies first, so a fresh clone needs only
 # Python 3.11+ and make.
 PYTHON ?= python3
