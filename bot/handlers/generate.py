@@ -105,11 +105,9 @@ async def follow(query: CallbackQuery, *, callback_data: Follow, account: User,
                  generations: Generations, store: Store, bot: Bot, delivery: Delivery) -> None:
     """✏️ Edit / 🎬 Animate a delivered picture (the words asked for next), or another model
     for a failed request."""
-    old = await store.get_generation(callback_data.generation)
-    if old is None or query.message is None:
+    if query.message is None:
         raise Refusal(texts.OUTDATED)
-    if old.user_id != account.id:
-        raise Refusal(texts.NOT_YOURS)
+    old = await generations.owned_generation(callback_data.generation, account.id)
     chat_id = query.message.chat.id
     if callback_data.act == "original":
         try:
@@ -118,10 +116,7 @@ async def follow(query: CallbackQuery, *, callback_data: Follow, account: User,
             raise Refusal(EXPIRED) from None
         return
     if callback_data.act == "models":
-        picker = await generations.open(
-            user_id=account.id, chat_id=chat_id, kind=old.kind, prompt=old.prompt,
-            request_message_id=old.request_message_id if chat_id == old.chat_id else None,
-            picture=old.picture, remembered=False)
+        picker = await generations.reopen(old, chat_id=chat_id, remembered=False)
         await send_picker(bot, chat_id, picker, store)
         return
     picture = find_picture(query.message) if isinstance(query.message, Message) else None

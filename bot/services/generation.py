@@ -219,20 +219,33 @@ class Generations:
         """🔁 Again · N: the same model, options, prompt and picture, charged at once at `price`,
         the price its button showed. A model or price changed since: PickerChanged, whose
         picker shows what the same request costs now (nothing is charged)."""
-        old = await self.store.get_generation(generation_id)
-        model = get_model(old.model) if old else None
-        if old is None or model is None:
+        old = await self.owned_generation(generation_id, user_id)
+        model = get_model(old.model)
+        if model is None:
             raise PickerError(texts.OUTDATED)
-        if old.user_id != user_id:
-            raise PickerError(texts.NOT_YOURS)
-        # The new request lives where the button was pressed (a forwarded result: there).
-        picker = await self.open(
-            user_id=user_id, chat_id=chat_id, kind=old.kind, prompt=old.prompt,
-            request_message_id=old.request_message_id if chat_id == old.chat_id else None,
-            picture=old.picture, model=model, options=old.options)
+        picker = await self.reopen(old, chat_id=chat_id, model=model, options=old.options)
         if picker.model is None or picker.model.id != model.id or picker.price != price:
             raise PickerChanged(picker)
         return await self._charge(picker.draft, picker.draft.revision, price, exempt=exempt)
+
+    async def owned_generation(self, generation_id: int, user_id: int) -> Generation:
+        """The generation a button under a result or a status line names: the presser's own,
+        else a refusal."""
+        generation = await self.store.get_generation(generation_id)
+        if generation is None:
+            raise PickerError(texts.OUTDATED)
+        if generation.user_id != user_id:
+            raise PickerError(texts.NOT_YOURS)
+        return generation
+
+    async def reopen(self, old: Generation, *, chat_id: int, model: Model | None = None,
+                     options: dict[str, str] | None = None, remembered: bool = True) -> Picker:
+        """A new picker for the request `old` made. It lives where the button was pressed (a
+        forwarded result: there), replying to the request only in the request's own chat."""
+        return await self.open(
+            user_id=old.user_id, chat_id=chat_id, kind=old.kind, prompt=old.prompt,
+            request_message_id=old.request_message_id if chat_id == old.chat_id else None,
+            picture=old.picture, model=model, options=options, remembered=remembered)
 
     async def _charge(self, draft: Draft, revision: int, price: int, *,
                       exempt: bool) -> tuple[Generation, Model]:
@@ -319,11 +332,7 @@ class Generations:
     async def cancel(self, generation_id: int, user_id: int) -> None:
         """✖ Cancel under a status line: refunded at once if its create has not gone out
         (Store.cancel_pending: the press and the send cannot both win)."""
-        generation = await self.store.get_generation(generation_id)
-        if generation is None:
-            raise PickerError(texts.OUTDATED)
-        if generation.user_id != user_id:
-            raise PickerError(texts.NOT_YOURS)
+        await self.owned_generation(generation_id, user_id)
         cancelled = await self.store.cancel_pending(generation_id, user_id)
         if cancelled is None:
             raise PickerError(N_("It has already gone to Kie.ai and can no longer be cancelled."))
