@@ -157,6 +157,15 @@ class WebSettings(_Group):
 
     host: str | None = env("web_host", None)
     port: Annotated[int, Field(ge=1, le=65535)] | None = env("web_port", None)
+    # Where admins' browsers reach the server (behind a reverse proxy: its https address);
+    # unset = http://WEB_HOST:WEB_PORT.
+    dashboard_url: AnyHttpUrl | None = env("dashboard_url", None)
+
+    def dashboard_base(self) -> str:
+        """The base of /dashboard links, without a trailing slash."""
+        if self.dashboard_url is not None:
+            return str(self.dashboard_url).rstrip("/")
+        return f"http://{self.host or '127.0.0.1'}:{self.port}"
 
 
 class WebhookSettings(_Group):
@@ -266,14 +275,19 @@ class CatalogSettings(_Group):
     """The models offered: the shipped catalog file, or the operator's in its place."""
 
     path: FilePath | None = env("catalog_path", None)
+    # What ✨ Improve (a prompt rewritten by Kie's chat endpoint) costs; 0 = free.
+    improve_price: Annotated[int, Field(ge=0, le=1_000_000)] = env("prompt_improve_price", 1)
 
 
 class GrowthSettings(_Group):
-    """Invites: what a newcomer gets for starting through one, and the inviter's share."""
+    """Invites (what a newcomer gets for starting through one, the inviter's share) and
+    broadcasts."""
 
     join_bonus: Annotated[int, Field(ge=0, le=1_000_000)] = env("referral_join_bonus", 0)
     # Of the credits of each purchase by someone invited, rounded down; 0 = none.
     referral_percent: Annotated[int, Field(ge=0, le=100)] = env("referral_percent", 10)
+    # Broadcast copies per second, all chats together (Telegram allows about 30 in all).
+    broadcast_rate: Annotated[float, Field(gt=0, le=30)] = env("broadcast_rate", 20)
 
 
 GROUPS: dict[str, type[_Group]] = {
