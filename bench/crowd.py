@@ -1,60 +1,72 @@
-"""Benchmark: many people confirm a picture at once; prints how the bot spends Kie's budget
-and how fast a finished picture reaches the chat.
+"""Benchmark: 50 people confirm at once, with a model on each of Kie's APIs in the mix; prints, per
+API, the generations started, delivered and refunded, the Kie requests they cost (creates, status
+reads, other calls) and those per delivered generation, the Kie 429 answers (goal 0) and each
+key's busiest window beside KIE_RATE_LIMIT.
 
-    .venv/bin/python -m bench.crowd [--people 50] [--window 1.0] [--limit 20] [--reads 2]
+    .venv/bin/python -m bench.crowd [--people 50] [--scale 0.1] [--mode polling|callbacks]
 
-Everything runs on 127.0.0.1: the real bot between the fake Bot API and the fake Kie.ai of
-testkit/fakes. `--window 10` is Kie's real window (slow: about 10 s per 20 requests).
+Everything runs on 127.0.0.1: the bot in its own process with the catalog's durations scaled
+(bench/scaled_bot.py), between the fake Bot API and the fake Kie.ai of testkit/fakes. Each ask of
+testkit/load.py's EVERY_API (market picture, video and speech, Suno, Veo, Veo 1080p, Runway, Flux
+Kontext, 4o Image) takes its own realistic time on Kie, × the scale, as does Kie's window (10 s).
+Without --mode, polling only, then with Kie's callbacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import sys
 import tempfile
 from pathlib import Path
 
-from testkit.bot import KIE_KEY, TOKEN, RunningBot, make_settings
-from testkit.fakes.kie import FakeKie, TaskPlan
-from testkit.fakes.telegram import FakeTelegram
-from testkit.load import crowd
+from bench.driver import MODES, Mode, generation_bench
+from bench.harness import SCALED, Scale, database, problems
+from bench.report import median, ms, percentile
+from bot.store import Store
+from testkit.load import EVERY_API, CrowdResult, crowd, timed_plans
+
+TIMEOUT = 600.0  # seconds of the scaled clock a person waits at most: a video takes up to 240 s
 
 
-async def main(people: int, window: float, limit: int, reads: int) -> None:
+async def measure(mode: Mode, scale: Scale, people: int) -> tuple[CrowdResult, list[str]]:
+    """The crowd once, against a new bot; its result and the error lines of the bot's log."""
     with tempfile.TemporaryDirectory() as folder:
-        async with FakeTelegram(token=TOKEN) as tg, \
-                FakeKie(api_key=KIE_KEY, rate_limit=limit, window=window) as kie:
-            kie.default_plan = TaskPlan(reads_before_done=reads)
-            settings = make_settings(Path(folder), tg, kie, kie_rate_limit=limit,
-                                     kie_rate_window=window)
-            running = await RunningBot(settings).start()
+        async with generation_bench(mode, scale, Path(folder)) as bench:
+            bench.kie.plan = timed_plans(EVERY_API, scale.factor)
+            store = await Store.open(database(Path(folder)))
             try:
-                result = await crowd(tg, kie, people, timeout=max(120.0, people * window))
+                result = await crowd(bench.tg, bench.kie, store, people,
+                                     timeout=scale(TIMEOUT), asks=EVERY_API)
             finally:
-                await running.stop()
-    latency = sorted(result.success_to_send)
-    budget = limit / window
-    print(f"people                      {result.people}")
-    print(f"delivered                   {result.delivered}")
-    print(f"wall time                   {result.seconds:.2f} s")
-    print(f"Kie requests                {result.kie_requests} "
-          f"({result.kie_requests / result.people:.2f} per image; "
-          f"minimum {reads + 2} with {reads} unfinished reads)")
-    print(f"Kie request rate            {result.kie_requests / result.seconds:.1f} req/s "
-          f"(limit {budget:.1f}/s on average, plus one window's burst at the start)")
-    print(f"Kie 429 answers             {result.kie_429}")
-    print(f"most requests in a window   {result.max_in_window} (limit {limit})")
-    print(f"success → sendPhoto (ms)    min {1000 * latency[0]:.1f}  "
-          f"median {1000 * statistics.median(latency):.1f}  "
-          f"p95 {1000 * latency[int(0.95 * (len(latency) - 1))]:.1f}  max {1000 * latency[-1]:.1f}")
+                await store.close()
+            return result, problems(bench.child.output())
+
+
+def report(mode: Mode, scale: Scale, result: CrowdResult, errors: list[str]) -> str:
+    latency = result.success_to_send
+    durations = ", ".join(f"{ask.name} {scale(ask.seconds[0]):g}-{scale(ask.seconds[1]):g} s"
+                          for ask in EVERY_API)
+    return "\n".join([
+        f"## {mode}", "", scale.describe(), f"Tasks take {durations} on Kie.", "",
+        result.report(),
+        f"Kie success → result sent: p50 {ms(median(latency))}, p95 {ms(percentile(latency, 0.95))}"
+        f" (scaled time). {len(errors)} error lines in the bot's log.",
+        *(f"    {line}" for line in errors[:5])])
+
+
+async def main(modes: tuple[Mode, ...], scale: Scale, people: int) -> None:
+    for mode in modes:
+        print(f"crowd: {mode}…", file=sys.stderr)
+        result, errors = await measure(mode, scale, people)
+        print(report(mode, scale, result, errors) + "\n")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=50)
-    parser.add_argument("--window", type=float, default=1.0)
-    parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--reads", type=int, default=2, help="unfinished status reads per task")
+    parser.add_argument("--scale", type=float, default=SCALED.factor,
+                        help="time scale (0.1: Kie's window is 1 s)")
+    parser.add_argument("--mode", choices=MODES, help="polling or callbacks (default: both)")
     args = parser.parse_args()
-    asyncio.run(main(args.people, args.window, args.limit, args.reads))
+    asyncio.run(main((args.mode,) if args.mode else MODES, Scale(args.scale), args.people))

@@ -36,24 +36,23 @@ from bench.harness import (
     start,
     stop_all,
 )
+from bot.kie.budget import Scope
 from bot.store import Store
 from testkit.bot import more_keys
-from testkit.chat import button
+from testkit.chat import button, buttons
 from testkit.databases import schema
 from testkit.databases import server_url as postgres_url
 from testkit.fakes.kie import FakeKie, Req, Task, TaskPlan
 from testkit.fakes.telegram import Call, FakeTelegram
-from testkit.load import IMAGEN, MEDIA_METHODS, SPEECH, SUNO, WAN, Ask, _created_model, _task_named
+from testkit.load import MEDIA_METHODS, MIXED, Ask
 
 Dict = dict[str, Any]
 Match = Callable[[Call], bool]
 POLL = 0.002  # seconds between two looks at the fake's new calls
 
-# Realistic durations (real seconds) of a task on Kie, by the report's kind names. The issue
-# gives images, videos and music; speech (ElevenLabs) is assumed to take 5-15 s.
-DURATIONS: dict[str, tuple[float, float]] = {
-    "image": (8.0, 20.0), "video": (60.0, 180.0), "song": (30.0, 90.0), "speech": (5.0, 15.0)}
-KIND_OF_KIE_MODEL = {ask.kie_model: ask.name for ask in (IMAGEN, WAN, SUNO, SPEECH)}
+# Realistic durations (real seconds) of a task on Kie, by the report's kind names (testkit/load.py).
+DURATIONS: dict[str, tuple[float, float]] = {ask.name: ask.seconds for ask in MIXED}
+KIND_OF_KIE_MODEL = {ask.kie_model: ask.name for ask in MIXED}
 
 
 class Watcher:
@@ -150,7 +149,9 @@ class Client:
     async def choose(self, ask: Ask, prompt: str) -> Dict:
         """/command prompt, then the model's button: the picker as it is now, showing ✅."""
         picker = await self.ask(f"{ask.command} {prompt}")
-        await asyncio.wait_for(self.press(picker, button(picker, ask.button)), self.timeout)
+        if not any(b["text"].startswith("✅") for b in buttons(picker)):  # (a repeat opens on
+            # the last model, its ✅ shown: one tap)
+            await asyncio.wait_for(self.press(picker, button(picker, ask.button)), self.timeout)
         return self.message(picker["message_id"])
 
     async def generate(self, ask: Ask, prompt: str) -> Done:
@@ -193,15 +194,19 @@ class GenerationBench:
 
 @contextlib.asynccontextmanager
 async def generation_bench(mode: Mode, scale: Scale, folder: Path, keys: int = 1, *,
-                           instances: int | None = None,
-                           url: str | None = None) -> AsyncIterator[GenerationBench]:
+                           instances: int | None = None, url: str | None = None,
+                           kie_scope: Scope = "all",
+                           bot_scope: Scope = "all") -> AsyncIterator[GenerationBench]:
     """The bot between the fakes, with `keys` Kie keys (each its own budget): one process on a
     SQLite file, or `instances` processes sharing a new schema on the PostgreSQL server at `url`
-    (harness.postgres_url), all with the same settings."""
+    (harness.postgres_url), all with the same settings. `kie_scope`: what the fake Kie's limit
+    counts (FakeKie.rate_scope); `bot_scope`: the bot's KIE_RATE_SCOPE."""
     extra = more_keys(keys)
     async with fakes(scale.window, more_keys=extra) as (tg, kie):
         kie.plan = realistic_plans(scale)
-        settings = scaled_settings(scale) | {"kie_api_keys": ",".join(extra) or None}
+        kie.rate_scope = kie_scope
+        settings = scaled_settings(scale) | {"kie_api_keys": ",".join(extra) or None,
+                                             "kie_rate_scope": bot_scope}
         if mode == "callbacks":
             if instances is not None:  # one KIE_CALLBACK_URL would reach one instance only
                 raise ValueError("several instances run in polling mode only")
@@ -310,22 +315,21 @@ class KindCost:
 
 
 def kie_costs(kie: FakeKie, requests: list[Req], done: list[Done]) -> dict[str, KindCost]:
-    """Kie's requests split by the kind of generation they serve: a create by the model in its
-    body, any other call by the task it names; and how many of each kind were delivered."""
+    """Kie's requests split by the kind of generation they serve, by the model of the task each
+    is about (a create Kie refused: the model in its body), counted by the role the fake gives
+    it; and how many of each kind were delivered."""
     costs: dict[str, KindCost] = defaultdict(KindCost)
     for req in requests:
-        task_id = _task_named(kie, req)
-        model = kie.tasks[task_id].model if task_id else _created_model(req)
-        kind = KIND_OF_KIE_MODEL.get(model or "")
+        task = kie.tasks.get(req.task_id) if req.task_id else None
+        refused = req.role == "create" and isinstance(req.body, dict)  # a create with no task (429)
+        model = task.model if task else req.body.get("model") if refused else None
+        kind = KIND_OF_KIE_MODEL.get(model if isinstance(model, str) else "")
         if kind is None:
             continue
         cost = costs[kind]
-        if task_id is None:
-            cost.creates += 1
-        elif "taskId" in req.query:
-            cost.reads += 1
-        else:
-            cost.other += 1
+        cost.creates += req.role == "create"
+        cost.reads += req.role == "read"
+        cost.other += req.role == "other"
         cost.rate_limited += req.status == 429
     for d in done:
         costs[d.ask.name].delivered += 1

@@ -23,6 +23,7 @@ from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 from aiogram.utils.i18n import I18n
 
 from bot.config import Settings
+from bot.dashboard import routes as dashboard
 from bot.handlers import build_router
 from bot.i18n import UserLocaleMiddleware, create_i18n, locale_of
 from bot.kie import KieClient, RateLimiter
@@ -32,11 +33,13 @@ from bot.redaction import RedactSecretsMiddleware
 from bot.runners.checks import run_checks
 from bot.runners.polling import PollingRunner
 from bot.runners.webhook import WebhookRunner
+from bot.services.broadcast import Broadcaster
 from bot.services.callback_url import CallbackUrls
 from bot.services.callbacks import KieCallbacks
 from bot.services.credit_watch import CreditWatch
 from bot.services.delivery import Delivery
 from bot.services.generation import Generations
+from bot.services.improve import Improver
 from bot.services.notifier import Notifier
 from bot.services.payments import CreditOnArrival
 from bot.services.pictures import Pictures
@@ -76,20 +79,23 @@ class Parts:
     presence: Presence
     generations: Generations
     delivery: Delivery
-    watch: CreditWatch | None
+    watch: CreditWatch
     callbacks: KieCallbacks | None
     payments: CreditOnArrival
+    broadcaster: Broadcaster
 
     async def settle(self, grace: float) -> None:
         """A graceful stop's first step: the creates and deliveries under way get up to `grace`
         seconds to end (a delivery cut off would be sent again at the next start)."""
-        await asyncio.gather(self.generations.stop(grace), self.tracker.settle(grace))
+        await asyncio.gather(self.generations.stop(grace), self.tracker.settle(grace),
+                             self.broadcaster.settle(grace))
 
     async def halt(self) -> None:
         """End the background work at once (after `settle` there is little left)."""
         await self.generations.stop(0.0)
         await self.delivery.stop()
         await self.tracker.stop()
+        await self.broadcaster.stop()
         await self.presence.stop()  # last: what this instance owns passes on at once
 
 
@@ -103,7 +109,7 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         limiter = RateLimiter(settings.kie.rate_limit, settings.kie.rate_window)
         kie = KieClient(settings.kie.api_key, base_url=str(settings.kie.api_url),
                         upload_url=str(settings.kie.upload_url), limiter=limiter,
-                        more_keys=settings.kie.api_keys)
+                        more_keys=settings.kie.api_keys, scope=settings.kie.rate_scope)
         opened.push_async_callback(kie.aclose)
         # Redirects are followed by Delivery itself: a few, to http(s) only.
         downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
@@ -133,12 +139,17 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
             kie_settings=settings.kie, callback_urls=callback_urls, schedule=tracker.schedule,
             limits=StartLimits(settings.bot.max_open_generations,
                                settings.bot.max_starts_per_minute),
-            wake_tracker=tracker.wake)
+            wake_tracker=tracker.wake, improve_price=settings.catalog.improve_price)
+        improver = Improver(store, kie=kie, generations=generations,
+                            price=settings.catalog.improve_price)
+
+        broadcaster = Broadcaster(bot, store, i18n, rate=settings.growth.broadcast_rate)
 
         # What handlers receive by name, in either mode (polling or webhook).
         dp = Dispatcher(store=store, bot_settings=settings.bot, payment_settings=settings.payments,
-                        growth_settings=settings.growth, generations=generations, kie=kie,
-                        delivery=delivery)
+                        growth_settings=settings.growth, web_settings=settings.web,
+                        generations=generations, improver=improver, kie=kie,
+                        delivery=delivery, broadcaster=broadcaster)
         dp.update.outer_middleware(ThrottleMiddleware(i18n))  # before any database write
         dp.update.outer_middleware(AccountMiddleware(store, settings.bot, i18n))  # repeats dropped too
         UserLocaleMiddleware(i18n).setup(dp)
@@ -148,11 +159,10 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         parts = Parts(
             settings=settings, i18n=i18n, dispatcher=dp, bot=bot, store=store, kie=kie,
             tracker=tracker, presence=presence, generations=generations, delivery=delivery,
-            watch=(CreditWatch(store, kie, notifier, settings.kie.low_credit_alert)
-                   if settings.kie.low_credit_alert > 0 else None),
+            watch=CreditWatch(store, kie, notifier, settings.kie.low_credit_alert),
             callbacks=(KieCallbacks(store, tracker, callback_urls, settings.kie.webhook_hmac_key)
                        if callback_urls else None),
-            payments=payments)
+            payments=payments, broadcaster=broadcaster)
         opened.push_async_callback(parts.halt)
         yield parts
 
@@ -192,14 +202,18 @@ class Application:
             # Every instance tracks and delivers, whether or not it is the one polling.
             await parts.presence.start()
             await parts.tracker.start()
-            if parts.watch is not None:
-                parts.watch.start()
-                running.push_async_callback(parts.watch.stop)
+            parts.broadcaster.start()  # after the heartbeat: it owns what it sends by it
+            parts.watch.start()
+            running.push_async_callback(parts.watch.stop)
             if settings.web.port is not None:  # (webhook: the dispatcher starts with it)
                 web = WebServer(settings.web, settings.webhook, parts.dispatcher, parts.bot,
                                 store=parts.store,
                                 tracker=parts.tracker, kie=parts.kie, callbacks=parts.callbacks,
-                                payments=parts.payments, concurrency=UPDATE_CONCURRENCY)
+                                payments=parts.payments, concurrency=UPDATE_CONCURRENCY,
+                                dashboard=dashboard.build(
+                                    store=parts.store, bot=parts.bot, i18n=parts.i18n,
+                                    bot_settings=settings.bot, web_settings=settings.web,
+                                    broadcaster=parts.broadcaster))
                 await web.start()
                 running.push_async_callback(web.stop)
             try:

@@ -112,6 +112,9 @@ class KieSettings(_Group):
     rate_limit: Annotated[int, Field(ge=1)] = env("kie_rate_limit", 20)
     # The window Kie counts KIE_RATE_LIMIT in; only tests and benchmarks shrink it.
     rate_window: Seconds = env("kie_rate_window", 10.0)
+    # What KIE_RATE_LIMIT counts: every call, or only creates (reads then learn their own
+    # budget: bot/kie/budget.py).
+    rate_scope: Literal["all", "creates"] = env("kie_rate_scope", "all")
     # Unset = the schedule learned for each model (services/schedule.py).
     poll_interval: Seconds | None = env("kie_poll_interval", None)
     poll_max_interval: Seconds = env("kie_poll_max_interval", 30.0)

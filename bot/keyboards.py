@@ -13,6 +13,7 @@ from pydantic import Field
 
 from bot import texts
 from bot.catalog import KINDS, Model
+from bot.store.broadcasts import Audience
 
 # Forged data outside these shapes fails the filter and reaches the "out of date" fallback
 # instead of a handler: a row id past 2**63 would overflow SQLite, and a value is made of the
@@ -45,6 +46,23 @@ class Follow(CallbackData, prefix="fl"):
 
     generation: RowId
     act: Literal["image", "video", "models", "original"]
+
+
+class FollowUp(CallbackData, prefix="fu"):
+    """⬆️ Upscale / ➕ Extend under a result: the catalog's follow-up of `role` run on file
+    `file` of it at once, at `price` (what the button shows; another price now charges nothing)."""
+
+    generation: RowId
+    role: Literal["upscale", "extend"]
+    file: Annotated[int, Field(ge=0, lt=100)] = 0
+    price: Annotated[int, Field(ge=0, lt=10**9)] = 0
+
+
+def follow_up_button(generation_id: int, role: Literal["upscale", "extend"], file: int,
+                     price: int, *, numbered: bool) -> InlineKeyboardButton:
+    """`⬆️ Upscale · N credits`; `➕ Extend 2 · N credits` where several files offer it."""
+    return _button(texts.follow_up_button(role, price, file + 1 if numbered else None),
+                   FollowUp(generation=generation_id, role=role, file=file, price=price))
 
 
 class BuyMenu(CallbackData, prefix="bm"):
@@ -143,19 +161,28 @@ def start_keyboard() -> InlineKeyboardMarkup:
         [buy_credits_button()]])
 
 
-def result_keyboard(generation_id: int, kind: str, price: int, *,
-                    picture_in_hand: bool) -> InlineKeyboardMarkup:
-    """Under a result: 🔁 Again at `price` (what it costs now), and for a picture what it can
-    become next. `picture_in_hand`: the message carries the picture (not an album's line)."""
-    rows = [[_button(texts.again_button(price), Again(generation=generation_id, price=price))]]
-    if kind == "image" and picture_in_hand:
+def result_keyboard(generation_id: int, kind: str, price: int, *, picture_in_hand: bool,
+                    follow_ups: Sequence[InlineKeyboardButton] = (), again: bool = True,
+                    original: bool = True) -> InlineKeyboardMarkup | None:
+    """Under a result: 🔁 Again at `price` (what it costs now) and the `follow_ups` (⬆️ ➕,
+    follow_up_button), then for a picture what it can become next and 📎 Original.
+    `picture_in_hand`: the message carries the picture (not an album's line). An upscale's
+    result has no 🔁 Again (the same upscale again) nor 📎 Original (it is the file already)."""
+    rows = [[_button(texts.again_button(price), Again(generation=generation_id, price=price))]
+            if again else [], list(follow_ups)]
+    if kind == "image":
         rows.append([_button(texts.kind_button(next_kind, picture=True),
                              Follow(generation=generation_id, act=next_kind))
-                     for next_kind in ("image", "video")])
-    if kind == "image":
-        rows[0].append(_button("📎 " + _("Original"), Follow(generation=generation_id,
-                                                             act="original")))
-    return InlineKeyboardMarkup(inline_keyboard=rows)
+                     for next_kind in ("image", "video") if picture_in_hand])
+        if original:
+            rows[-1].append(_button("📎 " + _("Original"), Follow(generation=generation_id,
+                                                                  act="original")))
+    # [🔁 Again][⬆️ Upscale] side by side where they fit; ➕ per track on rows of their own.
+    if len(rows[1]) == 1 and rows[0]:
+        rows[0] += rows[1]
+        rows[1] = []
+    rows = [row for row in rows if row]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
 
 
 def short_keyboard(draft_id: int, cheaper: Model | None,
@@ -180,11 +207,15 @@ def cancel_keyboard(generation_id: int) -> InlineKeyboardMarkup:
         _button("✖ " + _("Cancel"), CancelGeneration(generation=generation_id))]])
 
 
-def failure_keyboard(generation_id: int, price: int) -> InlineKeyboardMarkup:
-    """Under a refunded failure: the same request again, or the model list for it."""
-    return InlineKeyboardMarkup(inline_keyboard=[[
-        _button(texts.try_again_button(price), Again(generation=generation_id, price=price)),
-        _button("🔀 " + _("Change model"), Follow(generation=generation_id, act="models"))]])
+def failure_keyboard(generation_id: int, price: int, *,
+                     change_model: bool = True) -> InlineKeyboardMarkup:
+    """Under a refunded failure: the same request again, or the model list for it (not for a
+    follow-up: its model is the catalog's for that result)."""
+    row = [_button(texts.try_again_button(price), Again(generation=generation_id, price=price))]
+    if change_model:
+        row.append(_button("🔀 " + _("Change model"), Follow(generation=generation_id,
+                                                           act="models")))
+    return InlineKeyboardMarkup(inline_keyboard=[row])
 
 
 def history_keyboard(owner: int, page: int, pages: int,
@@ -214,3 +245,46 @@ def language_keyboard(owner: int, current: str,
                        callback_data=Language(owner=owner, code=code))
     builder.adjust(2)
     return builder.as_markup()
+
+
+class BroadcastPress(CallbackData, prefix="bc"):
+    """Under a broadcast's preview: ✅ send (`act` go) the message `message` of this chat to
+    `audience`, or ✖ (x). The preview's own message is the broadcast's key (a second ✅ finds it)."""
+
+    act: Literal["go", "x"]
+    audience: Audience
+    message: RowId
+
+
+def broadcast_keyboard(audience: Audience, message_id: int, count: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        _button("✅ " + _("Send to {n}").format(n=count),
+                BroadcastPress(act="go", audience=audience, message=message_id)),
+        _button("✖ " + _("Cancel"), BroadcastPress(act="x", audience=audience, message=message_id))]])
+
+
+class Improve(CallbackData, prefix="im"):
+    """✨ Improve on a picker (`act` go: `attempt` is the draft revision the keyboard was drawn
+    at), and Use it / Keep mine under its answer (`attempt`: that improvement's)."""
+
+    draft: RowId
+    attempt: Annotated[int, Field(ge=0, lt=2**31)]
+    act: Literal["go", "use", "keep"]
+
+
+def with_improve(markup: InlineKeyboardMarkup, draft_id: int, revision: int,
+                 price: int) -> InlineKeyboardMarkup:
+    """A picker's keyboard with `✨ Improve · N` (free: without a price) above its last row."""
+    label = "✨ " + (_("Improve · {credits}").format(credits=texts.credits(price)) if price
+                    else _("Improve"))
+    rows = markup.inline_keyboard
+    return InlineKeyboardMarkup(inline_keyboard=[
+        *rows[:-1], [_button(label, Improve(draft=draft_id, attempt=revision, act="go"))],
+        *rows[-1:]])
+
+
+def improved_keyboard(draft_id: int, attempt: int) -> InlineKeyboardMarkup:
+    """Under an improved prompt: take it, or keep the person's own (neither spends)."""
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        _button(_("Use it"), Improve(draft=draft_id, attempt=attempt, act="use")),
+        _button(_("Keep mine"), Improve(draft=draft_id, attempt=attempt, act="keep"))]])

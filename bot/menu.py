@@ -22,7 +22,7 @@ COMMANDS = (
 )
 
 # DESIGN.md "Commands", those for admins (bot/handlers/admin.py, /refund in payments.py, the
-# admins' /promo forms in growth.py).
+# admins' /promo forms in growth.py, /dashboard in dashboard.py, /broadcast in broadcast.py).
 ADMIN_COMMANDS = (
     ("topup", N_("Add credits to a user")),
     ("user", N_("A user's balance, ledger and generations")),
@@ -34,6 +34,8 @@ ADMIN_COMMANDS = (
     ("price", N_("Change a model's price")),
     ("model", N_("Hide or show a model")),
     ("promo", N_("Promo codes: add, off, list")),
+    ("broadcast", N_("Send a message to everyone, or to some")),
+    ("dashboard", N_("A one-time link to the web dashboard")),
 )
 
 # An admin's menu: each command once, where both lists name it (/promo) with the admins' line.

@@ -189,6 +189,8 @@ LEDGER_KINDS = {
     "referral_refund": N_("invite reward taken back (refund)"),
     "referral_refund_undone": N_("refund refused, invite reward back"),
     "promo": N_("promo code"),
+    "improve": N_("✨ prompt improved"),
+    "improve_refund": N_("✨ prompt improvement refunded"),
 }
 
 
@@ -206,6 +208,10 @@ def price_list(offer: Offer) -> str:
             lines.append(f"• {html.escape(model_title(first))}{mark} — "
                          f"{model_price(first)} · "
                          f"{first.good_for.in_language(get_i18n().current_locale)}")
+        for follow_up in offer.follow_ups(kind):  # run on a result: its button's emoji
+            lines.append(f"• {FOLLOW_UP_WORDS[follow_up.role or ''][0]} "
+                         f"{html.escape(model_title(follow_up))} — {model_price(follow_up)} · "
+                         f"{follow_up.good_for.in_language(get_i18n().current_locale)}")
     lines.append("")
     lines.append("📎 " + _("From a photo: send the command as the photo's caption, "
                           "or as a reply to it."))
@@ -318,6 +324,17 @@ def offer_again(balance: int) -> str:
 
 def again_button(price: int) -> str:
     return "🔁 " + _("Again · {credits}").format(credits=credits(price))
+
+
+# A follow-up's button (keyboards.follow_up_button), by role: its emoji and word.
+FOLLOW_UP_WORDS = {"upscale": ("⬆️", N_("Upscale")), "extend": ("➕", N_("Extend"))}
+
+
+def follow_up_button(role: str, price: int, number: int | None) -> str:
+    """`⬆️ Upscale · 15 credits`; `➕ Extend 2 · 60 credits` for the second of several files."""
+    icon, word = FOLLOW_UP_WORDS[role]
+    name = _(word) if number is None else f"{_(word)} {number}"
+    return f"{icon} {name} · {credits(price)}"
 
 
 def try_again_button(price: int) -> str:

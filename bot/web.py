@@ -1,5 +1,5 @@
-"""The bot's own web server (WEB_HOST/WEB_PORT): GET /healthz, Kie.ai's callbacks, and in
-webhook mode Telegram's webhook."""
+"""The bot's own web server (WEB_HOST/WEB_PORT): GET /healthz, Kie.ai's callbacks, the
+dashboard (bot/dashboard/), and in webhook mode Telegram's webhook."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from aiogram.webhook.aiohttp_server import setup_application
 from aiohttp import web
 
 from bot.config import WebhookSettings, WebSettings
+from bot.dashboard.routes import mount
 from bot.kie import KieClient
 from bot.services.callbacks import KieCallbacks
 from bot.services.payments import CreditOnArrival
@@ -89,7 +90,8 @@ class WebServer:
     def __init__(self, web_settings: WebSettings, webhook: WebhookSettings,
                  dispatcher: Dispatcher, bot: Bot, *, store: Store,
                  tracker: Tracker, kie: KieClient, callbacks: KieCallbacks | None,
-                 payments: CreditOnArrival, concurrency: int) -> None:
+                 payments: CreditOnArrival, concurrency: int,
+                 dashboard: web.Application | None = None) -> None:
         self.web_settings = web_settings
         self.store = store
         self.tracker = tracker
@@ -106,6 +108,8 @@ class WebServer:
             TelegramWebhook(dispatcher, bot, secret=secret, payments=payments,
                             concurrency=concurrency).register(
                 self.app, urlsplit(str(webhook.url)).path or "/")
+        if dashboard is not None:
+            mount(self.app, dashboard)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -14,20 +14,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
 
-from bot.catalog.loader import SHIPPED, read_catalog
-from bot.catalog.models import KINDS, Choice, ImageSlot, Localized, Model, Option
+from bot.catalog.improve import ImproveSpec
+from bot.catalog.loader import SHIPPED, read_catalog, read_improve, read_money
+from bot.catalog.models import (
+    EXTEND,
+    KINDS,
+    UPSCALE,
+    Choice,
+    ImageSlot,
+    Localized,
+    Model,
+    Money,
+    Option,
+)
 
-__all__ = ["COMMANDS", "KINDS", "MODELS", "SHIPPED", "Catalog", "Choice", "ImageSlot", "Localized",
-           "Model", "Offer", "Option", "get_model", "load_catalog", "models_of", "models_of_entry"]
+__all__ = ["COMMANDS", "EXTEND", "KINDS", "MODELS", "SHIPPED", "UPSCALE", "Catalog", "Choice",
+           "ImageSlot", "Localized", "Model", "Offer", "Option", "get_model", "load_catalog",
+           "models_of", "models_of_entry"]
 
 
 class Catalog(Sequence[Model]):
     """The models, in menu order (the first of a kind is its picker's default)."""
 
-    def __init__(self, models: Iterable[Model]) -> None:
+    money: Money  # the [money] rates (/stats' margin): the file's, else the shipped file's
+
+    def __init__(self, models: Iterable[Model], improve: ImproveSpec | None = None) -> None:
+        self.improve = improve  # ✨ Improve's [improve] table (None: not offered)
         self.replace(models)
 
-    def replace(self, models: Iterable[Model]) -> None:
+    def replace(self, models: Iterable[Model], improve: ImproveSpec | None = None) -> None:
+        """The models of another file; its [improve] table too, where it has one."""
+        self.improve = improve or self.improve
         self._models = tuple(models)
         self._by_id = {model.id: model for model in self._models}
 
@@ -48,13 +65,16 @@ class Catalog(Sequence[Model]):
         return iter(self._models)
 
 
-MODELS = Catalog(read_catalog(SHIPPED))
+MODELS = Catalog(read_catalog(SHIPPED), read_improve(SHIPPED))
+MODELS.money = read_money(SHIPPED)
 
 
 def load_catalog(path: Path) -> None:
     """The catalog in the file at `path` instead of the one offered so far (CatalogError: the
     file is wrong, and nothing changed)."""
-    MODELS.replace(read_catalog(path))
+    models, improve, money = read_catalog(path), read_improve(path), read_money(path, MODELS.money)
+    MODELS.replace(models, improve)
+    MODELS.money = money
 
 
 def get_model(model_id: str | None) -> Model | None:
@@ -63,9 +83,10 @@ def get_model(model_id: str | None) -> Model | None:
 
 
 def models_of(kind: str, *, picture: bool = False) -> list[Model]:
-    """The models of a kind that work from a prompt alone, or (picture) from a picture too."""
+    """The models of a kind that work from a prompt alone, or (picture) from a picture too
+    (not the follow-ups, which work on a result)."""
     return [model for model in MODELS
-            if model.kind == kind and (model.image is not None) == picture]
+            if model.kind == kind and model.role is None and (model.image is not None) == picture]
 
 
 def models_of_entry(entry: str) -> list[Model]:
@@ -91,6 +112,19 @@ class Offer:
     def models_of(self, kind: str, *, picture: bool = False) -> list[Model]:
         return [offered for model in models_of(kind, picture=picture)
                 if (offered := self.model(model.id)) is not None]
+
+    def follow_ups(self, kind: str) -> list[Model]:
+        """The follow-ups of a kind offered now (⬆️ ➕ under its results), in catalog order."""
+        return [offered for model in MODELS if model.kind == kind and model.role is not None
+                and (offered := self.model(model.id)) is not None]
+
+    def follow_up(self, model_id: str, role: str) -> Model | None:
+        """The follow-up with this role offered for results of `model_id`: the first in the
+        catalog's order that applies to it and is not hidden (None: no such button)."""
+        source = get_model(model_id)
+        return next((offered for model in MODELS
+                     if model.role == role and source is not None and model.follows(source)
+                     and (offered := self.model(model.id)) is not None), None)
 
 
 # The command that opens each kind's picker.

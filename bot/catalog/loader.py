@@ -20,9 +20,23 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
-from bot.catalog.models import KINDS, SOURCE_LANGUAGE, Choice, ImageSlot, Localized, Model, Option
+from bot.catalog.improve import ImproveSpec
+from bot.catalog.models import (
+    EXTEND,
+    KINDS,
+    ROLES,
+    SOURCE_LANGUAGE,
+    UPSCALE,
+    Choice,
+    ImageSlot,
+    Localized,
+    Model,
+    Money,
+    Option,
+)
 from bot.errors import CatalogError
 from bot.i18n import DOMAIN, LOCALES_PATH
 from bot.kie.constants import APIS
@@ -67,6 +81,16 @@ def _a_kind(value: str) -> str:
     return value
 
 
+def _a_role(value: str) -> str:
+    if value not in ROLES:
+        raise ValueError(f"{value!r} is not one of {', '.join(ROLES)}")
+    return value
+
+
+# The kinds each follow-up role works on: what its button sits under (and what Kie takes).
+ROLE_KINDS = {UPSCALE: ("image", "video"), EXTEND: ("audio",)}
+
+
 def _token(pattern: str, longest: int, what: str) -> AfterValidator:
     """Ids and option keys travel in callback data (keyboards.Value: letters, digits, _ and -,
     and the dot between an option's key and a choice's index), within Telegram's 64 bytes."""
@@ -84,6 +108,7 @@ Text = Annotated[str, Field(min_length=1)]
 Scalar = Annotated[Any, AfterValidator(_scalar)]
 Api = Annotated[str, AfterValidator(_known_api)]
 Kind = Annotated[str, AfterValidator(_a_kind)]
+Role = Annotated[str, AfterValidator(_a_role)]
 Price = Annotated[int, Field(ge=1)]
 KieCost = Annotated[float, Field(ge=0)]
 Duration = Annotated[int, Field(gt=0)]
@@ -206,6 +231,28 @@ class ModelSpec(_Spec):
     image: ImageSpec | None = None
     picture: PictureSpec | None = None
     good_for: dict[str, Text]
+    # A follow-up (⬆️ Upscale, ➕ Extend): run on a delivered result of the models it applies
+    # to (none named: every model of its kind), the result in `source_field`; no picker.
+    role: Role | None = None
+    source_field: Text | None = None
+    applies_to: list[ModelId] = []
+
+    @model_validator(mode="after")
+    def _a_follow_up(self) -> ModelSpec:
+        if self.role is None:
+            for name in ("source_field", "applies_to"):
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name} is for a follow-up (a model with a role)")
+            return self
+        if self.kind not in ROLE_KINDS[self.role]:
+            raise ValueError(f"a model with the role {self.role!r} is of kind "
+                             f"{' or '.join(ROLE_KINDS[self.role])}, not {self.kind!r}")
+        if self.source_field is None:
+            raise ValueError("a follow-up needs source_field (the Kie field that takes the result)")
+        if self.options or self.image is not None or self.picture is not None:
+            raise ValueError("a follow-up has no options, image or picture (fixed_input sets "
+                             "its fields)")
+        return self
 
     @field_validator("picture")
     @classmethod
@@ -234,19 +281,31 @@ class ModelSpec(_Spec):
             options=tuple(option.build() for option in self.options),
             fixed_input=self.fixed_input, api=self.api,
             image=self.image.build() if self.image is not None else None,
-            good_for=Localized(self.good_for))
+            good_for=Localized(self.good_for), role=self.role, source_field=self.source_field,
+            applies_to=tuple(self.applies_to))
         return [model] if self.picture is None else [model, self.picture.variant_of(model)]
+
+
+class MoneySpec(_Spec):
+    """`[money]`: what the margin in /stats counts in US dollars."""
+
+    kie_credit_usd: Annotated[float, Field(gt=0)]
+    star_usd: Annotated[float, Field(gt=0)]
 
 
 class CatalogSpec(_Spec):
     """The whole file: the models, in menu order (the first of a kind is its default). Each is
-    checked on its own (ModelSpec), so that an error names it."""
+    checked on its own (ModelSpec), so that an error names it. `money` unset: the shipped
+    file's."""
 
     models: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    money: MoneySpec | None = None
+    # ✨ Improve's chat model and system prompts; a file without it keeps the shipped one's.
+    improve: ImproveSpec | None = None
 
 
-def read_catalog(path: Path) -> tuple[Model, ...]:
-    """The catalog in the file at `path`, checked; CatalogError: one line saying what is wrong."""
+def _read(path: Path) -> CatalogSpec:
+    """The file at `path`, parsed and checked as a whole (each model is checked on its own)."""
     try:
         with path.open("rb") as file:
             raw = tomllib.load(file)
@@ -255,9 +314,19 @@ def read_catalog(path: Path) -> tuple[Model, ...]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise CatalogError(f"{path} is not valid TOML: {error}") from None
     try:
-        entries = CatalogSpec.model_validate(raw).models
+        return CatalogSpec.model_validate(raw)
     except ValidationError as error:
         raise CatalogError(f"{path}, {_describe(error)}") from None
+
+
+def read_improve(path: Path) -> ImproveSpec | None:
+    """The file's `[improve]` table, checked (None: the file has none)."""
+    return _read(path).improve
+
+
+def read_catalog(path: Path) -> tuple[Model, ...]:
+    """The catalog in the file at `path`, checked; CatalogError: one line saying what is wrong."""
+    entries = _read(path).models
     models: list[Model] = []
     for number, entry in enumerate(entries, start=1):
         name = f'"{entry["id"]}"' if isinstance(entry.get("id"), str) else f"#{number} (no id)"
@@ -271,7 +340,29 @@ def read_catalog(path: Path) -> tuple[Model, ...]:
                 raise CatalogError(f"{path}, model {name}, field {field}: the id {model.id!r} "
                                    "is another model's too")
             models.append(model)
+    _check_applies_to(path, models)
     return tuple(models)
+
+
+def _check_applies_to(path: Path, models: list[Model]) -> None:
+    """Each model a follow-up names is in the file, of its kind, and no follow-up itself."""
+    for follow_up in models:
+        for name in follow_up.applies_to:
+            if not any(follow_up.follows(model) and name in (model.id, model.entry)
+                       for model in models):
+                raise CatalogError(f'{path}, model "{follow_up.id}", field applies_to: '
+                                   f"{name!r} is no {follow_up.kind} model of this file")
+
+
+def read_money(path: Path, default: Money | None = None) -> Money:
+    """The file's `[money]` rates, checked; `default` where it has none (CatalogError without
+    one)."""
+    money = _read(path).money
+    if money is not None:
+        return Money(money.kie_credit_usd, money.star_usd)
+    if default is None:
+        raise CatalogError(f"{path} has no [money] table")
+    return default
 
 
 def _describe(error: ValidationError) -> str:

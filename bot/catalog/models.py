@@ -5,9 +5,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 KINDS = ("image", "video", "audio")
+# What a follow-up model does to a delivered result (the catalog's `role`): never offered in a
+# picker, only under a result of its kind. An upscale's result is not upscaled again.
+UPSCALE: Final = "upscale"
+EXTEND: Final = "extend"
+ROLES = (UPSCALE, EXTEND)
 # The language every text of the catalog has (as every message id of the bot is English).
 SOURCE_LANGUAGE = "en"
 
@@ -85,6 +90,9 @@ class Model:
     image: ImageSlot | None = None  # set: the model needs a picture (offered only with one)
     menu_id: str | None = None  # the entry it belongs to (a picture variant's text model)
     good_for: Localized        # /models' one line on what it is best at
+    role: str | None = None    # a follow-up (ROLES): run on a result, not from a prompt
+    source_field: str | None = None  # a follow-up's Kie input field that takes the result
+    applies_to: tuple[str, ...] = ()  # a follow-up's models (ids or entries); () = its kind's
 
     @property
     def entry(self) -> str:
@@ -127,8 +135,30 @@ class Model:
                              else {option.field: choice.value})
         return kie_input
 
+    def follows(self, model: Model) -> bool:
+        """Whether this follow-up may run on a result of `model`: never on a follow-up's, but
+        an extended song may be extended again (by the same entry)."""
+        if model.role is not None:
+            return model.role == EXTEND and model.id == self.id
+        return (model.kind == self.kind
+                and (not self.applies_to or bool({model.id, model.entry} & set(self.applies_to))))
+
+    def follow_up_input(self, source: str) -> dict[str, Any]:
+        """A follow-up's Kie input: its fixed input and the result (a URL, Suno's audioId)."""
+        if self.source_field is None:
+            raise ValueError(f"model {self.id} is no follow-up")
+        return {**self.fixed_input, self.source_field: source}
+
     def with_picture(self, kie_input: dict[str, Any], url: str) -> dict[str, Any]:
         """The input with the uploaded picture's URL in the field this model reads it from."""
         if self.image is None:
             raise ValueError(f"model {self.id} takes no picture")
         return {**kie_input, self.image.field: [url] if self.image.many else url}
+
+
+@dataclass(frozen=True)
+class Money:
+    """The catalog's `[money]`: US dollars per Kie credit spent and per Star received."""
+
+    kie_credit_usd: float
+    star_usd: float

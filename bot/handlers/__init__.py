@@ -4,11 +4,15 @@ from aiogram import Router
 
 from bot.handlers import (
     admin,
+    broadcast,
     chats,
     compose,
+    dashboard,
+    follow_ups,
     generate,
     growth,
     history,
+    improve,
     info,
     language,
     payments,
@@ -20,8 +24,10 @@ def build_router() -> Router:
     router = Router(name="root")
     refusals.setup(router)
     router.include_routers(chats.make_router(), info.make_router(), admin.make_router(),
-                           generate.make_router(), history.make_router(), language.make_router(),
+                           generate.make_router(), follow_ups.make_router(), improve.make_router(),
+                           history.make_router(), language.make_router(),
                            payments.make_router(), growth.make_router(),
+                           dashboard.make_router(), broadcast.make_router(),
                            compose.make_router(),  # after every command: it takes plain text
                            refusals.make_fallback_router())  # last: it takes what is left
     return router

@@ -5,11 +5,9 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, TelegramObject
 from aiogram.utils.i18n import I18n, ngettext
@@ -20,11 +18,20 @@ from bot.catalog import MODELS, get_model, models_of_entry
 from bot.config import BotSettings
 from bot.errors import Refusal
 from bot.handlers.history import STATES
-from bot.i18n import N_, locale_of
+from bot.handlers.stats import fit, parse_days
+from bot.i18n import N_
 from bot.kie import KieClient
 from bot.kie.errors import KieError
-from bot.services.accounts import MAX_TOPUP, UsageError, ascii_number, find_target, parse_topup
+from bot.services.accounts import (
+    MAX_TOPUP,
+    UsageError,
+    ascii_number,
+    find_target,
+    parse_topup,
+    tell_topped_up,
+)
 from bot.services.offers import current_offer, set_price, set_shown
+from bot.services.stats import daily
 from bot.store import GenerationState, Store, User
 
 DAY = 24 * 3600.0
@@ -62,12 +69,7 @@ async def topup(message: Message, *, command: CommandObject, account: User,
     await message.answer(_("Added {credits} to {user}. Their balance: {balance}.").format(
         credits=texts.credits(amount), user=html.escape(target.display_name),
         balance=texts.credits(row.balance_after)))
-    with i18n.use_locale(locale_of(target, i18n)):
-        notice = _("An admin added {credits} to your balance. Balance: {balance}.").format(
-            credits=texts.credits(amount), balance=texts.credits(row.balance_after))
-    # Never started a private chat, or blocked the bot: the credits are there anyway.
-    with suppress(TelegramAPIError):
-        await bot.send_message(target.id, notice)
+    await tell_topped_up(bot, i18n, target, row)
 
 
 async def user(message: Message, *, command: CommandObject, store: Store,
@@ -122,8 +124,12 @@ async def _set_banned(message: Message, command: CommandObject, store: Store,
     await message.answer(text.format(user=name))
 
 
-async def stats(message: Message, *, store: Store, kie: KieClient) -> None:
-    report = await store.stats(active_since=time.time() - DAY)
+async def stats(message: Message, *, command: CommandObject, store: Store,
+                kie: KieClient) -> None:
+    """The all-time summary and the Kie.ai balance, then the last `days` days day by day."""
+    days = parse_days(command.args)
+    now = time.time()
+    report = await store.stats(active_since=now - DAY)
     ledger = report.ledger
     lines = [
         "<b>" + _("Statistics") + "</b>",
@@ -149,7 +155,10 @@ async def stats(message: Message, *, store: Store, kie: KieClient) -> None:
                  report.purchases).format(stars=report.stars, purchases=report.purchases),
         await _kie_credits_line(kie),
     ]
-    await message.answer("\n".join(lines))
+    await message.answer(fit("\n".join(lines), await daily(store, days=days, now=now),
+                             state_name=_state, model_name=_model_name,
+                             kie_credit_usd=MODELS.money.kie_credit_usd,
+                             star_usd=MODELS.money.star_usd))
 
 
 async def kie_balance(message: Message, *, kie: KieClient) -> None:

@@ -8,7 +8,7 @@ import logging
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
@@ -131,7 +131,9 @@ async def short_of_credits(bot: Bot, query: CallbackQuery, account: User,
                            short: ShortOfCredits) -> None:
     """Besides the press's alert, a message that stays: the price, the balance, ⭐ Buy
     credits and a model the balance pays. Kept private in a group (money is)."""
-    markup = short_keyboard(short.draft.id, short.cheaper, buy_credits_button())
+    markup = (short_keyboard(short.draft.id, short.cheaper, buy_credits_button())
+              if short.draft is not None  # a follow-up (⬆️ ➕) has no picker to go back to
+              else InlineKeyboardMarkup(inline_keyboard=[[buy_credits_button()]]))
     text = texts.short_of_credits(short.price, short.balance, short.cheaper)
     if isinstance(query.message, Message):
         await send_privately(bot, account, query.message, text, markup)

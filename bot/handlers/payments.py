@@ -30,7 +30,7 @@ from bot.config import CreditPackage, GrowthSettings, PaymentSettings
 from bot.errors import Refusal
 from bot.handlers.growth import tell_inviter
 from bot.handlers.picker import render
-from bot.i18n import N_, locale_of
+from bot.i18n import N_
 from bot.keyboards import BuyMenu
 from bot.services import payments
 from bot.services.generation import Generations
@@ -206,15 +206,7 @@ async def refund(message: Message, *, command: CommandObject, is_admin: bool, ac
         stars=purchase.stars, user=html.escape(done.buyer.display_name),
         charge_id=html.escape(purchase.charge_id), taken=texts.credits(done.taken),
         credits=texts.credits(purchase.credits), balance=texts.credits(done.balance)))
-    with i18n.use_locale(locale_of(done.buyer, i18n)):
-        notice = "↩️ " + _(
-            "Your payment of {stars} ⭐ (<code>{charge_id}</code>) was refunded. Taken back "
-            "from your balance: {taken}. Balance: {balance}.").format(
-            stars=purchase.stars, charge_id=html.escape(purchase.charge_id),
-            taken=texts.credits(done.taken), balance=texts.credits(done.balance))
-    # Never started a private chat, or blocked the bot: the refund stands anyway.
-    with suppress(TelegramAPIError):
-        await bot.send_message(done.buyer.id, notice)
+    await payments.tell_buyer(bot, i18n, done)
 
 
 def make_router() -> Router:

@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import texts
 from bot.errors import Refusal
-from bot.keyboards import models_keyboard, options_keyboard
+from bot.keyboards import models_keyboard, options_keyboard, with_improve
 from bot.services.generation import Generations, Picker
 from bot.services.telegram import is_not_modified, with_retry
 from bot.store import Store, User
@@ -32,6 +32,8 @@ def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
                                   price=picker.price, can_go_back=len(picker.models) > 1)
     if picker.too_long:
         text += "\n\n" + texts.too_long_line(picker.too_long, len(draft.prompt))
+    if picker.improve_price is not None:
+        markup = with_improve(markup, draft.id, draft.revision, picker.improve_price)
     return text, markup
 
 

@@ -15,6 +15,8 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.kie import constants
+from bot.kie.budget import Budget, Scope, budget_for
+from bot.kie.chat import ChatCompletion, ChatMessage, ChatRequest, chat_answer
 from bot.kie.errors import (
     KieAuthError,
     KieError,
@@ -51,6 +53,10 @@ M = TypeVar("M", bound=BaseModel)
 # Awaited just before a request goes out; raises to stop it (see KieClient.start).
 Fence = Callable[[], Awaitable[None]]
 
+# How a call's answer is read: (code, message, data), code 200 for success (`_enveloped`: Kie's
+# envelope; chat.chat_answer: the chat models' OpenAI format).
+Answer = Callable[[httpx.Response], tuple[int, str, Any]]
+
 # Kie gives no Retry-After; how long everyone holds back after a 429.
 RATE_LIMIT_PAUSE = 2.0
 
@@ -79,6 +85,8 @@ _WIRES: dict[str, _Wire] = {
                                 _market_body, TaskRecord),
     constants.API_SUNO: _Wire(constants.SUNO_GENERATE_PATH, constants.SUNO_RECORD_INFO_PATH,
                               suno_body, SunoRecord),
+    constants.API_SUNO_EXTEND: _Wire(constants.SUNO_EXTEND_PATH,
+                                     constants.SUNO_RECORD_INFO_PATH, suno_body, SunoRecord),
     constants.API_VEO: _VEO,
     constants.API_VEO_1080P: replace(_VEO, full_hd=True),
     constants.API_RUNWAY: _Wire(constants.RUNWAY_GENERATE_PATH,
@@ -108,7 +116,7 @@ def key_id(key: SecretStr) -> str:
 class _Key:
     id: str
     authorization: str
-    limiter: RateLimiter  # each key is an account with its own rate limit
+    budget: Budget  # each key is an account with its own rate limit
     retired: bool = False  # Kie refused it (401, 402): no new tasks on it
 
 
@@ -118,10 +126,11 @@ class KieClient:
     files) goes through the key that created it, which callers keep (`key=`)."""
 
     def __init__(self, api_key: SecretStr, *, base_url: str, upload_url: str,
-                 limiter: RateLimiter, more_keys: Sequence[SecretStr] = (),
+                 limiter: RateLimiter, more_keys: Sequence[SecretStr] = (), scope: Scope = "all",
                  timeout: float = 30.0, read_attempts: int = 4, backoff: float = 1.0) -> None:
-        keys = [_Key(key_id(api_key), f"Bearer {api_key.get_secret_value()}", limiter)]
-        keys += [_Key(key_id(key), f"Bearer {key.get_secret_value()}", limiter.sibling())
+        budget = budget_for(limiter, scope)  # KIE_RATE_SCOPE (bot/kie/budget.py)
+        keys = [_Key(key_id(api_key), f"Bearer {api_key.get_secret_value()}", budget)]
+        keys += [_Key(key_id(key), f"Bearer {key.get_secret_value()}", budget.sibling())
                  for key in more_keys if key_id(key) not in {k.id for k in keys}]
         self._keys = {key.id: key for key in keys}
         self._primary = keys[0]
@@ -136,7 +145,7 @@ class KieClient:
         """The key a new task should go to: of those Kie has not refused, the one with the
         most room in its budget now (the first, on a tie)."""
         active = [key for key in self._keys.values() if not key.retired] or [self._primary]
-        return max(active, key=lambda key: key.limiter.room()).id
+        return max(active, key=lambda key: key.budget.room()).id
 
     def key_ids(self) -> list[str]:
         """Every key's id, KIE_API_KEY's first."""
@@ -160,13 +169,23 @@ class KieClient:
         """`parts` instances share the keys: this one spends its part of each key's limit
         (RateLimiter.share; `polling`: with long polling, whether this one polls)."""
         for key in self._keys.values():
-            key.limiter.share(parts, polling=polling)
+            key.budget.share(parts, polling=polling)
 
     @property
     def rate_limit(self) -> int:
         """Requests this process may make per window, all its keys together."""
-        return sum(key.limiter.limit for key in self._keys.values() if not key.retired) \
-            or self._primary.limiter.limit
+        return sum(key.budget.limit for key in self._keys.values() if not key.retired) \
+            or self._primary.budget.limit
+
+    @property
+    def read_limit(self) -> int:
+        """Status reads this process may make per window, all its keys together: the same
+        budget as `rate_limit` under KIE_RATE_SCOPE=all, the reads' own under `creates`."""
+        return sum(key.budget.read_limit for key in self._keys.values())
+
+    @property
+    def scope(self) -> Scope:
+        return self._primary.budget.scope
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -190,13 +209,16 @@ class KieClient:
         return self._parse(TaskCreated, data).task_id
 
     async def status(self, api: str, task_id: str, *, owner: int | None = None,
-                     priority: Priority = Priority.POLL, key: str | None = None) -> TaskStatus:
+                     priority: Priority = Priority.POLL, key: str | None = None,
+                     wait: float | None = None) -> TaskStatus:
         """The task's fate in one shape for every API family (see TaskStatus); `key`: the one
-        that created it (None: KIE_API_KEY). API_VEO_1080P: a finished video in 1080p (veo.py)."""
+        that created it (None: KIE_API_KEY). API_VEO_1080P: a finished video in 1080p (veo.py).
+        `wait`: the longest the read waits for the reads' budget before it goes beyond it
+        (KIE_RATE_SCOPE=creates: the tracker's, so that no task goes unread too long)."""
         wire = _wire(api)
         key = key or self._primary.id
         data = await self._send("GET", wire.record_path, priority, owner=owner, key=key,
-                                params={"taskId": task_id})
+                                wait=wait, params={"taskId": task_id})
         record = self._parse(wire.record, data)
         status = record.to_status()
         if (wire.full_hd and status.phase == "success" and isinstance(record, VeoRecord)
@@ -223,6 +245,18 @@ class KieClient:
         if not isinstance(data, str) or not data:
             raise KieProtocolError("download-url answered no link")
         return data
+
+    async def chat(self, model: str, system: str, user: str, *,
+                   owner: int | None = None) -> str:
+        """One answer of Kie's chat `model` (its name in the path) to a system and a user
+        message: its text, "" when it said nothing. In the budget like a create, and retried
+        only as a create is (a request Kie may have taken is paid for)."""
+        body = ChatRequest(messages=[ChatMessage(role="system", content=system),
+                                     ChatMessage(role="user", content=user)])
+        data = await self._send("POST", constants.CHAT_PATH.format(model=model), Priority.CREATE,
+                                owner=owner, retry_reads=False, answer=chat_answer,
+                                json=body.model_dump(), timeout=constants.CHAT_TIMEOUT)
+        return self._parse(ChatCompletion, data).text
 
     async def upload_file(self, content: bytes, *, filename: str, mime_type: str) -> str:
         """Upload an input file; returns the URL to hand to a model (kept by Kie for 3 days).
@@ -257,20 +291,23 @@ class KieClient:
 
     async def _send(self, method: str, url: str, priority: Priority, *, owner: int | None = None,
                     key: str | None = None, retry_reads: bool = True, fence: Fence | None = None,
-                    **kwargs: Any) -> Any:
+                    wait: float | None = None, **kwargs: Any) -> Any:
         """One call under `key`'s budget (None: pick_key's). Reads retry with backoff on 429,
         5xx and timeouts; other calls retry only when Kie surely did not take the request (429,
-        no connection)."""
+        no connection). Under KIE_RATE_SCOPE=creates a status poll's 429 is not retried here
+        (Budget.retries_refused)."""
         chosen = self._keys.get(key or self.pick_key(), self._primary)
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await self._once(method, url, priority, owner, chosen, fence=fence,
-                                        **kwargs)
+                                        wait=wait, **kwargs)
             except KieError as error:
                 may_retry = error.retryable if retry_reads else isinstance(
                     error, KieRateLimited | _NotSent)
+                if isinstance(error, KieRateLimited):
+                    may_retry = may_retry and chosen.budget.retries_refused(priority)
                 if not may_retry or attempt >= self._read_attempts:
                     if isinstance(error, _NotSent):
                         raise error.unwrapped() from error
@@ -281,33 +318,31 @@ class KieClient:
                 await asyncio.sleep(delay)
 
     async def _once(self, method: str, url: str, priority: Priority, owner: int | None,
-                    key: _Key, *, fence: Fence | None = None, **kwargs: Any) -> Any:
+                    key: _Key, *, fence: Fence | None = None, answer: Answer | None = None,
+                    wait: float | None = None, **kwargs: Any) -> Any:
         try:
             # The slot is held until the answer is in: Kie counted the request somewhere before.
-            async with key.limiter.slot(priority, owner=owner):
+            async with key.budget.slot(priority, owner=owner, wait=wait):
                 if fence is not None:
                     await fence()
+                sent = time.monotonic()
                 response = await self._http.request(
                     method, url, headers={"Authorization": key.authorization}, **kwargs)
+                code, message, data = (answer or _enveloped)(response)
+                # Told before the slot is given back: the next grant counts this answer.
+                if code == 429 or response.status_code == 429:
+                    key.budget.refused(priority, RATE_LIMIT_PAUSE)
+                else:
+                    key.budget.accepted(priority, sent)  # whatever it answered, Kie counted it
         except httpx.ConnectError as error:
             raise _NotSent(str(error) or "cannot connect") from error
         except (httpx.TimeoutException, httpx.TransportError) as error:
             raise KieTimeout(type(error).__name__) from error
-        try:
-            envelope = Envelope.model_validate(response.json())
-        except (ValueError, ValidationError):
-            envelope = None
-        if envelope is None and response.is_success:
-            raise KieProtocolError("an answer that is not Kie's JSON envelope")
-        # The envelope's code first; the HTTP status where it has none (or says 200 wrongly).
-        code = envelope.code if envelope and envelope.code != 200 else response.status_code
-        if code == 200 and envelope is not None:
-            self.last_success_at = time.time()
-            return envelope.data
-        message = envelope.text if envelope else response.reason_phrase
         if code == 429 or response.status_code == 429:
-            key.limiter.pause(RATE_LIMIT_PAUSE)
             raise KieRateLimited(message, 429)
+        if code == 200:
+            self.last_success_at = time.time()
+            return data
         raise error_for(code, message)
 
     @staticmethod
@@ -316,6 +351,21 @@ class KieClient:
             return model.model_validate(data)
         except ValidationError as error:
             raise KieProtocolError(f"unexpected {model.__name__}: {error.error_count()} errors") from error
+
+
+def _enveloped(response: httpx.Response) -> tuple[int, str, Any]:
+    """(code, message, data) of an answer in Kie's `{code, msg, data}` envelope: the envelope's
+    code first, the HTTP status where it has none (or says 200 wrongly)."""
+    try:
+        envelope = Envelope.model_validate(response.json())
+    except (ValueError, ValidationError):
+        envelope = None
+    if envelope is None and response.is_success:
+        raise KieProtocolError("an answer that is not Kie's JSON envelope")
+    code = envelope.code if envelope and envelope.code != 200 else response.status_code
+    if code == 200 and envelope is not None:
+        return 200, "", envelope.data
+    return code, envelope.text if envelope else response.reason_phrase, None
 
 
 class _NotSent(KieTimeout):

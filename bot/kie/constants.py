@@ -7,6 +7,9 @@ KIE_UPLOAD_URL = "https://kieai.redpandaai.co"
 # The API families behind KieClient.start/status: a catalog entry names one of these.
 API_MARKET = "market"  # jobs/createTask + jobs/recordInfo: most models
 API_SUNO = "suno"  # Suno's own generate + generate/record-info
+# Suno continuing one of its tracks (`audioId`, with the track's own model): generate/extend,
+# read like any Suno task (kie-api-more.md, "Suno: extend a track").
+API_SUNO_EXTEND = "suno-extend"
 API_VEO = "veo"  # Veo 3.1: veo/generate + veo/record-info, the video as record-info gives it
 # Veo 3.1 delivering the 1080p version where Kie offers it (veo.py: once the video is made,
 # get-1080p-video until Kie hands it over). Kie may charge for the upgrade: a catalog entry opts in.
@@ -14,12 +17,13 @@ API_VEO_1080P = "veo-1080p"
 API_RUNWAY = "runway"  # runway/generate + runway/record-detail
 API_FLUX = "flux-kontext"  # flux/kontext/generate + flux/kontext/record-info
 API_GPT4O = "gpt4o-image"  # gpt4o-image/generate + gpt4o-image/record-info
-APIS = (API_MARKET, API_SUNO, API_VEO, API_VEO_1080P, API_RUNWAY, API_FLUX, API_GPT4O)
+APIS = (API_MARKET, API_SUNO, API_SUNO_EXTEND, API_VEO, API_VEO_1080P, API_RUNWAY, API_FLUX, API_GPT4O)
 
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
 SUNO_GENERATE_PATH = "/api/v1/generate"
 SUNO_RECORD_INFO_PATH = "/api/v1/generate/record-info"
+SUNO_EXTEND_PATH = "/api/v1/generate/extend"
 VEO_GENERATE_PATH = "/api/v1/veo/generate"
 VEO_RECORD_INFO_PATH = "/api/v1/veo/record-info"
 VEO_1080P_PATH = "/api/v1/veo/get-1080p-video"
@@ -109,3 +113,12 @@ CALLBACK_TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 CALLBACK_SIGNATURE_HEADER = "X-Webhook-Signature"
 # Older signatures are refused: a replayed callback cannot be made fresh.
 CALLBACK_MAX_AGE = 300.0
+
+# ✨ Improve: Kie's chat models answer in OpenAI's format (kie-api-more.md §7), the model's name
+# in the path (no `model` field); the catalog's [improve] table names the model. `stream` must be
+# sent as false (its default is true: an SSE stream) and `include_thoughts` as false (its default
+# true may put the model's thoughts into the answer [?]).
+CHAT_PATH = "/{model}/v1/chat/completions"
+CHAT_MODEL = "gemini-2.5-flash"
+# Seconds one chat request may take (an answer of a few hundred words comes in seconds).
+CHAT_TIMEOUT = 30.0

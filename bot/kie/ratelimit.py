@@ -17,8 +17,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Hashable
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -30,9 +30,16 @@ class Priority(IntEnum):
     POLL = 2
 
 
+# Ahead of every priority: a caller that waited as long as it may (`slot(wait=...)`).
+BEYOND = -1
+
+# A condition a grant waits for beside the limiter's own (see RateLimiter.gate).
+Gate = Callable[[float], float | None]
+
+
 @dataclass(order=True, slots=True)
 class _Waiter:
-    priority: int
+    priority: int  # a Priority, or BEYOND
     round: int  # the owner's turn within its priority
     seq: int  # arrival order, the last tie-break
     owner: Hashable = field(compare=False)
@@ -54,12 +61,15 @@ class RateLimiter:
         self._stamps: deque[float] = deque()  # when answers came back, oldest first
         self._waiting: list[_Waiter] = []  # a heap: priority, then round, then arrival
         self._seq = itertools.count()
-        self._serving = [0] * len(Priority)  # per priority, the round of the latest grant
+        self._serving: defaultdict[int, int] = defaultdict(int)  # per priority, the latest round
         self._owners: dict[tuple[int, Hashable], _Owner] = {}  # only owners with a waiter queued
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._widening: asyncio.TimerHandle | None = None  # a larger share, due a window later
         self._widening_to = limit
+        # Beside the limit, a grant also waits for this, given the time: seconds still to wait
+        # (0: none), or None until `poke` (bot.kie.budget couples a key's two budgets so).
+        self.gate: Gate | None = None
 
     def share(self, parts: int, *, polling: bool | None = None) -> None:
         """`parts` processes spend the key's budget (instances sharing a database): this
@@ -105,13 +115,28 @@ class RateLimiter:
         """Hold every caller back for `seconds` (after a 429)."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
+    @property
+    def in_flight(self) -> int:
+        """Granted requests whose answer is not back yet."""
+        return self._in_flight
+
+    def poke(self) -> None:
+        """What the gate waits for may have changed: grant what can be granted now."""
+        self._dispatch()
+
     @asynccontextmanager
-    async def slot(self, priority: Priority = Priority.READ, *,
-                   owner: Hashable = None) -> AsyncIterator[None]:
+    async def slot(self, priority: Priority = Priority.READ, *, owner: Hashable = None,
+                   wait: float | None = None) -> AsyncIterator[None]:
         """Wait for a grant, then hold it around one request. The slot counts while the block
         runs and for `window` seconds after it ends, however it ends: a request that failed or
-        was cancelled may still have reached Kie."""
-        await self._granted(priority, owner)
+        was cancelled may still have reached Kie. `wait`: the longest to wait for the limit;
+        past it the call goes ahead of everyone, beyond the limit (only the pause and the gate
+        hold it), though it counts like any."""
+        try:
+            async with asyncio.timeout(wait):
+                await self._granted(priority, owner)
+        except TimeoutError:
+            await self._granted(BEYOND, owner)
         try:
             yield
         finally:
@@ -119,7 +144,7 @@ class RateLimiter:
             self._stamps.append(time.monotonic())
             self._dispatch()
 
-    async def _granted(self, priority: Priority, owner: Hashable) -> None:
+    async def _granted(self, priority: int, owner: Hashable) -> None:
         serving = self._serving[priority]
         mine = self._owners.setdefault((priority, owner), _Owner(serving - 1))
         mine.last_round = max(serving, mine.last_round + 1)
@@ -149,7 +174,7 @@ class RateLimiter:
             if head.granted.cancelled():
                 self._leave(heapq.heappop(self._waiting))
                 continue
-            delay = self._delay(time.monotonic())
+            delay = self._delay(time.monotonic(), beyond=head.priority == BEYOND)
             if delay is None:  # only an answer coming back frees a slot; slot() dispatches then
                 return
             if delay > 0:
@@ -160,15 +185,21 @@ class RateLimiter:
             self._in_flight += 1
             head.granted.set_result(None)
 
-    def _delay(self, now: float) -> float | None:
-        """Seconds until a slot may be granted (0: now); None while every slot is in flight."""
+    def _delay(self, now: float, *, beyond: bool = False) -> float | None:
+        """Seconds until a slot may be granted (0: now); None while every slot is in flight
+        (or the gate says to wait for a poke)."""
         while self._stamps and self._stamps[0] <= now - self.window:
             self._stamps.popleft()
-        if self._in_flight >= self.limit:
+        if self._in_flight >= self.limit and not beyond:
             return None
         delay = self._paused_until - now
-        if self._in_flight + len(self._stamps) >= self.limit:
+        if self._in_flight + len(self._stamps) >= self.limit and not beyond:
             delay = max(delay, self._stamps[0] + self.window - now)
+        if self.gate is not None:
+            gated = self.gate(now)
+            if gated is None:
+                return None
+            delay = max(delay, gated)
         return max(delay, 0.0)
 
     def _leave(self, waiter: _Waiter) -> None:

@@ -18,13 +18,15 @@ Phase = Literal["running", "success", "fail"]
 
 @dataclass(frozen=True, slots=True)
 class ResultFile:
-    """One generated file. Suno's tracks also carry a title, tags, a duration and a cover."""
+    """One generated file. Suno's tracks also carry a title, tags, a duration, a cover and
+    their id (what Suno's extend takes as `audioId`)."""
 
     url: str
     title: str | None = None
     tags: str | None = None
     duration: float | None = None  # seconds
     image_url: str | None = None  # Suno's cover picture
+    audio_id: str | None = None  # Suno's track id
 
 
 @dataclass(frozen=True, slots=True)

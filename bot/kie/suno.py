@@ -19,9 +19,9 @@ from bot.kie.schemas import (
 
 
 def generate_body(model: str, input: dict[str, Any], callback_url: str | None) -> dict[str, Any]:
-    """The generate request: the catalog's input is the body itself (`customMode`,
-    `instrumental`, `prompt`, `style`, `title`, …); the catalog's model id (`V4_5`) goes into
-    `model`, the callback into `callBackUrl`."""
+    """The generate (or extend) request: the catalog's input is the body itself (`customMode`,
+    `instrumental`, `prompt`, …; an extend's `audioId`, `defaultParamFlag`); the catalog's model
+    id (`V4_5`) goes into `model`, the callback into `callBackUrl`."""
     callback = callback_url if callback_url is not None else api.SUNO_CALLBACK_FALLBACK
     return flat_body(input, model=model, callback_url=callback)
 
@@ -38,7 +38,7 @@ class SunoTrack(BaseModel):
     tags: str | None = None
     duration: float | None = None  # seconds
 
-    @field_validator("audio_url", "image_url", "title", "tags", mode="before")
+    @field_validator("id", "audio_url", "image_url", "title", "tags", mode="before")
     @classmethod
     def _text_or_none(cls, value: Any) -> Any:
         """A number or an object where Kie should give a string loses that detail (or, for the
@@ -54,7 +54,8 @@ class SunoTrack(BaseModel):
         if not self.audio_url:
             return None
         return ResultFile(self.audio_url, title=self.title or None, tags=self.tags or None,
-                          duration=self.duration, image_url=self.image_url or None)
+                          duration=self.duration, image_url=self.image_url or None,
+                          audio_id=self.id or None)
 
 
 class SunoResponse(BaseModel):

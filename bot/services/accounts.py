@@ -1,14 +1,21 @@
-"""Admin work on accounts: finding the user a command names, checking the amount."""
+"""Admin work on accounts: finding the user a command names, checking the amount, telling the
+person of a top-up."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import User as TelegramUser
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
 
+from bot import texts
 from bot.errors import Refusal
-from bot.i18n import N_
-from bot.store import Store, User
+from bot.i18n import N_, locale_of
+from bot.store import LedgerRow, Store, User
 
 MAX_TOPUP = 1_000_000
 # Telegram's user ids are positive and stay below 2**52; a bigger number is a typo (and past
@@ -87,3 +94,13 @@ async def parse_topup(store: Store, starting_credits: int, args: str | None,
         amount = parse_amount(tokens[0])
         return await find_target(store, starting_credits, None, replied_to), amount
     raise UsageError(N_("Say whom to top up and by how much."), usage=TOPUP_USAGE)
+
+
+async def tell_topped_up(bot: Bot, i18n: I18n, target: User, row: LedgerRow) -> None:
+    """The person told of an admin's top-up, in their language (/topup's and the dashboard's)."""
+    with i18n.use_locale(locale_of(target, i18n)):
+        notice = _("An admin added {credits} to your balance. Balance: {balance}.").format(
+            credits=texts.credits(row.amount), balance=texts.credits(row.balance_after))
+    # Never started a private chat, or blocked the bot: the credits are there anyway.
+    with suppress(TelegramAPIError):
+        await bot.send_message(target.id, notice)

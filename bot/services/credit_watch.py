@@ -1,5 +1,6 @@
-"""Watching the Kie.ai account's credits: admins hear once each time they fall below
-KIE_LOW_CREDIT_ALERT, not at every check while they stay low."""
+"""Watching the Kie.ai account's credits: every key's balance recorded at each check (the Kie
+spend per day of /stats, store/daily.py), and admins told once each time KIE_API_KEY's falls
+below KIE_LOW_CREDIT_ALERT, not at every check while it stays low."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot.kie import KieClient
 from bot.kie.errors import KieError
 from bot.services.notifier import Notifier
 from bot.store import Store
+from bot.store.daily import record_kie_reading
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,9 @@ class CreditWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> None:
-        try:
-            remaining = await self.kie.get_credits()
-        except KieError as error:
-            log.warning("Kie.ai credits not read: %s", error)
+        readings = {key: await self._read(key) for key in self.kie.key_ids()}
+        remaining = readings[self.kie.key_ids()[0]]  # KIE_API_KEY's
+        if remaining is None or self.threshold <= 0:
             return
         was_low = await self.store.get_flag(LOW_FLAG) is not None
         if remaining < self.threshold and not was_low:
@@ -51,6 +52,16 @@ class CreditWatch:
         elif remaining >= self.threshold and was_low:
             await self.store.set_flag(LOW_FLAG, None)
 
+    async def _read(self, key: str) -> float | None:
+        """The key's credits, recorded; None if Kie did not say."""
+        try:
+            credits = await self.kie.get_credits(key)
+        except KieError as error:
+            log.warning("Kie.ai credits of key %s not read: %s", key, error)
+            return None
+        await record_kie_reading(self.store, key, credits, now=time.time())
+        return credits
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="credit-watch")
 
@@ -61,6 +72,8 @@ class CreditWatch:
                 await self._task
 
     async def _run(self) -> None:
+        if self.threshold <= 0:  # no alert to give: the start-up check has just read the keys
+            await asyncio.sleep(self.interval)
         while True:
             try:
                 await self.check()

@@ -71,6 +71,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot import texts
+from bot.catalog import UPSCALE, Offer, get_model
 from bot.errors import BotError
 from bot.i18n import locale_of
 from bot.keyboards import result_keyboard
@@ -79,7 +80,9 @@ from bot.kie.errors import KieError
 from bot.kie.ratelimit import Priority
 from bot.kie.schemas import duration_or_none
 from bot.services.background import Running, cancel, spawn
+from bot.services.follow_ups import follow_up_buttons
 from bot.services.notifier import Notifier, model_name
+from bot.services.offers import current_offer
 from bot.services.telegram import reply_kwargs, with_retry
 from bot.store import DeliveredFile, Generation, GenerationState, Store
 
@@ -228,11 +231,21 @@ class Outcome(Enum):
     NOT_MINE = "not_mine"         # its lease ran out while this instance was away: another's
 
 
-def result_markup(generation: Generation) -> InlineKeyboardMarkup:
+def result_markup(generation: Generation, offer: Offer) -> InlineKeyboardMarkup | None:
     """🔁 Again at the price paid (a price changed since opens the picker instead, charging
-    nothing); ✏️ 🎬 under a single picture, which the press takes as the input."""
+    nothing); ⬆️ ➕ at their prices in `offer` (services/follow_ups.py); ✏️ 🎬 under a single
+    picture, which the press takes as the input. An upscale's result is the full file already:
+    no 🔁 (the same upscale again) and no 📎."""
+    upscaled = _upscaled(generation)
     return result_keyboard(generation.id, generation.kind, generation.price,
-                           picture_in_hand=len(generation.result_urls) == 1)
+                           picture_in_hand=len(generation.result_urls) == 1,
+                           follow_ups=follow_up_buttons(generation, offer),
+                           again=not upscaled, original=not upscaled)
+
+
+def _upscaled(generation: Generation) -> bool:
+    model = get_model(generation.model)
+    return model is not None and model.role == UPSCALE
 
 
 @dataclass(frozen=True)
@@ -281,10 +294,11 @@ class Delivery:
         user = await self.store.get_user(generation.user_id)  # once: balance and language
         # A group sees no one's balance (money stays private).
         private = generation.chat_id == generation.user_id
+        offer = await current_offer(self.store)
         with self.i18n.use_locale(locale_of(user, self.i18n)):
             result = Result(texts.result_caption(model_name(generation), generation.prompt),
                             texts.balance_line(user.balance) if user and private else None,
-                            result_markup(generation), file_details(generation))
+                            result_markup(generation, offer), file_details(generation))
             done = texts.done_line(model_name(generation),
                                    (generation.finished_at or 0) - generation.created_at)
         try:
@@ -364,7 +378,8 @@ class Delivery:
         Raises Expired when the files are gone; Telegram's errors reach the caller, who asked
         just now and can be told."""
         result = Result(texts.result_caption(model_name(generation), generation.prompt), note,
-                        result_markup(generation), file_details(generation))
+                        result_markup(generation, await current_offer(self.store)),
+                        file_details(generation))
         target = replace(generation, chat_id=chat_id, request_message_id=reply_to)
         if not await self._resend_stored(target, result):
             if not generation.result_urls or not kie_keeps(generation, time.time()):
@@ -436,7 +451,9 @@ class Delivery:
         download-url waits behind every status read. Returns the files Telegram now holds
         (none when it got the links)."""
         urls = generation.result_urls
-        sender = sender or SENDERS[generation.kind]
+        # An upscale is delivered as a document: its point is its full size, which Telegram
+        # would recompress as a photo or a video.
+        sender = sender or (DOCUMENT if _upscaled(generation) else SENDERS[generation.kind])
         too_large = False
         try:
             return sent_files(await self._send_media(generation, [(sender, u) for u in urls],

@@ -25,6 +25,8 @@ from bot.kie.errors import (
     KieValidationError,
 )
 from bot.services.callback_url import CallbackUrls
+from bot.services.delivery import kie_keeps
+from bot.services.follow_ups import source_of
 from bot.services.keys import retire_refused_key
 from bot.services.notifier import Notifier
 from bot.services.offers import HIDDEN_BY_KIE, current_offer
@@ -35,6 +37,7 @@ from bot.store import (
     Draft,
     DraftChanged,
     DraftClosed,
+    FollowUpOpen,
     Generation,
     GenerationState,
     InsufficientCredits,
@@ -70,6 +73,7 @@ class Picker:
     model: Model | None
     models: list[Model]
     too_long: list[Model] = field(default_factory=list)  # not offered: the prompt is longer
+    improve_price: int | None = None  # ✨ Improve's (PROMPT_IMPROVE_PRICE); None: not offered
 
     @cached_property
     def choices(self) -> dict[str, Any]:
@@ -83,9 +87,10 @@ class Picker:
 
 class ShortOfCredits(PickerError):
     """✅ that the balance cannot pay: nothing charged. `cheaper`: the best model of the same
-    kind the balance pays (at its default options), if one is offered."""
+    kind the balance pays (at its default options), if one is offered. A follow-up (⬆️ ➕) has
+    no draft."""
 
-    def __init__(self, draft: Draft, price: int, balance: int, cheaper: Model | None) -> None:
+    def __init__(self, draft: Draft | None, price: int, balance: int, cheaper: Model | None) -> None:
         super().__init__("not enough credits")
         self.draft, self.price, self.balance, self.cheaper = draft, price, balance, cheaper
 
@@ -101,11 +106,24 @@ class PickerChanged(PickerError):
         self.picker = picker
 
 
+class PriceChanged(PickerError):
+    """A follow-up's button showed another price than it costs now: nothing is charged."""
+
+    def __init__(self, price: int) -> None:
+        super().__init__(N_("The price changed before your press arrived: it is {credits} now."),
+                         credits=texts.credits(price))
+        self.price = price
+
+
+# A follow-up of a result Kie no longer keeps (its URL, or Suno's track, is gone).
+RESULT_GONE = N_("This result is too old: Kie.ai no longer keeps its file. Nothing was charged.")
+
+
 class Generations:
     def __init__(self, store: Store, *, kie: KieClient, pictures: Pictures, notifier: Notifier,
                  kie_settings: KieSettings, limits: StartLimits,
                  callback_urls: CallbackUrls | None, schedule: Schedule,
-                 wake_tracker: Callable[[], None],
+                 wake_tracker: Callable[[], None], improve_price: int | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.kie = kie
@@ -116,6 +134,7 @@ class Generations:
         self.callback_urls = callback_urls
         self.schedule = schedule
         self.wake_tracker = wake_tracker
+        self.improve_price = improve_price  # on every picker it draws (services/improve.py)
         self._clock = clock
         self._submits: set[asyncio.Task[None]] = set()
 
@@ -148,7 +167,7 @@ class Generations:
             user_id=user_id, chat_id=chat_id, request_message_id=request_message_id, kind=kind,
             prompt=prompt, model=model.id if model else None,
             options=model.resolve(options or {}) if model else None, picture=picture)
-        return Picker(draft, model, models, too_long)
+        return self._picker(draft, model, models, too_long)
 
     async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:
         """Apply a picker press; None when the draft is closed (cancel)."""
@@ -180,7 +199,7 @@ class Generations:
                 raise PickerError(texts.OUTDATED)
         except DraftClosed:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
-        return Picker(draft, model, models, too_long)
+        return self._picker(draft, model, models, too_long)
 
     async def short_picker(self, user_id: int) -> Picker | None:
         """After a purchase: the person's newest live picker whose ✅ found too few credits,
@@ -188,8 +207,16 @@ class Generations:
         draft = await self.store.short_draft(user_id, since=self._clock() - DRAFT_LIFETIME)
         if draft is None:
             return None
+        return await self.picker(draft)
+
+    async def picker(self, draft: Draft) -> Picker:
+        """What the picker of `draft` shows now."""
         offer = await current_offer(self.store)
-        return Picker(draft, offer.model(draft.model), *_offered_for(offer, draft))
+        return self._picker(draft, offer.model(draft.model), *_offered_for(offer, draft))
+
+    def _picker(self, draft: Draft, model: Model | None, models: list[Model],
+                too_long: list[Model]) -> Picker:
+        return Picker(draft, model, models, too_long, self.improve_price)
 
     async def owned_draft(self, draft_id: int, user_id: int) -> Draft:
         draft = await self.store.get_draft(draft_id)
@@ -220,6 +247,14 @@ class Generations:
         the price its button showed. A model or price changed since: PickerChanged, whose
         picker shows what the same request costs now (nothing is charged)."""
         old = await self.owned_generation(generation_id, user_id)
+        if old.source_id is not None:  # a follow-up's: the same follow-up of the same result
+            source = await self.owned_generation(old.source_id, user_id)
+            model = (await current_offer(self.store)).model(old.model)
+            if model is None:
+                raise PickerError(N_("This model is no longer available."))
+            return await self._follow(source, model, old.input, price, chat_id=chat_id,
+                                      request_message_id=old.request_message_id
+                                      if chat_id == old.chat_id else None, exempt=exempt)
         model = get_model(old.model)
         if model is None:
             raise PickerError(texts.OUTDATED)
@@ -227,6 +262,46 @@ class Generations:
         if picker.model is None or picker.model.id != model.id or picker.price != price:
             raise PickerChanged(picker)
         return await self._charge(picker.draft, picker.draft.revision, price, exempt=exempt)
+
+    async def follow_up(self, source_id: int, *, user_id: int, role: str, file: int,
+                        price: int, chat_id: int, request_message_id: int | None,
+                        exempt: bool = False) -> tuple[Generation, Model]:
+        """⬆️ Upscale · N or ➕ Extend · N under a delivered result: the catalog's follow-up of
+        that role run on file `file` of it, charged at once at `price` (what the button showed;
+        another price now: PriceChanged, nothing charged). The new generation replies to
+        `request_message_id` (the result pressed). `submit` comes next."""
+        source = await self.owned_generation(source_id, user_id)
+        model = (await current_offer(self.store)).follow_up(source.model, role)
+        value = source_of(source, role, file)
+        if model is None or value is None:
+            raise PickerError(N_("This model is no longer available."))
+        return await self._follow(source, model, model.follow_up_input(value), price,
+                                  chat_id=chat_id, request_message_id=request_message_id,
+                                  exempt=exempt)
+
+    async def _follow(self, source: Generation, model: Model, kie_input: dict[str, Any],
+                      price: int, *, chat_id: int, request_message_id: int | None,
+                      exempt: bool) -> tuple[Generation, Model]:
+        """Charge and record a follow-up of `source`'s result, by the ledger's rules as a
+        generation is (Store.start_follow_up: a second press while it runs charges nothing)."""
+        if not source.result_urls or not kie_keeps(source, self._clock()):
+            raise PickerError(RESULT_GONE)
+        if price != model.price:
+            raise PriceChanged(model.price)
+        try:
+            generation = await self.store.start_follow_up(
+                source, chat_id=chat_id, request_message_id=request_message_id, model=model.id,
+                input=kie_input, price=price,
+                deadline_at=self._clock() + self.kie_settings.deadline(model.deadline),
+                limits=None if exempt else self.limits)
+        except FollowUpOpen:
+            raise PickerError(N_("It is already under way; the result will come here.")) from None
+        except LimitReached as limit:
+            raise PickerError(LIMIT_MESSAGES[limit.which]) from None
+        except InsufficientCredits as short:
+            raise ShortOfCredits(None, short.price, short.balance, None) from None
+        await self.notifier.status(generation, force=True)
+        return generation, model
 
     async def owned_generation(self, generation_id: int, user_id: int) -> Generation:
         """The generation a button under a result or a status line names: the presser's own,
@@ -254,7 +329,7 @@ class Generations:
         if model is None:
             raise PickerError(N_("This model is no longer available."))
         if (revision, price) != (draft.revision, model.price_for(draft.options)):
-            raise PickerChanged(Picker(draft, model, *_offered_for(offer, draft)))
+            raise PickerChanged(self._picker(draft, model, *_offered_for(offer, draft)))
         if len(draft.prompt) > model.max_prompt:
             raise PickerError(N_("The prompt is too long for this model."))
         limits = None if exempt else self.limits
@@ -267,8 +342,7 @@ class Generations:
             raise PickerError(N_("This request was already sent or cancelled.")) from None
         except DraftChanged:  # an option press landed between the check above and the charge
             fresh = await self.owned_draft(draft.id, draft.user_id)
-            raise PickerChanged(Picker(fresh, offer.model(fresh.model),
-                                       *_offered_for(offer, fresh))) from None
+            raise PickerChanged(await self.picker(fresh)) from None
         except LimitReached as limit:
             raise PickerError(LIMIT_MESSAGES[limit.which]) from None
         except InsufficientCredits as short:

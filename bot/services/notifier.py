@@ -88,7 +88,8 @@ class Notifier:
         with self.i18n.use_locale(await self.locale(generation.user_id)):
             text = texts.refunded(model_name(generation), generation.failure or "kie_failed",
                                   generation.failure_detail, generation.price)
-            markup = failure_keyboard(generation.id, generation.price)
+            markup = failure_keyboard(generation.id, generation.price,
+                                      change_model=generation.source_id is None)
         await self.finished(generation, text, markup)
 
     async def _show(self, generation: Generation, text: str, *, retry: bool,

@@ -3,8 +3,10 @@ paid package once per charge, and refunding one (Telegram first, then the ledger
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -13,11 +15,13 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramS
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 from aiogram.types import Update
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
 
 from bot import texts
 from bot.config import CreditPackage
 from bot.errors import BotError, Refusal
-from bot.i18n import N_
+from bot.i18n import N_, locale_of
 from bot.services.accounts import UsageError, ascii_number
 from bot.services.telegram import with_retry
 from bot.store import AlreadyRefunded, CreditsReserved, CreditsSpent, LedgerRow, Purchase, Store, User
@@ -208,6 +212,20 @@ async def refund(bot: Bot, store: Store, request: RefundRequest, *, admin_id: in
              purchase.charge_id, purchase.user_id, admin_id, purchase.stars, taken)
     buyer = await _buyer(store, purchase)
     return Refunded(purchase=purchase, buyer=buyer, taken=taken, balance=buyer.balance)
+
+
+async def tell_buyer(bot: Bot, i18n: I18n, done: Refunded) -> None:
+    """The buyer told of a refund, in their language (/refund's and the dashboard's)."""
+    purchase = done.purchase
+    with i18n.use_locale(locale_of(done.buyer, i18n)):
+        notice = "↩️ " + _(
+            "Your payment of {stars} ⭐ (<code>{charge_id}</code>) was refunded. Taken back "
+            "from your balance: {taken}. Balance: {balance}.").format(
+            stars=purchase.stars, charge_id=html.escape(purchase.charge_id),
+            taken=texts.credits(done.taken), balance=texts.credits(done.balance))
+    # Never started a private chat, or blocked the bot: the refund stands anyway.
+    with suppress(TelegramAPIError):
+        await bot.send_message(done.buyer.id, notice)
 
 
 async def _buyer(store: Store, purchase: Purchase) -> User:

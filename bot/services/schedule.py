@@ -4,7 +4,10 @@ then next near the time its model's tasks usually take — learned from the last
 finished, the catalog's guess until there are enough — then at a fraction of that time, backing
 off once it is long overdue (Kie's advice). With Kie callbacks on, a callback wakes the read the
 moment a task ends, and the poll is only a fallback for a lost callback: a first read late,
-then rare ones. KIE_POLL_INTERVAL, when set, is the first read and the smallest gap (tests)."""
+then rare ones. KIE_POLL_INTERVAL, when set, is the first read and the smallest gap (tests).
+Under KIE_RATE_SCOPE=creates reads have a budget of their own that may run short: a read waits
+for it at most `read_wait` past its time, so the gaps planned leave that much of
+KIE_POLL_MAX_INTERVAL."""
 
 from __future__ import annotations
 
@@ -66,15 +69,30 @@ class Schedule:
             return max(CALLBACK_FIRST_FACTOR * self.usual(model), self.settings.poll_max_interval)
         return model.poll_interval
 
+    @property
+    def read_wait(self) -> float | None:
+        """KIE_RATE_SCOPE=creates: the longest a due read waits for the reads' budget before
+        it goes beyond it (a window, or a third of KIE_POLL_MAX_INTERVAL if less); None under
+        `all`, where every read waits its turn in the one budget."""
+        if self.settings.rate_scope == "all":
+            return None
+        return min(self.settings.rate_window, self.settings.poll_max_interval / 3)
+
+    @property
+    def longest(self) -> float:
+        """The largest gap planned between two reads of a task (polling): with the wait for
+        the budget, at most KIE_POLL_MAX_INTERVAL."""
+        return self.settings.poll_max_interval - (self.read_wait or 0.0)
+
     def later_delay(self, model: Model, elapsed: float) -> float:
         """Seconds until the read after this one, for a task `elapsed` seconds old."""
         if self.settings.callback_url is not None:
             return CALLBACK_GAP_FACTOR * self.settings.poll_max_interval
         usual = self.usual(model)
         step = self.settings.poll_interval or min(
-            self.settings.poll_max_interval, max(model.poll_interval, STEP_SHARE * usual))
+            self.longest, max(model.poll_interval, STEP_SHARE * usual))
         if self.settings.poll_interval is None and elapsed < FIRST_SHARE * usual:
-            return min(self.settings.poll_max_interval,
+            return min(self.longest,
                        max(step, FIRST_SHARE * usual - elapsed))  # to near the usual time
         return next_check_delay(elapsed, expected=OVERDUE * usual, smallest=step,
-                                largest=self.settings.poll_max_interval)
+                                largest=self.longest)

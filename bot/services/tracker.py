@@ -22,12 +22,14 @@ from bot.kie import KieClient
 from bot.kie.constants import API_MARKET, STATE_FAIL
 from bot.kie.errors import KieAuthError, KieError, KieNoResult, KieNotFound
 from bot.kie.schemas import TaskStatus
+from bot.services import improve
 from bot.services.background import Errands, cancel, spawn
 from bot.services.delivery import DELIVERY_LEASE, Delivery, Outcome
 from bot.services.keys import retire_refused_key
 from bot.services.notifier import Notifier
 from bot.services.schedule import REMEMBERED, Schedule
 from bot.store import DRAFT_LIFETIME, WITHOUT_RESULT, Generation, GenerationState, Store
+from bot.store.daily import READING_MEMORY
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ DELIVERY_RETRY_MAX = 60.0
 HOUSEKEEPING_GAP = 600.0
 # Telegram keeps an update for 24 hours; a repeat can come no later than that.
 UPDATE_MEMORY = 2 * 86400.0
+# KIE_RATE_SCOPE=creates: the most reads one pass sends beyond the reads' budget (late ones).
+LATE_READS = 1000
 
 
 def delivery_retry_delay(failures: int) -> float:
@@ -131,6 +135,8 @@ class Tracker:
                 continue
             wakeup = None if self._full else await self.store.next_wakeup()
             delay = IDLE_WAKEUP if wakeup is None else min(IDLE_WAKEUP, wakeup - self._clock())
+            if self._full and self.schedule.read_wait is not None:  # to find the late ones
+                delay = self.schedule.read_wait / 2
             if delay > 0:
                 # (Not asyncio.wait_for: on Python 3.11 a stop that comes as the wakeup is set
                 # can be swallowed by it, and the loop would never end.)
@@ -153,17 +159,20 @@ class Tracker:
             except Exception:
                 log.exception("%s: closing it past its deadline failed", generation)
                 healthy = False
+        if (wait := self.schedule.read_wait) is not None:
+            # KIE_RATE_SCOPE=creates: a read late by half the wait (a pass comes at least that
+            # often while reads are left due) goes now, beyond the reads' budget.
+            for generation in await self.store.claim_checks(now - wait / 2, now + CHECK_LEASE,
+                                                            limit=LATE_READS):
+                self._claimed(generation, late=True)
         # Only as many as this instance's part of Kie's budget: other instances read the rest.
-        room = max(0, self.kie.rate_limit - len(self._checks))
+        room = max(0, self.kie.read_limit - len(self._checks))
         claimed = await self.store.claim_checks(now, now + CHECK_LEASE, limit=room)
         # More may be due than there was room for: the loop then waits for a read to end (it
         # wakes the loop) instead of spinning on rows that are due but cannot be read yet.
         self._full = len(claimed) >= room
         for generation in claimed:
-            if generation.id in self._checks:  # woken while its read is under way: read again
-                self._recheck.add(generation.id)
-            else:
-                self._check(generation)
+            self._claimed(generation)
         for generation in await self.store.claim_deliveries(now, now + DELIVERY_LEASE,
                                                             limit=self.kie_settings.rate_limit):
             # Past its lease but still being sent here (a slow upload): never send it twice.
@@ -176,12 +185,19 @@ class Tracker:
         while self._checks:
             await asyncio.gather(*self._checks.values(), return_exceptions=True)
 
-    def _check(self, generation: Generation) -> None:
-        spawn(self._checks, generation.id, self._checked(generation), f"check-{generation.id}")
+    def _claimed(self, generation: Generation, *, late: bool = False) -> None:
+        if generation.id in self._checks:  # woken while its read is under way: read again
+            self._recheck.add(generation.id)
+        else:
+            self._check(generation, late=late)
 
-    async def _checked(self, generation: Generation) -> None:
+    def _check(self, generation: Generation, *, late: bool = False) -> None:
+        spawn(self._checks, generation.id, self._checked(generation, late=late),
+              f"check-{generation.id}")
+
+    async def _checked(self, generation: Generation, *, late: bool = False) -> None:
         try:
-            await self.check(generation)
+            await self.check(generation, late=late)
         except Exception:  # the row is due again when its lease ends
             log.exception("%s: check failed", generation)
         if generation.id in self._recheck:
@@ -192,7 +208,9 @@ class Tracker:
         # room for one the last tick had to leave. (At most one pass per read: Kie's budget.)
         self.wake()
 
-    async def check(self, generation: Generation) -> None:
+    async def check(self, generation: Generation, *, late: bool = False) -> None:
+        """Read the task once and act on it. Under KIE_RATE_SCOPE=creates the read waits for
+        the reads' budget at most Schedule.read_wait, and not at all when it is `late`."""
         if generation.state == GenerationState.SUCCEEDED:  # overdue: its delivery is given up
             await self._give_up_delivery(generation)
             return
@@ -200,9 +218,14 @@ class Tracker:
             await self._fail(generation, "timeout")
             return
         model = get_model(generation.model)
+        wait = self.schedule.read_wait
+        if late and wait is not None:
+            log.info("%s: read late, beyond the reads' budget", generation)
+            wait = 0.0
         try:
             status = await self.kie.status(model.api if model else API_MARKET, generation.task_id,
-                                           owner=generation.user_id, key=generation.kie_key)
+                                           owner=generation.user_id, key=generation.kie_key,
+                                           wait=wait)
         except KieNotFound:
             await self._fail(generation, "lost")
             return
@@ -326,14 +349,18 @@ class Tracker:
             await self._give_up_delivery(generation)
 
     async def _housekeeping(self, now: float) -> None:
-        """Now and then: forget expired picker drafts and old update ids."""
+        """Now and then: forget expired picker drafts, old update ids and balance readings."""
         if now - self._housekept_at < HOUSEKEEPING_GAP:
             return
         self._housekept_at = now
         await self.store.purge(drafts_before=now - DRAFT_LIFETIME,
-                               updates_before=now - UPDATE_MEMORY)
+                               updates_before=now - UPDATE_MEMORY,
+                               readings_before=now - READING_MEMORY)
+        await improve.settle_stale(self.store, now)  # ✨ attempts a gone process left running
 
 
 def _file_details(status: TaskStatus) -> list[dict[str, Any]]:
-    """What Kie says of each result file (a track's title and length), as the store keeps it."""
-    return [{"title": f.title, "duration": f.duration} for f in status.files]
+    """What Kie says of each result file (a track's title, length and id), as the store keeps
+    it."""
+    return [{"title": f.title, "duration": f.duration, "audio_id": f.audio_id}
+            for f in status.files]

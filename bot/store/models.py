@@ -28,6 +28,8 @@ class LedgerKind(StrEnum):
     REFERRAL_REFUND = "referral_refund"  # that share taken back with the purchase's refund
     REFERRAL_REFUND_UNDONE = "referral_refund_undone"  # given back: Telegram refused the refund
     PROMO = "promo"                      # a promo code redeemed
+    IMPROVE = "improve"                  # ✨ Improve of a picker's prompt (store/improvements.py)
+    IMPROVE_REFUND = "improve_refund"    # given back: the improvement failed
 
 
 class GenerationState(StrEnum):
@@ -222,6 +224,7 @@ class Generation:
     result_files: list[dict[str, Any]] = field(default_factory=list)
     owner: str | None = None  # the instance working on it right now (Store.instance)
     kie_key: str | None = None  # the Kie key that created its task (None: KIE_API_KEY)
+    source_id: int | None = None  # a follow-up's (⬆️, ➕): the generation whose result it takes
 
     def __str__(self) -> str:
         """How log lines name it: every id an operator greps for, in one place."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import migrations
+from bot.store.broadcasts import Broadcasts
 from bot.store.database import Connection, Database, IntegrityError, Row, StoreError
 from bot.store.models import (
     OPEN_STATES,
@@ -100,6 +101,10 @@ class DraftChanged(StoreError):
     """The draft changed after the keyboard that was pressed was drawn: nothing is charged."""
 
 
+class FollowUpOpen(StoreError):
+    """The same follow-up of this result is already under way (a double tap): nothing charged."""
+
+
 class PromoRefused(StoreError):
     """A promo code that gives nothing to this person: `reason` is "unknown", "redeemed" (by
     them before), "off", "expired" or "used_up"; `promo` the code's row (None if unknown)."""
@@ -130,6 +135,7 @@ class Store:
         # A generation this instance may work on: nobody's, or a gone instance's.
         self._free = f"(owner IS NULL OR owner NOT IN ({db.live_instances}))"
         self._on_work: list[Callable[[], None]] = []
+        self.broadcasts = Broadcasts(db, self.instance, self._owning)
 
     @classmethod
     async def open(cls, target: Path | str, *, pool_size: int = 10) -> Store:
@@ -148,6 +154,11 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    @property
+    def database(self) -> Database:
+        """The engine, for the store's modules that keep their own tables (store/daily.py)."""
+        return self._db
 
     # -- instances -------------------------------------------------------------
 
@@ -348,12 +359,16 @@ class Store:
         user, _ = await self._refresh_user(stored, profile, starting_credits)
         return user
 
-    async def purge(self, *, drafts_before: float, updates_before: float) -> None:
-        """Forget picker drafts, prompts and update ids too old to matter."""
+    async def purge(self, *, drafts_before: float, updates_before: float,
+                    readings_before: float | None = None) -> None:
+        """Forget picker drafts, prompts, update ids and Kie balance readings (store/daily.py)
+        too old to matter."""
         async with self._tx() as db:
             await db.execute("DELETE FROM drafts WHERE created_at < ?", (drafts_before,))
             await db.execute("DELETE FROM prompts WHERE created_at < ?", (drafts_before,))
             await db.execute("DELETE FROM updates WHERE seen_at < ?", (updates_before,))
+            if readings_before is not None:
+                await db.execute("DELETE FROM kie_readings WHERE read_at < ?", (readings_before,))
 
     # -- ledger ----------------------------------------------------------------
 
@@ -778,6 +793,36 @@ class Store:
                 " model = excluded.model, options = excluded.options,"
                 " updated_at = excluded.updated_at",
                 (draft.user_id, draft.kind, draft.model, json.dumps(draft.options), now))
+            return generation
+
+    async def start_follow_up(self, source: Generation, *, chat_id: int,
+                              request_message_id: int | None, model: str, input: dict[str, Any],
+                              price: int, deadline_at: float,
+                              limits: StartLimits | None = None) -> Generation:
+        """Charge the owner of `source` and record a generation made from its result (⬆️ Upscale,
+        ➕ Extend): all or nothing, as start_generation, without a draft. The same follow-up of
+        the same result (same model and input) runs once at a time: a second press while it is
+        open raises FollowUpOpen, charging nothing (the owner's row is locked first, so two
+        presses at once are decided one after the other)."""
+        now = time.time()
+        async with self._tx() as db:
+            await _user(db, source.user_id, lock=True)
+            if limits is not None:
+                await _check_limits(db, source.user_id, limits, now)
+            encoded = json.dumps(input)
+            if await db.fetch(f"SELECT 1 FROM generations WHERE source_id = ? AND model = ?"
+                              f" AND input = ? AND state IN {_IN_OPEN}",
+                              (source.id, model, encoded, *OPEN_STATES)):
+                raise FollowUpOpen(source.id)
+            rows = await db.fetch(
+                "INSERT INTO generations (user_id, chat_id, request_message_id, kind, model,"
+                " prompt, options, input, price, state, deadline_at, created_at, owner,"
+                " source_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (source.user_id, chat_id, request_message_id, source.kind, model, source.prompt,
+                 "{}", encoded, price, GenerationState.PENDING, deadline_at, now, self.instance,
+                 source.id))
+            generation = row_to(Generation, rows[0])
+            await _apply(db, source.user_id, -price, LedgerKind.CHARGE, generation_id=generation.id)
             return generation
 
     async def mark_submitted(self, generation_id: int, task_id: str, next_check_at: float, *,

@@ -23,8 +23,9 @@ from bot.store.store import INSTANCE_TIMEOUT
 # `instances`: the file's were one process's past runs.
 TABLES = ("users", "generations", "ledger", "drafts", "purchases", "updates", "chats",
           "model_overrides", "flags", "choices", "prompts", "delivered_files", "promo_codes",
-          "promo_redemptions")
-IDENTITIES = ("generations", "ledger", "drafts", "prompts")  # ids the database hands out
+          "promo_redemptions", "kie_readings", "dashboard_links",
+          "dashboard_sessions", "broadcasts", "broadcast_recipients", "improvements")
+IDENTITIES = ("generations", "ledger", "drafts", "prompts", "broadcasts")  # ids the database hands out
 
 
 class TransferError(StoreError):

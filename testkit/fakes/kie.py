@@ -5,7 +5,8 @@ It enforces the wire format of the shared kie-api.md exactly, so a bot that pass
 speaks Kie's dialect: the `{"code", "msg", "data"}` envelope answered with HTTP 200 even for errors
 (recordInfo says `message`, not `msg`), `param` and `resultJson` as JSON *strings*, a bare number
 for `chat/credit`, a bare string for `download-url`, real HTTP statuses plus `success` on the
-upload host, and a sliding-window rate limit over every /api/* call. Suno's tasks walk PENDING →
+upload host, and a sliding-window rate limit per key over every /api/* call (`rate_scope`
+"all"), or over creates only ("creates"; reads then under `read_limit`, if any). Suno's tasks walk PENDING →
 TEXT_SUCCESS → FIRST_SUCCESS → SUCCESS and end with two tracks in `data.response.sunoData`.
 The dedicated APIs take flat bodies (no `input` wrapper) checked field by field as their docs
 say, and answer in their own words: Veo, Flux Kontext and 4o Image a `successFlag` (4o also a
@@ -54,6 +55,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from testkit.fakes.kie_chat import FakeChat
 from testkit.fakes.server import LocalServer
 
 # -- what the fake answers ---------------------------------------------------------------------
@@ -112,6 +114,11 @@ class Req:
     status: int | None = None  # HTTP status answered
     code: int | None = None  # the envelope's `code` answered, if JSON
     key: str = ""  # the API key it carried (Authorization: Bearer ...)
+    # What it was, by its endpoint (ENDPOINTS): the API ("" for none: the credit balance, the
+    # upload host) and its role; and the task it is about (a create's: the one it made).
+    api: str = ""
+    role: Role = "other"
+    task_id: str | None = None
 
 
 @dataclass
@@ -158,6 +165,29 @@ class TaskPlan:
 API_MARKET, API_SUNO = "market", "suno"
 API_VEO, API_RUNWAY, API_FLUX, API_GPT4O = "veo", "runway", "flux-kontext", "gpt4o-image"
 FLAT_APIS = (API_VEO, API_RUNWAY, API_FLUX, API_GPT4O)  # no `input` wrapper
+# Each dedicated API's create and status read endpoints.
+FLAT_ENDPOINTS = (
+    (API_VEO, "/api/v1/veo/generate", "/api/v1/veo/record-info"),
+    (API_RUNWAY, "/api/v1/runway/generate", "/api/v1/runway/record-detail"),
+    (API_FLUX, "/api/v1/flux/kontext/generate", "/api/v1/flux/kontext/record-info"),
+    (API_GPT4O, "/api/v1/gpt4o-image/generate", "/api/v1/gpt4o-image/record-info"),
+)
+VEO_1080P_PATH = "/api/v1/veo/get-1080p-video"
+DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+# What a call to each API endpoint is, for counting calls per API (FakeKie.calls_per_api):
+# a create, a status read, or another call about a task (Veo's 1080p; download-url belongs to
+# the API of the task it names). Any other call (credit, uploads) is "other" of no API.
+Role = Literal["create", "read", "other"]
+ENDPOINTS: dict[str, tuple[str, Role]] = {
+    "/api/v1/jobs/createTask": (API_MARKET, "create"),
+    "/api/v1/jobs/recordInfo": (API_MARKET, "read"),
+    "/api/v1/generate": (API_SUNO, "create"),
+    "/api/v1/generate/record-info": (API_SUNO, "read"),
+    "/api/v1/generate/extend": (API_SUNO, "create"),
+    **{create: (api, "create") for api, create, _ in FLAT_ENDPOINTS},
+    **{read: (api, "read") for api, _, read in FLAT_ENDPOINTS},
+    VEO_1080P_PATH: (API_VEO, "other"),
+}
 # The successFlag of each state of Veo, Flux Kontext and 4o Image (4o's `status` spells the
 # names; its one failure flag is 2).
 FLAGS = {"GENERATING": 0, "SUCCESS": 1, "CREATE_TASK_FAILED": 2, "GENERATE_FAILED": 3}
@@ -458,6 +488,14 @@ MODEL_RULES: dict[str, ModelRule] = {
     "wan/2-6-text-to-video": _WAN_26,
     "wan/2-6-image-to-video": _WAN_26.extend(required=frozenset({"prompt", "image_urls"}),
                                              image_urls=urls(1, 1)),
+    # upscalers (kie-api-more.md §5: the docs' own schemas, so strict); no prompt
+    "topaz/image-upscale": ModelRule({
+        "image_url": http_url, "upscale_factor": one_of("1", "2", "4", "8"),
+    }, required=frozenset({"image_url", "upscale_factor"})),
+    "recraft/crisp-upscale": ModelRule({"image": http_url}, required=frozenset({"image"})),
+    "topaz/video-upscale": ModelRule({
+        "video_url": http_url, "upscale_factor": one_of("1", "2", "4"),
+    }, required=frozenset({"video_url"}), kind="video"),
     # speech (3rd): `text`, not `prompt`
     "elevenlabs/text-to-speech-multilingual-v2": ModelRule({
         "text": text(5000), "voice": one_of(*_VOICES), "stability": number(0, 1),
@@ -532,6 +570,36 @@ def validate_suno(body: Any, *, require_callback: bool = False) -> str | None:
         return f"{missing} is required in {mode} mode"
     return next((f"{key} {error}" for key, check in checks.items()
                  if key in body and (error := check(body[key]))), None)
+
+
+# Suno's extend (kie-api-more.md, "Suno: extend a track"): the track's id and the source's own
+# model; with defaultParamFlag true, the new part's words, style, title and where it starts.
+SUNO_EXTEND_CUSTOM = ("prompt", "style", "title", "continueAt")
+
+
+def _suno_extend_cross(body: dict[str, Any]) -> str | None:
+    missing = [key for key in SUNO_EXTEND_CUSTOM if key not in body]
+    if body["defaultParamFlag"] and missing:
+        return f"{missing[0]} is required with defaultParamFlag true"
+    return None
+
+
+SUNO_EXTEND = ModelRule({
+    "model": one_of(*SUNO_MODELS), "audioId": text(200), "defaultParamFlag": boolean,
+    "callBackUrl": http_url, "prompt": text(3000), "style": text(200),
+    "title": text(SUNO_TITLE_MAX), "continueAt": number(0.001, 24 * 3600),
+}, required=frozenset({"model", "audioId", "defaultParamFlag"}), strict=False,
+    cross=_suno_extend_cross, kind="audio")
+
+
+def validate_suno_extend(body: Any, *, require_callback: bool = False) -> str | None:
+    """The first reason Kie would refuse this extend body on its face, or None (whether the
+    track exists is FakeKie's to say)."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object (Content-Type: application/json)"
+    rule = SUNO_EXTEND.extend(required=SUNO_EXTEND.required | {"callBackUrl"}) \
+        if require_callback else SUNO_EXTEND
+    return validate_input("extend", rule, body, prefix="")
 
 
 # The dedicated APIs (kie-api-more.md §1-4): flat bodies, every documented field and nothing else
@@ -685,6 +753,18 @@ def _code(fail_code: str) -> int | str:
     return int(fail_code) if fail_code.isdigit() else fail_code
 
 
+RateKind = Literal["create", "read"]
+
+
+def rate_kind(method: str, path: str) -> RateKind:
+    """What Kie's rate limit makes of a request: a new generation ("create": every API's
+    create, Suno's extend, a chat call: any POST but these two) or anything else ("read":
+    status reads, the credit balance, Veo's 1080p, download-url, uploads)."""
+    if method == "POST" and path != DOWNLOAD_URL_PATH and not path.startswith("/api/file-"):
+        return "create"
+    return "read"
+
+
 def _key_of(request: web.Request) -> str:
     """The API key a request carries."""
     return request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -703,6 +783,11 @@ class FakeKie(LocalServer):
         self.more_keys = list(more_keys)
         self.rate_limit = rate_limit
         self.window = window
+        # What `rate_limit` counts (per key): "all" calls, or only "creates" (Kie's Getting
+        # Started: "new generation requests"); then reads are refused only above `read_limit`
+        # per window (None: never). See rate_kind.
+        self.rate_scope: Literal["all", "creates"] = "all"
+        self.read_limit: int | None = None
 
         # knobs tests turn
         self.credits: int = 1000
@@ -725,12 +810,16 @@ class FakeKie(LocalServer):
         # Tasks whose result files are gone (Kie's result URLs live about 24 h): their files
         # answer 404, and download-url refuses them. See expire().
         self.expired: set[str] = set()
+        # What a result file holds instead of the generated stand-in: (bytes, content type) for
+        # (task, file name), or None for the stand-in (`make demo` serves real media this way).
+        self.result_content: Callable[[Task, str], tuple[bytes, str] | None] | None = None
 
         # what happened
         self.requests: list[Req] = []  # every /api/* request, accepted or not
         self.file_requests: list[Req] = []  # GETs of result files and uploads (no auth, no rate limit)
         self.rate_limited: int = 0  # 429s answered by the rate limiter (injected failures not counted)
         self.rate_limited_by_key: collections.Counter[str] = collections.Counter()
+        self.rate_limited_by_kind: collections.Counter[RateKind] = collections.Counter()
         # Keys answered with this code whatever they ask (401: revoked; 402: out of credits).
         self.refused_keys: dict[str, int] = {}
         self.tasks: dict[str, Task] = {}
@@ -740,6 +829,7 @@ class FakeKie(LocalServer):
         self.token_leaks: list[str] = []  # requests refused for carrying a Telegram file URL or token
         # (task id, HTTP status the bot answered) of every callback that got an answer, in order
         self.callbacks_sent: list[tuple[str, int]] = []
+        self.chat = FakeChat()  # the chat models (kie_chat.py): scripts and requests
         self._init_callbacks()
 
         self._create_failures: collections.deque[_Failure] = collections.deque()
@@ -747,7 +837,7 @@ class FakeKie(LocalServer):
         self._hd_failures: collections.deque[_Failure] = collections.deque()  # get-1080p-video
         self._upload_failures: collections.deque[int] = collections.deque()  # HTTP statuses
         # per key: arrival times within the window
-        self._admitted: collections.defaultdict[str, collections.deque[float]] = \
+        self._admitted: collections.defaultdict[tuple[str, RateKind], collections.deque[float]] = \
             collections.defaultdict(collections.deque)
         self._tokens: dict[str, str] = {}  # download-url token -> the file path it opens
         self._counter = 0
@@ -795,19 +885,17 @@ class FakeKie(LocalServer):
         r.add_get("/api/v1/jobs/recordInfo", self._record_info)
         r.add_post("/api/v1/generate", self._suno_generate)
         r.add_get("/api/v1/generate/record-info", self._suno_record_info)
-        for api, create, read in (
-                (API_VEO, "/api/v1/veo/generate", "/api/v1/veo/record-info"),
-                (API_RUNWAY, "/api/v1/runway/generate", "/api/v1/runway/record-detail"),
-                (API_FLUX, "/api/v1/flux/kontext/generate", "/api/v1/flux/kontext/record-info"),
-                (API_GPT4O, "/api/v1/gpt4o-image/generate", "/api/v1/gpt4o-image/record-info")):
+        r.add_post("/api/v1/generate/extend", self._suno_extend)
+        for api, create, read in FLAT_ENDPOINTS:
             r.add_post(create, self._flat_create(api))
             r.add_get(read, self._flat_record_info(api))
-        r.add_get("/api/v1/veo/get-1080p-video", self._veo_1080p)
+        r.add_get(VEO_1080P_PATH, self._veo_1080p)
         r.add_get("/api/v1/chat/credit", self._credit)
-        r.add_post("/api/v1/common/download-url", self._download_url)
+        r.add_post(DOWNLOAD_URL_PATH, self._download_url)
         r.add_post("/api/file-stream-upload", self._stream_upload)
         r.add_post("/api/file-base64-upload", self._base64_upload)
         r.add_post("/api/file-url-upload", self._url_upload)
+        r.add_post("/{model}/v1/chat/completions", self.chat.handle)
         r.add_route("*", "/api/{tail:.*}", self._no_endpoint)  # last: also catches a wrong method
         r.add_get("/files/{task_id}/{name}", self._result_file)
         r.add_get("/uploads/{key:.+}", self._uploaded_file)
@@ -823,16 +911,30 @@ class FakeKie(LocalServer):
     def count(self, path_suffix: str) -> int:
         return sum(1 for r in self.requests if r.path.endswith(path_suffix))
 
-    def max_in_window(self, window: float | None = None) -> int:
-        """The most /api/* requests (accepted or not) that arrived within any `window` seconds."""
+    def max_in_window(self, window: float | None = None, key: str | None = None) -> int:
+        """The most /api/* requests (accepted or not) that arrived within any `window` seconds;
+        of one key's account, or of all together (key None)."""
         window = self.window if window is None else window
-        times = sorted(r.time for r in self.requests)
+        times = sorted(r.time for r in self.requests if key is None or r.key == key)
         best, lo = 0, 0
         for hi, t in enumerate(times):
             while t - times[lo] >= window:  # same half-open window the limiter uses
                 lo += 1
             best = max(best, hi - lo + 1)
         return best
+
+    def peak_per_key(self) -> dict[str, int]:
+        """Per key that made a request: the most requests it made within any window."""
+        return {key: self.max_in_window(key=key) for key in dict.fromkeys(r.key for r in self.requests)}
+
+    def calls_per_api(self, requests: Sequence[Req] | None = None) -> dict[str, collections.Counter[str]]:
+        """Per API ("" for calls of none): how many of `requests` (default: all) were creates,
+        status reads and other calls, and how many of them were answered 429."""
+        counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        for req in self.requests if requests is None else requests:
+            counts[req.api][req.role] += 1
+            counts[req.api]["429"] += req.status == 429
+        return dict(counts)
 
     def fail_create_next(self, code: int, msg: str | None = None, times: int = 1,
                          http_status: int = 200, raw_body: str | None = None) -> None:
@@ -1090,13 +1192,19 @@ class FakeKie(LocalServer):
             return web.Response(text=f.raw_body, status=f.http_status, content_type="text/html")
         return web.json_response({"code": f.code, "msg": f.msg, "data": None}, status=f.http_status)
 
-    def _admit(self, now: float, key: str) -> bool:
+    def _admit(self, now: float, key: str, kind: RateKind) -> bool:
         """Sliding window over a key's accepted calls: a refused call does not count against
-        later ones."""
-        admitted = self._admitted[key]
+        later ones. Under rate_scope "creates", creates and reads have a window each."""
+        if self.rate_scope == "all":
+            kind, limit = "create", self.rate_limit  # one window for every call
+        else:
+            limit = self.rate_limit if kind == "create" else self.read_limit or 0
+            if limit == 0:
+                return True
+        admitted = self._admitted[key, kind]
         while admitted and now - admitted[0] >= self.window:
             admitted.popleft()
-        if len(admitted) >= self.rate_limit:
+        if len(admitted) >= limit:
             return False
         admitted.append(now)
         return True
@@ -1136,7 +1244,7 @@ class FakeKie(LocalServer):
             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         await self._travel()
         now = time.monotonic()
-        is_api = request.path.startswith("/api/")
+        is_api = request.path.startswith("/api/") or FakeChat.is_chat(request.path)
         key = _key_of(request)
         req = Req(request.method, request.path, dict(request.query), await self._read_body(request), now,
                   key=key)
@@ -1144,9 +1252,10 @@ class FakeKie(LocalServer):
         try:
             if not is_api:  # result files and uploads are public links, like Kie's CDN
                 response = await handler(request)
-            elif not self._admit(now, key):
+            elif not self._admit(now, key, kind := rate_kind(request.method, request.path)):
                 self.rate_limited += 1
                 self.rate_limited_by_key[key] += 1
+                self.rate_limited_by_kind[kind] += 1
                 body: dict[str, Any] = {"code": 429, "msg": "Rate limited", "data": None}
                 if self._is_upload_host(request.path):
                     body = {"success": False, **body}
@@ -1167,12 +1276,34 @@ class FakeKie(LocalServer):
             req.status = exc.status
             raise
         req.status = response.status
+        answer: Any = None
         if (isinstance(response, web.Response) and response.content_type == "application/json"
                 and response.body):
             with contextlib.suppress(ValueError, AttributeError):
-                req.code = json.loads(response.body).get("code")  # type: ignore[arg-type]
+                answer = json.loads(response.body)  # type: ignore[arg-type]
+                req.code = answer.get("code")
+        if is_api:
+            self._classify(req, answer)
         await self._travel()
         return response
+
+    def _classify(self, req: Req, answer: Any) -> None:
+        """Fill in the request's API, role and task (see Req): a create's task is the one its
+        answer names; a read's (or Veo's 1080p) its taskId; download-url's the task of its file."""
+        req.api, req.role = ENDPOINTS.get(req.path, ("", "other"))
+        if req.role == "create":
+            data = answer.get("data") if isinstance(answer, dict) else None
+            task_id = data.get("taskId") if isinstance(data, dict) else None
+        elif req.path == DOWNLOAD_URL_PATH and isinstance(req.body, dict) \
+                and isinstance(req.body.get("url"), str):  # {"url": ".../files/<task id>/<name>"}
+            parts = urllib.parse.urlsplit(req.body["url"]).path.split("/")
+            task_id = parts[-2] if len(parts) > 2 else None
+        else:
+            task_id = req.query.get("taskId")
+        task = self.tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is not None:
+            req.task_id = task.task_id
+            req.api = req.api or task.api
 
     async def _json(self, request: web.Request) -> Any:
         if request.content_type != "application/json":
@@ -1227,6 +1358,31 @@ class FakeKie(LocalServer):
         if error := validate_suno(body, require_callback=self.suno_require_callback):
             return self._kie(422, error)
         return await self._new_task(API_SUNO, body, body, "audio", _key_of(request))
+
+    async def _suno_extend(self, request: web.Request) -> web.Response:
+        """An extend: read like any Suno task. Its audioId must be a finished track of this
+        account's, and its model the track's own [?] (kie-api-more.md: refused otherwise)."""
+        if self._create_failures:
+            return self._answer_failure(self._create_failures.popleft())
+        body = await self._json(request)
+        if error := validate_suno_extend(body, require_callback=self.suno_require_callback):
+            return self._kie(422, error)
+        source = self._suno_track_task(body["audioId"], _key_of(request))
+        if source is None:
+            return self._kie(422, f"audioId {body['audioId']} is not a track of this account")
+        if source.model != body["model"]:
+            return self._kie(422, f"model must be the source audio's model ({source.model})")
+        return await self._new_task(API_SUNO, body, body, "audio", _key_of(request))
+
+    def _suno_track_task(self, audio_id: str, key: str) -> Task | None:
+        """The finished Suno task of this account that made the track `audio_id`."""
+        task_id, _, number = audio_id.rpartition("-")
+        task = self.tasks.get(task_id)
+        if task is None or task.api != API_SUNO or task.key != key or not task.done \
+                or task.plan.outcome != "success" or not number.isdigit() \
+                or int(number) >= len(task.result_urls):
+            return None
+        return task
 
     def _task_id(self, api: str, model: str) -> str:
         """Opaque and unique across fakes, in each API's own style (Runway's are UUIDs)."""
@@ -1568,6 +1724,8 @@ class FakeKie(LocalServer):
         elif task.plan.file_status != 200:
             return web.Response(status=task.plan.file_status, content_type="text/html",
                                 text=f"<html><body>{task.plan.file_status}</body></html>")
+        if self.result_content is not None and (content := self.result_content(task, name)):
+            return web.Response(body=content[0], content_type=content[1])
         if name.startswith("cover"):  # a Suno cover picture
             return web.Response(body=make_file(f"{task.task_id}/{name}", "image/jpeg", None),
                                 content_type="image/jpeg")

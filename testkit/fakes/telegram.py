@@ -1163,6 +1163,14 @@ class FakeTelegram(LocalServer):
         found = self.messages.get(chat_id, {}).get(message_id)
         return copy.deepcopy(found) if found is not None else None
 
+    def file_content(self, file_id: str) -> tuple[bytes | None, str | None, str | None]:
+        """(bytes, URL, mime type) of a file the fake knows: bytes when uploaded or sent by a
+        person, the URL when the bot sent it by URL; all None when unknown."""
+        record = self._file_records.get(file_id)
+        if record is None:
+            return None, None, None
+        return record.data, record.url, record.mime_type
+
     def bot_messages(self, chat_id: int) -> list[dict[str, Any]]:
         """The bot's messages in a chat as they are now, oldest first (deleted ones gone)."""
         stored = self.messages.get(chat_id, {})

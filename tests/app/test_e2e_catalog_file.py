@@ -86,8 +86,8 @@ async def test_the_file_s_model_in_the_picker_and_in_models(operators_catalog, t
     await start_bot(settings)
     alice = Person(tg, 42, "Alice")
     _, picker = await alice.ask("/image a lake")
-    assert [b["text"] for b in buttons(picker)][-2:] == [
-        "Imagen 4 Ultra · from 60 credits", "✖ Cancel"]
+    assert [b["text"] for b in buttons(picker)][-3:] == [
+        "Imagen 4 Ultra · from 60 credits", "✨ Improve · 1 credit", "✖ Cancel"]
     alice.say("/models")
     text = (await alice.told("Imagen 4 Ultra")).params["text"]
     assert "• Imagen 4 Ultra — from 60 credits · the finest detail\n" in text

@@ -26,8 +26,9 @@ async def test_happy_path_delivers_the_photo_as_a_reply(tg, kie, bot, store):
     assert photo.params["photo"].startswith(kie.url + "/files/")
     assert photo.params["reply_parameters"]["message_id"] == request["message_id"]
     assert "a red fox" in photo.params["caption"] and "Balance: 60 credits" in photo.params["caption"]
-    assert [b["text"] for b in buttons(photo.params)] == ["🔁 Again · 40 credits", "📎 Original",
-                                                          "✏️ Edit", "🎬 Animate"]
+    assert [[b["text"] for b in row] for row in photo.params["reply_markup"]["inline_keyboard"]] == [
+        ["🔁 Again · 40 credits", "⬆️ Upscale · 15 credits"],
+        ["✏️ Edit", "🎬 Animate", "📎 Original"]]
     [charge] = await charges(store, 42)
     assert charge.amount == -40 and charge.balance_after == 60
     assert await refunds(store, 42) == []
@@ -73,7 +74,7 @@ async def test_picker_shows_prices_and_marks_the_choice(tg, bot):
         "Imagen 4 Fast · from 10 credits", "Nano Banana Pro · 90 credits",
         "Seedream 4.5 · from 20 credits", "Flux Kontext Pro · 20 credits",
         "Flux Kontext Max · 40 credits", "GPT-4o Image · 25 credits",
-        "GPT Image 1.5 · from 25 credits", "✖ Cancel"]
+        "GPT Image 1.5 · from 25 credits", "✨ Improve · 1 credit", "✖ Cancel"]
     await alice.press(picker, "Imagen 4 Fast")
     await alice.press(alice.refreshed(picker), "4 ·")
     texts = [b["text"] for b in buttons(alice.refreshed(picker))]

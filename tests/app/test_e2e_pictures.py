@@ -19,7 +19,8 @@ PHOTO = tiny_png(800, 600)
 
 
 def model_buttons(picker: dict) -> list[str]:
-    return [b["text"].split(" · ")[0] for b in buttons(picker) if " · " in b["text"]]
+    return [b["text"].split(" · ")[0] for b in buttons(picker)
+            if " · " in b["text"] and not b["text"].startswith("✨")]  # ✨ Improve · N
 
 
 def uploaded_url(kie, index: int = 0) -> str:

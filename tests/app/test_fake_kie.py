@@ -243,6 +243,38 @@ async def test_rate_limit() -> None:
         assert r.status_code == 200 and r.json()["code"] == 200
 
 
+async def test_calls_counted_per_api_by_role_and_task_and_peaks_per_key() -> None:
+    """Each request is put on its endpoint's API as a create, a status read or another call,
+    with the task it is about (a create's from its answer; download-url's from its file's URL):
+    what a load reads to give Kie calls per generation per API."""
+    other_key = f"{KEY}-2"
+    async with FakeKie(api_key=KEY, rate_limit=3, window=60, more_keys=[other_key]) as kie, \
+            httpx.AsyncClient(base_url=kie.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        kie.default_plan = TaskPlan(reads_before_done=0, hd_pending_reads=0)
+        veo = (await http.post("/api/v1/veo/generate", json={"prompt": "a boat"})).json()["data"]["taskId"]
+        await http.get("/api/v1/veo/record-info", params={"taskId": veo})
+        await http.get("/api/v1/veo/get-1080p-video", params={"taskId": veo, "index": 0})
+        refused = await http.post(CREATE, json={"model": "google/imagen4", "input": {"prompt": "p"}})
+        auth = {"Authorization": f"Bearer {other_key}"}
+        market = (await http.post(CREATE, json={"model": "google/imagen4", "input": {"prompt": "p"}},
+                                  headers=auth)).json()["data"]["taskId"]
+        await http.get(RECORD, params={"taskId": market}, headers=auth)
+        url = kie.tasks[market].result_urls[0]
+        await http.post("/api/v1/common/download-url", json={"url": url}, headers=auth)
+        await http.get("/api/v1/chat/credit")  # KEY's window is full: 429 too
+    assert refused.status_code == 429
+    assert [(r.api, r.role, r.task_id) for r in kie.requests] == [
+        ("veo", "create", veo), ("veo", "read", veo), ("veo", "other", veo),
+        ("market", "create", None),  # refused: no task
+        ("market", "create", market), ("market", "read", market), ("market", "other", market),
+        ("", "other", None)]
+    assert kie.calls_per_api() == {
+        "veo": {"create": 1, "read": 1, "other": 1, "429": 0},
+        "market": {"create": 2, "read": 1, "other": 1, "429": 1}, "": {"other": 1, "429": 1}}
+    assert kie.calls_per_api(kie.requests[:1]) == {"veo": {"create": 1, "429": 0}}
+    assert kie.peak_per_key() == {KEY: 5, other_key: 3}  # each key's account counts on its own
+
+
 async def test_latency_each_way_and_counted_on_arrival() -> None:
     """`latency` delays a request on its way in and its answer on its way out; the request is
     recorded, and counted against the rate limit, when it arrives."""

@@ -117,9 +117,9 @@ def test_suno_success_gives_every_track_with_its_details() -> None:
     assert status.phase == "success" and status.state == "SUCCESS"
     assert status.files == [
         ResultFile("https://k/a.mp3", title="Rain on Glass", tags="lo-fi, piano", duration=198.44,
-                   image_url="https://k/a.jpg"),
+                   image_url="https://k/a.jpg", audio_id="a"),
         ResultFile("https://k/b.mp3", title="Rain on Glass (2)", tags="lo-fi", duration=201,
-                   image_url="https://k/b.jpg"),
+                   image_url="https://k/b.jpg", audio_id="b"),
     ]
 
 

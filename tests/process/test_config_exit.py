@@ -34,9 +34,10 @@ def run_bot(cwd: Path, **env: str) -> tuple[int, str]:
     ({}, "BOT_TOKEN"),
     ({"BOT_TOKEN": TOKEN}, "KIE_API_KEY"),
     ({**GOOD, "KIE_RATE_LIMIT": "abc"}, "KIE_RATE_LIMIT"),
+    ({**GOOD, "KIE_RATE_SCOPE": "reads"}, "KIE_RATE_SCOPE"),
     ({**GOOD, "ADMIN_IDS": "1,x"}, "ADMIN_IDS"),
     ({**GOOD, "BOT_TOKEN": "notatoken"}, "BOT_TOKEN"),
-], ids=["nothing", "no-key", "rate-limit", "admin-ids", "token-shape"])
+], ids=["nothing", "no-key", "rate-limit", "rate-scope", "admin-ids", "token-shape"])
 def test_bad_settings_stop_with_one_line(tmp_path: Path, env: dict[str, str], named: str) -> None:
     """A missing or invalid setting: exit 2, one line naming it, no traceback, no secret."""
     env = {**env, "KIE_WEBHOOK_HMAC_KEY": "hmac-SECRET", "WEBHOOK_SECRET": "hook-SECRET"}

@@ -22,7 +22,7 @@ from bot.keyboards import Pick
 # Today's models as bot/catalog.py's Python table held them before they moved into the file:
 # dataclasses.asdict of each, "good for" in each language as locales/*.po translated it.
 TABLE = Path(__file__).with_name("catalog_table.json")
-NEW_FIELDS = ("kie_cost", "deadline")  # what the file added
+NEW_FIELDS = ("kie_cost", "deadline", "role", "source_field", "applies_to")  # what the file added
 
 MODEL = """
 [[models]]

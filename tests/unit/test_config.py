@@ -59,7 +59,7 @@ def test_defaults_match_design(no_env: Path) -> None:
     assert settings.store.path == Path("data/bot.sqlite3")
     assert str(settings.bot.api_url).rstrip("/") == "https://api.telegram.org"
     assert str(settings.kie.api_url).rstrip("/") == "https://api.kie.ai"
-    assert settings.kie.rate_limit == 20
+    assert settings.kie.rate_limit == 20 and settings.kie.rate_scope == "all"
     assert settings.kie.poll_max_interval == 30
     assert settings.kie.poll_interval is None or settings.kie.poll_interval <= 5
     assert (settings.kie.deadline_image, settings.kie.deadline_video,

@@ -22,7 +22,7 @@ LAYERS = (
     ("root", ("bot.errors",)),
     ("adapters", ("bot.kie", "bot.store")),
     ("services", ("bot.services",)),
-    ("handlers", ("bot.handlers", "bot.middlewares")),
+    ("handlers", ("bot.handlers", "bot.middlewares", "bot.dashboard")),  # the dashboard: web handlers
     ("wiring", ("bot.app", "bot.web", "bot.runners", "bot.__main__")),
 )
 

@@ -1,0 +1,163 @@
+"""What every request of the dashboard passes and every page is rendered with: the guard (a
+live session of someone still in ADMIN_IDS; on a POST, the form's CSRF token), signing in and
+out, and `render`.
+
+Pages (pages.py) and the forms' actions (actions.py) are plain handlers; they find what they
+need in `context(request)` and who is signed in in `admin_of(request)`; routes.py puts them
+all together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+from aiogram import Bot
+from aiogram.utils.i18n import I18n
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from bot.config import BotSettings
+from bot.dashboard import auth
+from bot.errors import Refusal
+from bot.services.broadcast import Broadcaster
+from bot.store import Store
+from bot.store.dashboard import DashboardStore
+
+HERE = Path(__file__).parent
+# The dashboard speaks English (an operator's tool); what the bot's services say in refusals
+# is their English text.
+LOCALE = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    store: Store
+    dashboard: DashboardStore
+    bot: Bot
+    i18n: I18n
+    bot_settings: BotSettings
+    broadcaster: Broadcaster
+    secure: bool      # DASHBOARD_URL is https: the cookie is Secure
+    now: Callable[[], float] = time.time
+
+
+CONTEXT = web.AppKey("context", Context)
+ADMIN = web.RequestKey("admin", int)
+SESSION = web.RequestKey("session", str)
+OPEN_ROUTES = frozenset({"login", "static"})  # served without a session
+
+
+def context(request: web.Request) -> Context:
+    return request.config_dict[CONTEXT]
+
+
+def admin_of(request: web.Request) -> int:
+    return request[ADMIN]
+
+
+def render(request: web.Request, template: str, *, status: int = 200,
+           **values: Any) -> web.Response:
+    """A page, with what the layout needs: the signed-in admin and the CSRF token of their
+    session (for every form), and the notice a redirect after a form named."""
+    session = request.get(SESSION)
+    values.setdefault("notice", NOTICES.get(request.query.get("done", "")))
+    return aiohttp_jinja2.render_template(template, request, {
+        **values, "admin": request.get(ADMIN), "csrf": auth.csrf_token(session) if session else None,
+        "csrf_field": auth.CSRF_FIELD}, status=status)
+
+
+def message_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
+    return render(request, "message.html", status=status, title=title, text=text)
+
+
+# What a form's redirect may say (`?done=<key>`): fixed texts, so a crafted URL can make the
+# page say nothing else.
+NOTICES: Mapping[str, str] = {
+    "topup": "Credits added.",
+    "repeat": "This form had been sent already: it was applied once.",
+    "banned": "Banned.",
+    "unbanned": "No longer banned.",
+    "refunded": "Refunded: the Stars went back and the credits were taken back.",
+    "promo_added": "Promo code added.",
+    "promo_off": "Promo code withdrawn.",
+    "stopped": "Broadcast stopped.",
+}
+
+
+def done(location: str, notice: str) -> web.HTTPSeeOther:
+    """After a form: back to the page, saying what was done (POST, redirect, GET)."""
+    assert notice in NOTICES
+    return web.HTTPSeeOther(f"{location}?done={notice}")
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.name
+    ctx = context(request)
+    if route not in OPEN_ROUTES:
+        session = request.cookies.get(auth.COOKIE, "")
+        admin = (await ctx.dashboard.session_admin(auth.digest(session), now=ctx.now())
+                 if session else None)
+        # Removed from ADMIN_IDS: the session opens nothing any more.
+        if admin is None or admin not in ctx.bot_settings.admin_ids:
+            return message_page(request, 403, "Not signed in",
+                                "Send /dashboard to the bot: it answers with a link that signs "
+                                "you in.")
+        request[SESSION], request[ADMIN] = session, admin
+        if request.method == "POST":
+            form = await request.post()
+            if not auth.csrf_ok(session, str(form.get(auth.CSRF_FIELD, ""))):
+                return message_page(request, 403, "Refused",
+                                    "This form is not from your session: nothing was done. "
+                                    "Open the page again and send it from there.")
+    with ctx.i18n.use_locale(LOCALE):
+        try:
+            return await handler(request)
+        except Refusal as refusal:  # the command's refusal, in words: nothing was done
+            # Its reason only (a command's usage means nothing here); the params escaped.
+            return render(request, "message.html", status=409, title="Not done",
+                          markup=Refusal.text(refusal, ctx.i18n.gettext))
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    signed = await auth.sign_in(ctx.dashboard, request.match_info["token"], now=ctx.now())
+    if signed is None or signed[1] not in ctx.bot_settings.admin_ids:
+        return message_page(request, 403, "Link used or expired",
+                            "This link was used already or has expired. Send /dashboard to "
+                            "the bot for a new one.")
+    session = signed[0]
+    # A page that moves on by itself rather than a 302: a browser sends a SameSite=Strict
+    # cookie on the next request only when the page that asks is the site's own (a redirect
+    # from a link followed on another site, Telegram Web's, would arrive without it).
+    response = render(request, "signed_in.html")
+    response.set_cookie(auth.COOKIE, session, max_age=int(auth.SESSION_LIFETIME),
+                        path=auth.PATH, httponly=True, samesite="Strict", secure=ctx.secure)
+    response.headers["Referrer-Policy"] = "no-referrer"  # the spent link stays in this page
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await context(request).dashboard.close_session(auth.digest(request[SESSION]))
+    response = message_page(request, 200, "Signed out",
+                            "Send /dashboard to the bot to sign in again.")
+    response.del_cookie(auth.COOKIE, path=auth.PATH)
+    return response
+
+
+@web.middleware
+async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Nothing of the dashboard is cached, framed, or given a script it did not ship."""
+    response = await handler(request)
+    if request.match_info.route.name != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+    return response
