@@ -30,7 +30,9 @@ from bot.store import Store
 from testkit.chat import buttons
 from testkit.fakes.telegram import Call, FakeTelegram
 
-GOAL = 0.8  # of the bare bot's rate
+# Of the bare bot's rate (issue 28). A press answers the query and edits the picker: two Bot API
+# calls where the bare bot makes one.
+GOALS = {"/balance": 0.8, "picker presses": 0.5}
 Message = dict[str, Any]
 FIRST_USER = 70_000
 ROUNDS = 2
@@ -194,14 +196,14 @@ def rows(bot: Floods, bare: Floods) -> list[Row]:
     out = []
     for what, mine, theirs in (("/balance", bot.balance, bare.balance),
                                ("picker presses", bot.presses, bare.presses)):
-        share = mine.per_second / theirs.per_second
+        share, goal = mine.per_second / theirs.per_second, GOALS[what]
         out.append(Row(
             f"Updates per second, {what}",
             f"{mine.per_second:.0f}/s = {100 * share:.0f} % of the bare bot "
             f"({1000 * mine.bot_cpu / mine.updates:.1f} ms CPU each)",
             f"bare aiogram bot {theirs.per_second:.0f}/s "
             f"({1000 * theirs.bot_cpu / theirs.updates:.1f} ms CPU each)",
-            f"≥ {100 * GOAL:.0f} %", share >= GOAL))
+            f"≥ {100 * goal:.0f} %", share >= goal))
     return out
 
 

@@ -5,6 +5,7 @@ WEB_PORT is set."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 import httpx
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -46,6 +46,7 @@ from bot.services.pictures import Pictures
 from bot.services.presence import Presence
 from bot.services.schedule import Schedule
 from bot.services.tracker import Tracker
+from bot.session import BotSession
 from bot.store import StartLimits, Store
 from bot.web import WebServer
 
@@ -115,7 +116,7 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
         opened.push_async_callback(downloads.aclose)
         bot = Bot(settings.bot.token.get_secret_value(),
-                  session=AiohttpSession(api=TelegramAPIServer.from_base(
+                  session=BotSession(api=TelegramAPIServer.from_base(
                       str(settings.bot.api_url).rstrip("/"))),
                   default=DefaultBotProperties(parse_mode=ParseMode.HTML,
                                                link_preview_is_disabled=True))
@@ -146,7 +147,10 @@ async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
         broadcaster = Broadcaster(bot, store, i18n, rate=settings.growth.broadcast_rate)
 
         # What handlers receive by name, in either mode (polling or webhook).
-        dp = Dispatcher(store=store, bot_settings=settings.bot, payment_settings=settings.payments,
+        # No handler keeps a conversation state: without aiogram's FSM, no middleware looks one
+        # up (and grows a record per chat) on every update.
+        dp = Dispatcher(disable_fsm=True,
+                        store=store, bot_settings=settings.bot, payment_settings=settings.payments,
                         growth_settings=settings.growth, web_settings=settings.web,
                         generations=generations, improver=improver, kie=kie,
                         delivery=delivery, broadcaster=broadcaster)
@@ -193,6 +197,11 @@ class Application:
                 log.info("bot stopped before the start-up checks passed")
                 return
             parts.dispatcher.startup.register(self._set_commands)
+            if self.handle_signals:  # the process is this bot's alone
+                # What start-up made (modules, the catalog, the dispatcher) lives as long as the
+                # process: out of the collector's sight, a collection no longer walks it (in
+                # bench.updates those walks cost ~0.4 ms of CPU an update, a fifth of it).
+                gc.freeze()
             runner = self._runner = (
                 WebhookRunner(parts.dispatcher, parts.bot, settings=settings.webhook,
                               started=self.started) if settings.webhook.url is not None else

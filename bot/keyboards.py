@@ -101,21 +101,25 @@ class Language(CallbackData, prefix="ln"):
     code: Value
 
 
-def models_keyboard(draft_id: int, models: list[Model]) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    for model in models:
-        builder.button(text=texts.model_button(model),
-                       callback_data=Pick(draft=draft_id, act="m", val=model.id))
-    builder.button(text="✖ " + _("Cancel"), callback_data=Pick(draft=draft_id, act="x"))
-    builder.adjust(1)
-    return builder.as_markup()
+# Buttons in a row of a picker's option, at most.
+OPTION_ROW = 5
+Rows = list[list[InlineKeyboardButton]]
+
+
+def models_keyboard(draft_id: int, models: list[Model], *,
+                    improve: InlineKeyboardButton | None = None) -> InlineKeyboardMarkup:
+    """One model a row, then `improve` (improve_button), then Cancel."""
+    rows = [[_button(texts.model_button(model), Pick(draft=draft_id, act="m", val=model.id))]
+            for model in models]
+    return _picker_markup(rows, improve, [_button("✖ " + _("Cancel"), Pick(draft=draft_id, act="x"))])
 
 
 def options_keyboard(draft_id: int, revision: int, model: Model, values: dict[str, Any], *,
-                     price: int, can_go_back: bool) -> InlineKeyboardMarkup:
+                     price: int, can_go_back: bool,
+                     improve: InlineKeyboardButton | None = None) -> InlineKeyboardMarkup:
     """One row per option (the current choice ticked; `values` resolved), then Generate at
-    `price`, then Back / Cancel."""
-    builder = InlineKeyboardBuilder()
+    `price`, then `improve` (improve_button), then Back / Cancel."""
+    rows: Rows = []
     for option in model.options:
         priced = any(choice.priced for choice in option.choices)
         buttons = []
@@ -127,14 +131,21 @@ def options_keyboard(draft_id: int, revision: int, model: Model, values: dict[st
             if choice.value == values[option.key]:
                 label = f"✓ {label}"
             buttons.append(_button(label, Pick(draft=draft_id, act="o", val=f"{option.key}.{index}")))
-        builder.row(*buttons, width=5)
-    builder.row(_button(texts.generate_button(price),
-                        Pick(draft=draft_id, act="go", val=promise(revision, price))))
+        rows += [buttons[i:i + OPTION_ROW] for i in range(0, len(buttons), OPTION_ROW)]
+    rows.append([_button(texts.generate_button(price),
+                         Pick(draft=draft_id, act="go", val=promise(revision, price)))])
     last_row = [_button("✖ " + _("Cancel"), Pick(draft=draft_id, act="x"))]
     if can_go_back:
         last_row.insert(0, _button("← " + _("Models"), Pick(draft=draft_id, act="back")))
-    builder.row(*last_row)
-    return builder.as_markup()
+    return _picker_markup(rows, improve, last_row)
+
+
+def _picker_markup(rows: Rows, improve: InlineKeyboardButton | None,
+                   last_row: list[InlineKeyboardButton]) -> InlineKeyboardMarkup:
+    """A picker's keyboard, made once (each press draws one: no builder's copy of it, no
+    second keyboard for ✨ Improve)."""
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, *([[improve]] if improve else []),
+                                                 last_row])
 
 
 def promise(revision: int, price: int) -> str:
@@ -272,15 +283,11 @@ class Improve(CallbackData, prefix="im"):
     act: Literal["go", "use", "keep"]
 
 
-def with_improve(markup: InlineKeyboardMarkup, draft_id: int, revision: int,
-                 price: int) -> InlineKeyboardMarkup:
-    """A picker's keyboard with `✨ Improve · N` (free: without a price) above its last row."""
+def improve_button(draft_id: int, revision: int, price: int) -> InlineKeyboardButton:
+    """A picker's `✨ Improve · N` (free: without a price), above its last row."""
     label = "✨ " + (_("Improve · {credits}").format(credits=texts.credits(price)) if price
                     else _("Improve"))
-    rows = markup.inline_keyboard
-    return InlineKeyboardMarkup(inline_keyboard=[
-        *rows[:-1], [_button(label, Improve(draft=draft_id, attempt=revision, act="go"))],
-        *rows[-1:]])
+    return _button(label, Improve(draft=draft_id, attempt=revision, act="go"))
 
 
 def improved_keyboard(draft_id: int, attempt: int) -> InlineKeyboardMarkup:

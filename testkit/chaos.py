@@ -106,6 +106,9 @@ class ChaosConfig:
     aim: float = 0.6  # share of kills aimed at an event rather than at a random moment
     starting_credits: int = 1000
     settle_timeout: float = 180.0
+    # KIE_RATE_SCOPE of the bot and what the fake Kie counts: `creates` runs both on Kie's
+    # documented budget (only creates count), `all` as before.
+    rate_scope: str = "all"
     keep: Path | None = None  # keep the database and the bot's logs here
 
 
@@ -150,6 +153,7 @@ def bot_env(folder: Path, tg: FakeTelegram, kie: FakeKie, port: int,
         "MAX_STARTS_PER_MINUTE": "100", "CREDIT_PACKAGES": f"{PACKAGE},500:200",
         "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port),
         "KIE_CALLBACK_URL": f"http://127.0.0.1:{port}/kie/callbacks",
+        "KIE_RATE_SCOPE": config.rate_scope,
     }
 
 
@@ -917,6 +921,8 @@ async def run_chaos(config: ChaosConfig) -> Report:
             finally:
                 await end_all(run)
             report = audit(run, read_sqlite(folder / "bot.sqlite3"))
+            if config.rate_scope != "all":
+                report.setting = f" with KIE_RATE_SCOPE={config.rate_scope}"
             if config.keep is not None:
                 keep(folder, config.keep)
                 (config.keep / "run.json").write_text(json.dumps(run.timeline(), indent=1))
@@ -927,6 +933,7 @@ async def prepare(config: ChaosConfig, rng: random.Random, folder: Path, tg: Fak
                   kie: FakeKie) -> Run:
     """The fakes primed, the bot started, the cast chosen."""
     plan_tasks(kie, rng, config)
+    kie.rate_scope = "creates" if config.rate_scope == "creates" else "all"
     bot = BotProcess(folder, bot_env(folder, tg, kie, free_port(), config))
     await bot.start()
     await bot.started()
@@ -1634,6 +1641,8 @@ def arguments(defaults: ChaosConfig, description: str) -> argparse.ArgumentParse
     for name in ("kie_fail", "arrivals", "scale", "aim", "settle_timeout"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float,
                             default=getattr(defaults, name))
+    parser.add_argument("--rate-scope", dest="rate_scope", choices=("all", "creates"),
+                        default=defaults.rate_scope, help="KIE_RATE_SCOPE, and what the fake counts")
     parser.add_argument("--keep", type=Path, help="keep the database and bot logs in this folder")
     return parser
 

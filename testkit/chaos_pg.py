@@ -596,6 +596,7 @@ async def prepare(config: PgChaosConfig, rng: random.Random, folder: Path, *, ur
                   tg: ChaosTelegram, kie: ChaosKie, probe: asyncpg.Connection) -> PgRun:
     """The fakes primed, the instances started (all present), the cast chosen."""
     plan_tasks(kie, rng, config)
+    kie.rate_scope = "creates" if config.rate_scope == "creates" else "all"
     bots: list[Instance] = []
     ports: dict[int, Instance] = {}
     for n in range(config.instances):

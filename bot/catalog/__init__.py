@@ -19,6 +19,7 @@ from bot.catalog.loader import SHIPPED, read_catalog, read_improve, read_money
 from bot.catalog.models import (
     EXTEND,
     KINDS,
+    ROLES,
     UPSCALE,
     Choice,
     ImageSlot,
@@ -114,8 +115,11 @@ class Offer:
                 if (offered := self.model(model.id)) is not None]
 
     def follow_ups(self, kind: str) -> list[Model]:
-        """The follow-ups of a kind offered now (⬆️ ➕ under its results), in catalog order."""
-        return [offered for model in MODELS if model.kind == kind and model.role is not None
+        """The follow-ups of a kind that some result's button runs now (⬆️ ➕ under its
+        results), in catalog order: not one that another, first in the catalog, stands in front of."""
+        used = {chosen.id for model in MODELS if model.kind == kind and model.role is None
+                for role in ROLES if (chosen := self.follow_up(model.id, role)) is not None}
+        return [offered for model in MODELS if model.id in used
                 and (offered := self.model(model.id)) is not None]
 
     def follow_up(self, model_id: str, role: str) -> Model | None:

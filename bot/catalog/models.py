@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Final
 
 KINDS = ("image", "video", "audio")
@@ -119,9 +120,11 @@ class Model:
     def varies_in_price(self) -> bool:
         return any(choice.priced for option in self.options for choice in option.choices)
 
-    @property
+    @cached_property
     def lowest_price(self) -> int:
-        """The price of the cheapest combination of choices ("from N credits")."""
+        """The price of the cheapest combination of choices ("from N credits"): every
+        combination priced, once per model (a model list draws it for each of its buttons; an
+        admin's price makes a Model of its own: Offer.model)."""
         combos = itertools.product(*([c.value for c in o.choices] for o in self.options))
         return min(self.price_for(dict(zip((o.key for o in self.options), combo, strict=True)))
                    for combo in combos)

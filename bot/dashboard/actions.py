@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 
+from aiogram.utils.i18n import gettext as _
 from aiohttp import web
 
 from bot.dashboard import auth
@@ -31,10 +32,10 @@ async def topup(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     target = await ctx.store.get_user(int(request.match_info["user"]))
     if target is None:
-        return message_page(request, 404, "No such person", "Nobody has this id.")
+        return message_page(request, 404, _("No such person"), _("Nobody has this id."))
     amount = parse_amount(form.get("amount", ""))
     if not NONCE.match(form.get("nonce", "")):
-        return message_page(request, 400, "Not done", "Open the page again and send its form.")
+        return message_page(request, 400, _("Not done"), _("Open the page again and send its form."))
     row = await ctx.store.topup(target.id, amount, admin_id=admin_of(request),
                                 note=form.get("note", "")[:NOTE_LENGTH] or None,
                                 source=f"dashboard:{form['nonce']}")
@@ -49,7 +50,7 @@ async def ban(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     target = await ctx.store.get_user(int(request.match_info["user"]))
     if target is None:
-        return message_page(request, 404, "No such person", "Nobody has this id.")
+        return message_page(request, 404, _("No such person"), _("Nobody has this id."))
     banned = (await _form(request)).get("banned") == "1"
     if banned and target.id in ctx.bot_settings.admin_ids:
         raise Refusal(N_("An admin cannot be banned."))

@@ -4,16 +4,22 @@ payments, promo codes, broadcasts. They read; the forms on them post to actions.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from aiogram.utils.i18n import gettext as _
 from aiohttp import web
 
 from bot import texts
 from bot.catalog import get_model
 from bot.dashboard.charts import Chart, Series, bar_chart
 from bot.dashboard.site import context, message_page, render
+from bot.handlers.admin import state_name
+from bot.handlers.growth import PROMO_STATES
+from bot.i18n import N_
 from bot.services import growth, stats
 from bot.services.accounts import ascii_number
+from bot.services.broadcast import audience_name
 from bot.store import GenerationState
 from bot.store.broadcasts import BroadcastState
 from bot.store.daily import DayStats, total
@@ -24,6 +30,9 @@ PAGE = 50           # rows per page of a list
 PERSON_ROWS = 30    # of each list on a person's page
 TOP_MODELS = 5      # failures by model: these, and the rest as "other"
 KINDS = ("image", "video", "audio")
+BROADCAST_STATES: Mapping[str, str] = {
+    BroadcastState.SENDING: N_("sending"), BroadcastState.DONE: N_("sent"),
+    BroadcastState.STOPPED: N_("stopped")}
 
 
 def when(timestamp: float | None) -> str:
@@ -36,6 +45,19 @@ def when(timestamp: float | None) -> str:
 def model_name(model_id: str) -> str:
     model = get_model(model_id)
     return texts.model_title(model) if model else model_id
+
+
+def _words(names: Mapping[str, str]) -> Callable[[str], str]:
+    """A stored value (a state, a kind) in the page's language; one it does not know as it is."""
+    return lambda value: _(names[value]) if value in names else value
+
+
+# The templates' filters for stored values: `{{ g.state|generation_state }}`.
+WORDS: Mapping[str, Callable[[str], str]] = {
+    "generation_state": state_name, "ledger_kind": texts.ledger_kind, "audience": audience_name,
+    "kind": _words(texts.KIND_WORDS), "promo_state": _words(PROMO_STATES),
+    "broadcast_state": _words(BROADCAST_STATES),
+}
 
 
 def _number(request: web.Request, name: str, default: int, high: int) -> int:
@@ -61,23 +83,26 @@ def charts(figures: list[DayStats]) -> list[Chart]:
     failures = [Series(model_name(model), [day.failures_by_model.get(model, 0) for day in figures])
                 for model in top]
     if len(failed) > len(top):
-        failures.append(Series("other", [sum(count for model, count in day.failures_by_model.items()
-                                             if model not in top) for day in figures]))
+        failures.append(Series(_("other"), [sum(count for model, count in
+                                                day.failures_by_model.items() if model not in top)
+                                            for day in figures]))
+    kind_name = _words(texts.KIND_TITLES)
     return [
-        bar_chart("generations", "Generations by kind", dates,
-                  [Series(kind, [day.by_kind.get(kind, 0) for day in figures]) for kind in kinds]),
-        bar_chart("stars", "Stars received (refunds deducted)", dates,
-                  [Series("Stars", [day.stars for day in figures])], unit=" ⭐"),
-        bar_chart("credits", "Credits charged and refunded", dates,
-                  [Series("charged", [day.charged for day in figures]),
-                   Series("refunded", [day.refunded for day in figures])], stacked=False),
-        bar_chart("failures", "Failures by model", dates, failures),
-        bar_chart("kie", "Kie.ai credits spent", dates,
-                  [Series("by the catalog's cost", [day.kie_credits for day in figures]),
-                   Series("as Kie's balance fell", [day.kie_drop or 0 for day in figures])],
+        bar_chart("generations", _("Generations by kind"), dates,
+                  [Series(kind_name(kind), [day.by_kind.get(kind, 0) for day in figures])
+                   for kind in kinds]),
+        bar_chart("stars", _("Stars received (refunds deducted)"), dates,
+                  [Series(_("Stars received"), [day.stars for day in figures])], unit=" ⭐"),
+        bar_chart("credits", _("Credits charged and refunded"), dates,
+                  [Series(_("charged"), [day.charged for day in figures]),
+                   Series(_("refunded"), [day.refunded for day in figures])], stacked=False),
+        bar_chart("failures", _("Failures by model"), dates, failures),
+        bar_chart("kie", _("Kie.ai credits spent"), dates,
+                  [Series(_("by the catalog's cost"), [day.kie_credits for day in figures]),
+                   Series(_("as Kie's balance fell"), [day.kie_drop or 0 for day in figures])],
                   stacked=False),
-        bar_chart("margin", "Margin (Stars in, Kie spend out)", dates,
-                  [Series("margin", [day.margin_usd for day in figures])], unit=" USD"),
+        bar_chart("margin", _("Margin (Stars in, Kie spend out)"), dates,
+                  [Series(_("margin"), [day.margin_usd for day in figures])], unit=" USD"),
     ]
 
 
@@ -92,8 +117,8 @@ async def person(request: web.Request) -> web.StreamResponse:
     user_id = int(request.match_info["user"])
     user = await store.get_user(user_id)
     if user is None:
-        return message_page(request, 404, "No such person",
-                            f"Nobody with the id {user_id} has started the bot.")
+        return message_page(request, 404, _("No such person"),
+                            _("Nobody with the id {id} has started the bot.").format(id=user_id))
     return render(request, "person.html", nav="people", person=user,
                   is_admin=user.id in context(request).bot_settings.admin_ids,
                   ledger=await store.ledger(user.id, PERSON_ROWS),

@@ -14,7 +14,17 @@ from aiohttp import web
 from bot.config import BotSettings, WebSettings
 from bot.dashboard import actions, auth, pages
 from bot.dashboard.charts import number
-from bot.dashboard.site import CONTEXT, HERE, Context, guard, headers, login, logout
+from bot.dashboard.site import (
+    CONTEXT,
+    HERE,
+    Context,
+    guard,
+    headers,
+    login,
+    logout,
+    translate,
+    translate_plural,
+)
 from bot.services.broadcast import Broadcaster
 from bot.store import Store
 from bot.store.dashboard import DashboardStore
@@ -32,6 +42,10 @@ def build(*, store: Store, bot: Bot, i18n: I18n, bot_settings: BotSettings,
                                autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["when"] = pages.when
     env.globals["model_name"] = pages.model_name
+    # Not jinja2.ext.i18n: its {% trans %} speaks %(name)s, the catalogs {name}.
+    env.globals["_"] = translate
+    env.globals["ngettext"] = translate_plural
+    env.filters.update(pages.WORDS)
     env.filters["number"] = number
     routes = app.router
     routes.add_get("/login/{token}", login, name="login")

@@ -93,7 +93,7 @@ async def user(message: Message, *, command: CommandObject, store: Store,
                   for p in purchases]
     lines += ["", "<b>" + _("Generations") + "</b>"]
     lines += [f"#{g.id} {texts.when(g.created_at)} · {html.escape(_model_name(g.model))} · "
-              f"{_state(g.state)} · {texts.credits(g.price)}"
+              f"{state_name(g.state)} · {texts.credits(g.price)}"
               for g in await store.generations_of(target.id, limit=USER_ROWS)] or ["—"]
     lines += ["", "<i>" + _("Times in UTC.") + "</i>"]
     await message.answer("\n".join(lines))
@@ -137,7 +137,7 @@ async def stats(message: Message, *, command: CommandObject, store: Store,
                                                            active=report.active_day),
         "",
         "<b>" + _("Generations by state") + "</b>",
-        *(f"{_state(state)}: {count}" for state, count in sorted(report.by_state.items())),
+        *(f"{state_name(state)}: {count}" for state, count in sorted(report.by_state.items())),
         "",
         "<b>" + _("Generations by model") + "</b>",
         *(f"{html.escape(_model_name(model))}: {count}"
@@ -156,7 +156,7 @@ async def stats(message: Message, *, command: CommandObject, store: Store,
         await _kie_credits_line(kie),
     ]
     await message.answer(fit("\n".join(lines), await daily(store, days=days, now=now),
-                             state_name=_state, model_name=_model_name,
+                             state_name=state_name, model_name=_model_name,
                              kie_credit_usd=MODELS.money.kie_credit_usd,
                              star_usd=MODELS.money.star_usd))
 
@@ -223,7 +223,7 @@ def _one_arg(command: CommandObject, usage: str) -> str | None:
     return tokens[0] if tokens else None
 
 
-def _state(state: str) -> str:
+def state_name(state: str) -> str:
     """A generation's state in /history's words (a failure there comes with its reason)."""
     if state == GenerationState.FAILED:
         return _(FAILED)

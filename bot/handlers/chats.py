@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import ChatMemberUpdated, Message
 
+from bot.handlers.filters import on_loop
 from bot.store import Store
 
 
@@ -26,6 +27,6 @@ async def membership(event: ChatMemberUpdated, store: Store) -> None:
 
 def make_router() -> Router:
     router = Router(name="chats")
-    router.message.register(migrated, F.migrate_to_chat_id)
+    router.message.register(migrated, on_loop(F.migrate_to_chat_id))
     router.my_chat_member.register(membership)
     return router

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, ForceReply, Message, ReplyParameters
 from bot import texts
 from bot.catalog import KINDS, models_of
 from bot.errors import Refusal
+from bot.handlers.filters import on_loop
 from bot.handlers.picker import open_picker, show_picker
 from bot.i18n import N_
 from bot.keyboards import Compose, compose_keyboard
@@ -111,8 +112,9 @@ async def not_a_command(message: Message) -> bool:
 def make_router() -> Router:
     router = Router(name="compose")
     router.callback_query.register(chosen, Compose.filter())
-    router.message.register(answered, F.reply_to_message.from_user.is_bot, not_a_command,
-                            F.text | F.photo | F.document)
-    router.message.register(plain, F.chat.type == ChatType.PRIVATE, not_a_command,
-                            F.text | F.photo | F.document)
+    words = on_loop(F.text | F.photo | F.document)
+    router.message.register(answered, on_loop(F.reply_to_message.from_user.is_bot),
+                            not_a_command, words)
+    router.message.register(plain, on_loop(F.chat.type == ChatType.PRIVATE), not_a_command,
+                            words)
     return router

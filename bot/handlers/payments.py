@@ -28,6 +28,7 @@ from pydantic import Field
 from bot import texts
 from bot.config import CreditPackage, GrowthSettings, PaymentSettings
 from bot.errors import Refusal
+from bot.handlers.filters import on_loop
 from bot.handlers.growth import tell_inviter
 from bot.handlers.picker import render
 from bot.i18n import N_
@@ -214,7 +215,7 @@ def make_router() -> Router:
     router.message.register(buy, Command("buy"))
     router.message.register(paysupport, Command("paysupport"))
     router.message.register(refund, Command("refund"))
-    router.message.register(paid, F.successful_payment)
+    router.message.register(paid, on_loop(F.successful_payment))
     router.callback_query.register(choose, Buy.filter())
     router.callback_query.register(buy_menu, BuyMenu.filter())
     router.pre_checkout_query.register(pre_checkout)

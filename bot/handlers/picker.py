@@ -4,14 +4,16 @@ pressed message; its edits wait out a short flood control."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.methods import EditMessageText
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import texts
 from bot.errors import Refusal
-from bot.keyboards import models_keyboard, options_keyboard, with_improve
+from bot.keyboards import improve_button, models_keyboard, options_keyboard
 from bot.services.generation import Generations, Picker
 from bot.services.telegram import is_not_modified, with_retry
 from bot.store import Store, User
@@ -22,18 +24,19 @@ EDIT_RETRY_WAIT = 3
 
 def render(picker: Picker) -> tuple[str, InlineKeyboardMarkup]:
     draft, model = picker.draft, picker.model
+    improve = (None if picker.improve_price is None
+               else improve_button(draft.id, draft.revision, picker.improve_price))
     if model is None:
         text = texts.picker_models(draft.kind, draft.prompt, picture=draft.picture is not None)
-        markup = models_keyboard(draft.id, picker.models)
+        markup = models_keyboard(draft.id, picker.models, improve=improve)
     else:
         text = texts.picker_options(model, draft.prompt, picker.choices, picker.price,
                                     picture=draft.picture is not None)
         markup = options_keyboard(draft.id, draft.revision, model, picker.choices,
-                                  price=picker.price, can_go_back=len(picker.models) > 1)
+                                  price=picker.price, can_go_back=len(picker.models) > 1,
+                                  improve=improve)
     if picker.too_long:
         text += "\n\n" + texts.too_long_line(picker.too_long, len(draft.prompt))
-    if picker.improve_price is not None:
-        markup = with_improve(markup, draft.id, draft.revision, picker.improve_price)
     return text, markup
 
 
@@ -69,12 +72,22 @@ async def show_picker(query: CallbackQuery, picker: Picker, store: Store) -> Non
         await store.set_picker_message(picker.draft.id, query.message.message_id)
 
 
+class _UnreadEdit(EditMessageText):
+    """editMessageText whose answer, the message as edited, is left unread: plain JSON, not
+    parsed into a Message with every button of its keyboard (the dearest part of a press's
+    CPU in bench.updates' profile). The edit's errors are raised as any call's."""
+
+    __returning__ = dict[str, Any] | bool
+
+
 async def edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None, *,
                 retried: bool = False) -> None:
-    if query.message is None:  # too old for Telegram to include: nothing to edit
+    message = query.message
+    if message is None:  # too old for Telegram to include: nothing to edit
         return
     try:
-        await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+        await _UnreadEdit(chat_id=message.chat.id, message_id=message.message_id, text=text,
+                          reply_markup=markup).as_(query.bot)
     except TelegramBadRequest as error:
         if not is_not_modified(error):
             raise

@@ -29,7 +29,7 @@ from bot.services.delivery import kie_keeps
 from bot.services.follow_ups import source_of
 from bot.services.keys import retire_refused_key
 from bot.services.notifier import Notifier
-from bot.services.offers import HIDDEN_BY_KIE, current_offer
+from bot.services.offers import HIDDEN_BY_KIE, current_offer, offer_of
 from bot.services.pictures import PictureError, Pictures
 from bot.services.schedule import Schedule
 from bot.store import (
@@ -171,8 +171,7 @@ class Generations:
 
     async def press(self, draft_id: int, user_id: int, act: str, value: str) -> Picker | None:
         """Apply a picker press; None when the draft is closed (cancel)."""
-        draft = await self.owned_draft(draft_id, user_id)
-        offer = await current_offer(self.store)
+        draft, offer = await self._owned(draft_id, user_id)
         models, too_long = _offered_for(offer, draft)
         model = offer.model(draft.model)
         try:
@@ -219,7 +218,12 @@ class Generations:
         return Picker(draft, model, models, too_long, self.improve_price)
 
     async def owned_draft(self, draft_id: int, user_id: int) -> Draft:
-        draft = await self.store.get_draft(draft_id)
+        return (await self._owned(draft_id, user_id))[0]
+
+    async def _owned(self, draft_id: int, user_id: int) -> tuple[Draft, Offer]:
+        """owned_draft, and the offer as it is now, both from one statement as a rule
+        (Store.draft_and_overrides): a press reads no more than it writes."""
+        draft, overrides = await self.store.draft_and_overrides(draft_id)
         if draft is None:
             raise PickerError(texts.OUTDATED)
         if draft.user_id != user_id:
@@ -228,7 +232,7 @@ class Generations:
             raise PickerError(N_("This request was already sent or cancelled."))
         if self._clock() - draft.created_at > DRAFT_LIFETIME:
             raise PickerError(N_("This menu has expired. Send the command again."))
-        return draft
+        return draft, offer_of(overrides)
 
     async def charge(self, draft_id: int, user_id: int, promised: str, *,
                      exempt: bool = False) -> tuple[Generation, Model]:
@@ -237,9 +241,9 @@ class Generations:
         and the price): the price it showed is the price charged, or nothing is (PickerChanged,
         also when an admin changed the price since). `exempt` (admins) skips the per-user
         limits. Raises ShortOfCredits (nothing charged) or PickerError. `submit` comes next."""
-        draft = await self.owned_draft(draft_id, user_id)
+        draft, offer = await self._owned(draft_id, user_id)
         revision, price = _promise(promised)
-        return await self._charge(draft, revision, price, exempt=exempt)
+        return await self._charge(draft, revision, price, exempt=exempt, offer=offer)
 
     async def again(self, generation_id: int, *, user_id: int, chat_id: int, price: int,
                     exempt: bool = False) -> tuple[Generation, Model]:
@@ -322,9 +326,11 @@ class Generations:
             request_message_id=old.request_message_id if chat_id == old.chat_id else None,
             picture=old.picture, model=model, options=options, remembered=remembered)
 
-    async def _charge(self, draft: Draft, revision: int, price: int, *,
-                      exempt: bool) -> tuple[Generation, Model]:
-        offer = await current_offer(self.store)
+    async def _charge(self, draft: Draft, revision: int, price: int, *, exempt: bool,
+                      offer: Offer | None = None) -> tuple[Generation, Model]:
+        """`offer`: as read with the draft (None: read now)."""
+        if offer is None:
+            offer = await current_offer(self.store)
         model = offer.model(draft.model)
         if model is None:
             raise PickerError(N_("This model is no longer available."))

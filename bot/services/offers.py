@@ -4,14 +4,17 @@ for each request, so a change applies at once (in every instance sharing the dat
 from __future__ import annotations
 
 from bot.catalog import Offer, models_of_entry
-from bot.store import Store
+from bot.store import ModelOverride, Store
 
 HIDDEN_BY_ADMIN = "admin"
 HIDDEN_BY_KIE = "kie"  # Kie answered "model disabled" (505)
 
 
 async def current_offer(store: Store) -> Offer:
-    overrides = await store.model_overrides()
+    return offer_of(await store.model_overrides())
+
+
+def offer_of(overrides: dict[str, ModelOverride]) -> Offer:
     return Offer(
         prices={model: o.price for model, o in overrides.items() if o.price is not None},
         hidden=frozenset(model for model, o in overrides.items() if o.hidden_by is not None))

@@ -101,6 +101,13 @@ class SqliteDatabase(Database):
                     await self._db.execute("PRAGMA synchronous=NORMAL")
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        """Waits for the lock only while a transaction holds the connection. Otherwise the
+        statement joins aiosqlite's queue at once (synchronously, before this coroutine first
+        yields), so it runs before the BEGIN of any transaction that starts later, on its own:
+        taking the lock each time would queue every statement of every update behind a hand-over
+        through the event loop, one after the other."""
+        if not self._lock.locked():
+            return await self._connection.fetch(sql, params)
         async with self._lock:
             return await self._connection.fetch(sql, params)
 

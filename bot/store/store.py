@@ -136,6 +136,8 @@ class Store:
         self._free = f"(owner IS NULL OR owner NOT IN ({db.live_instances}))"
         self._on_work: list[Callable[[], None]] = []
         self.broadcasts = Broadcasts(db, self.instance, self._owning)
+        # The overrides last read, with their version (model_overrides).
+        self._overrides: tuple[str | None, dict[str, ModelOverride]] | None = None
 
     @classmethod
     async def open(cls, target: Path | str, *, pool_size: int = 10) -> Store:
@@ -604,9 +606,31 @@ class Store:
 
     # -- admins' catalog overrides and flags -----------------------------------
 
+    # Every change of model_overrides writes a new one, in its transaction: what was read at one
+    # version is what the table holds while the flag says that version (a statement that reads
+    # it alongside what it reads anyway tells whether the overrides kept are current).
+    OFFER_VERSION = "offer_version"
+    _OFFER_VERSION = f"(SELECT value FROM flags WHERE name = '{OFFER_VERSION}')"
+
     async def model_overrides(self) -> dict[str, ModelOverride]:
-        rows = await self._rows("SELECT model, price, hidden_by FROM model_overrides")
-        return {row["model"]: row_to(ModelOverride, row) for row in rows}
+        """The admins' overrides, read now (and kept, with their version)."""
+        rows = await self._rows(
+            f"SELECT {self._OFFER_VERSION} AS version, o.model, o.price, o.hidden_by"
+            " FROM (SELECT 1) AS one LEFT JOIN model_overrides AS o ON TRUE")
+        overrides = {row["model"]: row_to(ModelOverride, row) for row in rows if row["model"]}
+        self._overrides = (rows[0]["version"], overrides)
+        return overrides
+
+    async def draft_and_overrides(self, draft_id: int) -> tuple[Draft | None,
+                                                                dict[str, ModelOverride]]:
+        """get_draft and model_overrides, in one statement as a rule: the draft is read with
+        the overrides' version, and the overrides kept from the last read serve while it holds."""
+        rows = await self._rows(f"SELECT *, {self._OFFER_VERSION} AS offer_version"
+                                " FROM drafts WHERE id = ?", (draft_id,))
+        kept = self._overrides
+        if rows and kept is not None and kept[0] == rows[0]["offer_version"]:
+            return row_to(Draft, rows[0]), kept[1]
+        return (row_to(Draft, rows[0]) if rows else None), await self.model_overrides()
 
     async def set_model_price(self, model: str, price: int | None) -> None:
         """Override a model's base price; None restores the catalog's."""
@@ -619,12 +643,15 @@ class Store:
 
     async def _override(self, model: str, column: str, value: object) -> bool:
         async with self._tx() as db:
-            return await db.execute(
+            changed = await db.execute(
                 f"INSERT INTO model_overrides (model, {column}, updated_at) VALUES (?, ?, ?)"
                 f" ON CONFLICT (model) DO UPDATE SET {column} = excluded.{column},"
                 f" updated_at = excluded.updated_at"
                 f" WHERE model_overrides.{column} IS DISTINCT FROM excluded.{column}",
                 (model, value, time.time())) == 1
+            if changed:
+                await _set_flag(db, self.OFFER_VERSION, uuid.uuid4().hex)
+            return changed
 
     async def get_flag(self, name: str) -> str | None:
         rows = await self._rows("SELECT value FROM flags WHERE name = ?", (name,))
@@ -635,10 +662,7 @@ class Store:
             if value is None:
                 await db.execute("DELETE FROM flags WHERE name = ?", (name,))
             else:
-                await db.execute(
-                    "INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT"
-                    " (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    (name, value, time.time()))
+                await _set_flag(db, name, value)
 
     # -- reports -----------------------------------------------------------------
 
@@ -1168,6 +1192,13 @@ async def _check_limits(db: Connection, user_id: int, limits: StartLimits,
         raise LimitReached("open", limits.max_open)
     if this_minute >= limits.max_per_minute:
         raise LimitReached("rate", limits.max_per_minute)
+
+
+async def _set_flag(db: Connection, name: str, value: str) -> None:
+    await db.execute(
+        "INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT"
+        " (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        (name, value, time.time()))
 
 
 async def _apply(db: Connection, user_id: int, amount: int, kind: LedgerKind, *,

@@ -111,10 +111,22 @@ async def test_models_lists_each_model_with_its_price_and_what_it_is_good_for(tg
     assert "• Imagen 4 — 40 credits · photorealistic detail and legible text" in text
     assert "• Kling 📎 — from 150 credits · lifelike motion and camera moves" in text
     assert "• Nano Banana 📎 — 30 credits · changing a photo as you describe it" in text
-    entries = {model.entry for model in MODELS}
+    # Every entry, and of the follow-ups the one each result's button runs: Recraft's upscale
+    # stands behind Topaz's (first in the catalog) until Topaz is hidden.
+    entries = {model.entry for model in MODELS if model.id != "crisp"}
     assert len([line for line in text.split("\n") if line.startswith("• ")]) == len(entries)
+    assert "• ⬆️ Topaz Upscale — 15 credits" in text
+    assert "Recraft" not in text
     for model in MODELS:  # each says what it is good for
-        assert model.good_for and f" · {model.good_for}\n" in text + "\n", model.id
+        if model.id != "crisp":
+            assert model.good_for and f" · {model.good_for}\n" in text + "\n", model.id
+    admin = Person(tg, ADMIN_ID, "Admin")
+    admin.say("/model topaz off")
+    await admin.told("hidden")
+    alice.say("/models")
+    text = (await alice.told("Recraft")).params["text"]
+    assert "• ⬆️ Recraft Crisp Upscale — 5 credits" in text
+    assert "Topaz Upscale" not in text
 
 
 async def test_models_in_russian(tg, bot):

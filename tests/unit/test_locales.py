@@ -23,10 +23,15 @@ KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None}
 MsgId = str | tuple[str, ...]
 
 
+# Python, and the dashboard's Jinja templates (their `_()` and `ngettext()` calls).
+METHODS = [("**.py", "python"), ("**/templates/**.html", "jinja2.ext:babel_extract")]
+
+
 def babel_ids() -> set[MsgId]:
-    """Message ids as `pybabel extract` finds them in bot/."""
+    """Message ids as `pybabel extract` finds them in bot/, templates included."""
     return {msg if isinstance(msg, str) else tuple(msg)
-            for _, _, msg, _, _ in extract_from_dir(str(ROOT / "bot"), keywords=KEYWORDS)}
+            for _, _, msg, _, _ in extract_from_dir(str(ROOT / "bot"), method_map=METHODS,
+                                                    keywords=KEYWORDS)}
 
 
 def ast_ids() -> set[str]:
@@ -71,6 +76,13 @@ def test_every_used_message_is_translated(locale: str) -> None:
             assert all(message.string), f"{locale}: empty plural form of {msgid!r}"
         else:
             assert not message.pluralizable and message.string, f"{locale}: empty {msgid!r}"
+
+
+def test_the_dashboards_templates_are_read_too() -> None:
+    """Ids only the dashboard's templates use (`_()`, `ngettext()`) count as used, so each
+    must be translated and none is reported unused."""
+    ids = babel_ids()
+    assert "Withdraw" in ids and ("{n} day", "{n} days") in ids
 
 
 @pytest.mark.parametrize("locale", LOCALES)
