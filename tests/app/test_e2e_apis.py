@@ -390,3 +390,46 @@ async def test_550_a_full_queue_is_refunded_with_its_reason(tg, kie, rich, store
     assert "queue at Kie.ai is full" in told.params["text"]
     assert len(await refunds(store, 42)) == 1 and (await store.get_user(42)).balance == 1000
     assert kie.count("/api/v1/gpt4o-image/generate") == 1 and kie.tasks == {}
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+async def test_a_restart_in_the_middle_of_each_apis_task_delivers_it_once(tg, kie, tmp_path,
+                                                                         start_bot, store, case):
+    """The bot stopped abruptly while Kie runs the task: the next start reads it again in its
+    API's own record and delivers it once, charged once."""
+    settings = make_settings(tmp_path, tg, kie, starting_credits=1000)
+    kie.default_plan = TaskPlan(reads_before_done=1000)
+    first = await start_bot(settings)
+    alice = Person(tg, 42, "Alice")
+    await choose(alice, case)
+    while not [t for t in kie.tasks.values() if t.reads]:
+        await asyncio.sleep(0.01)
+    await first.kill()
+    [task] = kie.tasks.values()
+    reads_before = task.reads
+    kie.finish(task.task_id)
+
+    await start_bot(settings)
+    await tg.wait_for(case.sent_as)
+    await asyncio.sleep(0.3)  # time for a second delivery, were there one
+    assert len(tg.calls_of(case.sent_as)) == 1 and task.reads > reads_before
+    assert task.api == case.api and len(kie.tasks) == 1  # read again, not created again
+    assert [c.amount for c in await charges(store, 42)] == [-case.price]
+    assert await refunds(store, 42) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+async def test_each_apis_task_past_its_deadline_is_refunded_once(tg, kie, tmp_path, start_bot,
+                                                                 store, case):
+    kie.default_plan = TaskPlan(outcome="never")
+    await start_bot(make_settings(tmp_path, tg, kie, starting_credits=1000,
+                                  kie_deadline_video=1.0, kie_deadline_image=1.0))
+    alice = Person(tg, 42, "Alice")
+    await choose(alice, case)
+    told = await alice.told(f"❌ {case.name}", timeout=5)
+    assert "it took too long" in told.params["text"]
+    await asyncio.sleep(0.3)  # time for a second refund, were there one
+    [refund] = await refunds(store, 42)
+    assert refund.amount == case.price and refund.note == "timeout"
+    assert (await store.get_user(42)).balance == 1000 == await store.ledger_sum(42)
+    assert tg.calls_of(case.sent_as) == []
