@@ -11,6 +11,7 @@ from bot.catalog import KINDS, MODELS, SHIPPED
 from bot.catalog.loader import read_improve
 from bot.errors import CatalogError
 from bot.services.improve import clean_prompt
+from tests.unit.test_catalog_file import MODEL  # a model alone, to write a file around a table
 
 PROMPT = "A red fox in fresh snow at dawn, soft golden light"
 
@@ -47,20 +48,6 @@ def test_the_shipped_catalog_has_a_system_prompt_for_every_kind() -> None:
     improve = read_improve(SHIPPED)
     assert improve is not None and improve == MODELS.improve
     assert set(improve.system) == set(KINDS) and improve.model == "gemini-2.5-flash"
-
-
-MODEL = '''
-[[models]]
-id = "ultra"
-kind = "image"
-api = "market"
-kie_model = "google/imagen4-ultra"
-name = "Imagen 4 Ultra"
-price = 60
-kie_cost = 12
-expected_seconds = 20
-good_for = { en = "detail", ru = "детали" }
-'''
 
 
 def write(tmp_path: Path, text: str) -> Path:
