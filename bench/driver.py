@@ -29,7 +29,6 @@ from bench.harness import (
     bot_env,
     callback_settings,
     fakes,
-    free_port,
     recounted,
     scaled_settings,
     spawn,
@@ -42,6 +41,7 @@ from testkit.bot import more_keys
 from testkit.chat import button, buttons
 from testkit.databases import schema
 from testkit.databases import server_url as postgres_url
+from testkit.e2e import free_port
 from testkit.fakes.kie import FakeKie, Req, Task, TaskPlan
 from testkit.fakes.telegram import Call, FakeTelegram
 from testkit.load import MEDIA_METHODS, MIXED, Ask

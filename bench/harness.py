@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -87,13 +86,6 @@ async def fakes(window: float, limit: int = KIE_LIMIT,
     async with FakeTelegram(token=TOKEN) as tg, \
             FakeKie(api_key=KIE_KEY, rate_limit=limit, window=window, more_keys=more_keys) as kie:
         yield tg, kie
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # -- the bot's settings, as environment variables ------------------------------------------------

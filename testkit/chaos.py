@@ -40,7 +40,6 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -58,6 +57,7 @@ import aiosqlite
 from bot.keyboards import Pick
 from testkit.bot import ADMIN_ID, KIE_KEY, TOKEN
 from testkit.chat import Person, buttons
+from testkit.e2e import free_port
 from testkit.fakes.kie import SUNO_MODELS, FakeKie, TaskPlan
 from testkit.fakes.telegram import Call, FakeTelegram
 from testkit.load import MEDIA_METHODS, MIXED, Ask, crowd_user_id
@@ -132,12 +132,6 @@ class Life:
     def label(self) -> str:
         """How the report names it: "3", or "B3" among several instances."""
         return f"{self.instance}{self.number}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bot_env(folder: Path, tg: FakeTelegram, kie: FakeKie, port: int,

@@ -4,6 +4,7 @@ ledger's charges and refunds, generation states awaited, a free port, the webhoo
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 
 from bot.store import GenerationState, LedgerKind
@@ -49,7 +50,20 @@ async def states_become(store, expected: dict[int, GenerationState]) -> dict[int
     return states
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a port the kernel hands out (bind
+# to 0) may be taken by another test's outgoing connection between this check and the server's
+# own bind; one from here is only taken by another server that chose it too.
+PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 nothing listens on now, for a server a test starts."""
+    for _ in range(200):
+        port = random.choice(PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS}")

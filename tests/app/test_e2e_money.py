@@ -133,6 +133,7 @@ async def test_again_pressed_in_another_chat_opens_and_works_there(tg, kie, bot,
     alice = Person(tg, 42, "Alice")
     await generate(alice, "first here")
     [photo] = await tg.wait_for("sendPhoto")
+    await alice.told("✅ Imagen 4 — done", chat_id=42)  # the first status line's last edit
     again_data = button(tg.message(42, photo.response["message_id"]), "🔁")
     group = tg.group_chat(-1006000, "Elsewhere")
     alice.say("/balance@testbot", chat=group)  # any message of the bot's in the group
