@@ -93,7 +93,7 @@ async def _generation(store: Store, rng: random.Random, user_id: int, now: float
     if rng.random() < 0.15:
         await store.fail_generation(started.id, "Kie.ai could not make it")
         return 0.0
-    await store.mark_succeeded(started.id, [f"https://example.com/{started.id}.png"],
+    await store.mark_succeeded(started.id, [f"http://127.0.0.1:9/seed/{started.id}.png"],
                                deliver_by=now + 600, lease_until=now + 60)
     await store.mark_delivered(started.id, GenerationState.DELIVERED)
     found = get_model(model)

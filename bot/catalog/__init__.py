@@ -29,7 +29,7 @@ from bot.catalog.models import (
     Option,
 )
 
-__all__ = ["COMMANDS", "EXTEND", "KINDS", "MODELS", "SHIPPED", "UPSCALE", "Catalog", "Choice",
+__all__ = ["COMMANDS", "EXTEND", "KINDS", "MODELS", "ROLES", "SHIPPED", "UPSCALE", "Catalog", "Choice",
            "ImageSlot", "Localized", "Model", "Offer", "Option", "get_model", "load_catalog",
            "models_of", "models_of_entry"]
 

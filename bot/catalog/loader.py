@@ -75,16 +75,12 @@ def _known_api(value: str) -> str:
     return value
 
 
-def _a_kind(value: str) -> str:
-    if value not in KINDS:
-        raise ValueError(f"{value!r} is not one of {', '.join(KINDS)}")
-    return value
-
-
-def _a_role(value: str) -> str:
-    if value not in ROLES:
-        raise ValueError(f"{value!r} is not one of {', '.join(ROLES)}")
-    return value
+def _one_of(values: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"{value!r} is not one of {', '.join(values)}")
+        return value
+    return AfterValidator(check)
 
 
 # The kinds each follow-up role works on: what its button sits under (and what Kie takes).
@@ -107,8 +103,8 @@ OptionKey = Annotated[str, _token(r"[a-z0-9_]+", 8, "made of a-z, 0-9 and _")]
 Text = Annotated[str, Field(min_length=1)]
 Scalar = Annotated[Any, AfterValidator(_scalar)]
 Api = Annotated[str, AfterValidator(_known_api)]
-Kind = Annotated[str, AfterValidator(_a_kind)]
-Role = Annotated[str, AfterValidator(_a_role)]
+Kind = Annotated[str, _one_of(KINDS)]
+Role = Annotated[str, _one_of(ROLES)]
 Price = Annotated[int, Field(ge=1)]
 KieCost = Annotated[float, Field(ge=0)]
 Duration = Annotated[int, Field(gt=0)]

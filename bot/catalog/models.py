@@ -6,14 +6,15 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 KINDS = ("image", "video", "audio")
 # What a follow-up model does to a delivered result (the catalog's `role`): never offered in a
 # picker, only under a result of its kind. An upscale's result is not upscaled again.
 UPSCALE: Final = "upscale"
 EXTEND: Final = "extend"
-ROLES = (UPSCALE, EXTEND)
+Role = Literal["upscale", "extend"]
+ROLES: tuple[Role, ...] = (UPSCALE, EXTEND)
 # The language every text of the catalog has (as every message id of the bot is English).
 SOURCE_LANGUAGE = "en"
 

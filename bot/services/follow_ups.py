@@ -11,15 +11,11 @@ extended song can be extended further (Model.follows).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aiogram.types import InlineKeyboardButton
 
-from bot.catalog import EXTEND, UPSCALE, Offer
+from bot.catalog import EXTEND, ROLES, UPSCALE, Offer
 from bot.keyboards import follow_up_button
 from bot.store import Generation
-
-ROLES: tuple[Literal["upscale", "extend"], ...] = (UPSCALE, EXTEND)
 
 
 def follow_up_buttons(generation: Generation, offer: Offer) -> list[InlineKeyboardButton]:

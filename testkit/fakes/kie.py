@@ -882,13 +882,13 @@ class FakeKie(LocalServer):
         app = web.Application(middlewares=[self._middleware], client_max_size=200 * 1024 * 1024)
         r = app.router
         r.add_post("/api/v1/jobs/createTask", self._create_task)
-        r.add_get("/api/v1/jobs/recordInfo", self._record_info)
+        r.add_get("/api/v1/jobs/recordInfo", self._record_info(API_MARKET, msg_key="message"))
         r.add_post("/api/v1/generate", self._suno_generate)
-        r.add_get("/api/v1/generate/record-info", self._suno_record_info)
+        r.add_get("/api/v1/generate/record-info", self._record_info(API_SUNO))
         r.add_post("/api/v1/generate/extend", self._suno_extend)
         for api, create, read in FLAT_ENDPOINTS:
             r.add_post(create, self._flat_create(api))
-            r.add_get(read, self._flat_record_info(api))
+            r.add_get(read, self._record_info(api))
         r.add_get(VEO_1080P_PATH, self._veo_1080p)
         r.add_get("/api/v1/chat/credit", self._credit)
         r.add_post(DOWNLOAD_URL_PATH, self._download_url)
@@ -1474,24 +1474,6 @@ class FakeKie(LocalServer):
         self._refresh(task)
         return task
 
-    async def _record_info(self, request: web.Request) -> web.Response:
-        task = self._read_task(request, API_MARKET)
-        if isinstance(task, web.Response):
-            return task
-        data = self.record(task.task_id)
-        if self.read_delay:
-            await asyncio.sleep(self.read_delay)
-        return self._kie(200, "success", data, msg_key="message")  # recordInfo says "message"
-
-    async def _suno_record_info(self, request: web.Request) -> web.Response:
-        task = self._read_task(request, API_SUNO)
-        if isinstance(task, web.Response):
-            return task
-        data = self.record(task.task_id)
-        if self.read_delay:
-            await asyncio.sleep(self.read_delay)
-        return self._kie(200, "success", data)
-
     def _suno_tracks(self, task: Task, *, snake: bool = False) -> list[dict[str, Any]]:
         """sunoData as it stands: titles and tags from TEXT_SUCCESS on, the first track's audio
         from FIRST_SUCCESS, every track's on SUCCESS."""
@@ -1562,7 +1544,10 @@ class FakeKie(LocalServer):
             return await self._new_task(api, body, inp, rule.kind, _key_of(request))
         return create
 
-    def _flat_record_info(self, api: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def _record_info(self, api: str, msg_key: str = "msg") -> Callable[[web.Request],
+                                                                     Awaitable[web.Response]]:
+        """An API's status read: the task's record in that API's shape (`msg_key`: the market's
+        recordInfo says "message")."""
         async def read(request: web.Request) -> web.Response:
             task = self._read_task(request, api)
             if isinstance(task, web.Response):
@@ -1570,7 +1555,7 @@ class FakeKie(LocalServer):
             data = self.record(task.task_id)
             if self.read_delay:
                 await asyncio.sleep(self.read_delay)
-            return self._kie(200, "success", data)
+            return self._kie(200, "success", data, msg_key=msg_key)
         return read
 
     async def _veo_1080p(self, request: web.Request) -> web.Response:
