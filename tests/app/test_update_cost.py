@@ -26,6 +26,8 @@ from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboar
 from bot.handlers import build_router
 from bot.session import BotSession
 from bot.store import Store
+from bot.store.database import IntegrityError
+from bot.store.sqlite import _Batch
 from testkit.chat import Person, button
 from testkit.databases import ENGINES, database
 from testkit.fakes.telegram import FakeTelegram
@@ -35,21 +37,29 @@ UPDATE_TASKS = {"Dispatcher._process_update", "Dispatcher._process_with_semaphor
 
 
 class Statements:
-    """Every statement the SQLite engine hands aiosqlite's thread (a hop there and back, the
-    dearest thing a statement costs), counted for each task that handles an update."""
+    """Every statement the SQLite engine runs for a task that handles an update: one on its own
+    (into a batch: SqliteDatabase.fetch) or one of a transaction (a job of aiosqlite's)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.by_task: dict[asyncio.Task[Any], int] = {}
-        original = aiosqlite.Connection._execute
+        execute, add = aiosqlite.Connection._execute, _Batch.add
 
-        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any,
-                          **kwargs: Any) -> Any:
+        def count() -> None:
             task = asyncio.current_task()
             if task is not None and task.get_coro().__qualname__ in UPDATE_TASKS:  # type: ignore[union-attr]
                 self.by_task[task] = self.by_task.get(task, 0) + 1
-            return await original(connection, fn, *args, **kwargs)
 
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async def executed(connection: aiosqlite.Connection, fn: Any, *args: Any,
+                           **kwargs: Any) -> Any:
+            count()
+            return await execute(connection, fn, *args, **kwargs)
+
+        def added(batch: _Batch, sql: str, params: Any) -> Any:
+            count()
+            return add(batch, sql, params)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", executed)
+        monkeypatch.setattr(_Batch, "add", added)
 
     async def of(self, act: Callable[[], Awaitable[object]]) -> list[int]:
         """The statements of each update `act` brought, once their tasks ended."""
@@ -172,6 +182,53 @@ async def test_a_statement_of_its_own_never_joins_an_open_transaction(tmp_path: 
         async with store.database.transaction() as tx:
             assert (await tx.fetch("SELECT count(*) FROM updates WHERE id >= 10"))[0][0] == 50
         assert all(seen)
+    finally:
+        await store.close()
+
+
+async def test_statements_asked_for_at_once_go_to_the_thread_together(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One hand-over to aiosqlite's thread for all the statements of a loop pass, each still
+    its own: its answer, its error (a constraint refusing one refuses no other), and written
+    whatever becomes of the others."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    jobs: list[object] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        jobs.append(fn)
+        return await execute(connection, fn, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        db = store.database
+        results = await asyncio.gather(
+            *(db.fetch("INSERT INTO updates (id, seen_at) VALUES (?, 0) RETURNING id", (n,))
+              for n in (1, 2, 1, 3)),  # the second 1 breaks the primary key
+            db.fetch("SELECT count(*) FROM updates"), return_exceptions=True)
+        assert len(jobs) == 1
+        [one], [two], refused, [three], [count] = results  # type: ignore[misc]
+        assert (one[0], two[0], three[0], count[0]) == (1, 2, 3, 3)
+        assert isinstance(refused, IntegrityError)
+        assert (await db.fetch("SELECT count(*) FROM updates"))[0][0] == 3
+        assert len(jobs) == 2  # alone, it is a job of its own
+    finally:
+        await store.close()
+
+
+async def test_a_transaction_waits_for_the_statements_asked_for_before_it(tmp_path: Path) -> None:
+    """Statements of a loop pass not yet sent to the thread when a transaction takes the lock
+    run before its BEGIN: not inside it, where its rollback would take them along."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    try:
+        recorded = [asyncio.ensure_future(store.first_sight_of_update(n)) for n in range(5)]
+        await asyncio.sleep(0)  # they are asked for: a batch is forming
+        with pytest.raises(RuntimeError):
+            async with store.database.transaction() as tx:
+                assert (await tx.fetch("SELECT count(*) FROM updates"))[0][0] == 5
+                raise RuntimeError("rolled back")
+        assert all(await asyncio.gather(*recorded))
+        assert not any(await asyncio.gather(*(store.first_sight_of_update(n) for n in range(5))))
     finally:
         await store.close()
 
