@@ -57,11 +57,12 @@ class BotSession(AiohttpSession):
         form = FormData(quote_fields=False)
         files: dict[str, InputFile] = {}
         keyboard = getattr(method, "reply_markup", None)
-        dumped = isinstance(keyboard, InlineKeyboardMarkup)
-        fields = method.model_dump(warnings=False, exclude_none=True,
-                                   exclude={"reply_markup"} if dumped else None)
-        if dumped:
-            fields["reply_markup"] = keyboard.model_dump_json(exclude_none=True)  # type: ignore[union-attr]
+        if isinstance(keyboard, InlineKeyboardMarkup):
+            fields = method.model_dump(warnings=False, exclude_none=True,
+                                       exclude={"reply_markup"})
+            fields["reply_markup"] = keyboard.model_dump_json(exclude_none=True)
+        else:
+            fields = method.model_dump(warnings=False, exclude_none=True)
         redacting = method.__api_method__ not in SENDS_SECRETS
         for key, value in fields.items():
             prepared = self.prepare_value(value, bot=bot, files=files)

@@ -87,9 +87,12 @@ class _Batch:
         for result, outcome in zip(self.results, outcomes, strict=True):
             if result.cancelled():
                 continue
-            if isinstance(outcome, BaseException):
-                result.set_exception(IntegrityError(str(outcome))
-                                     if isinstance(outcome, sqlite3.IntegrityError) else outcome)
+            if isinstance(outcome, sqlite3.IntegrityError):
+                refused = IntegrityError(str(outcome))
+                refused.__cause__ = outcome
+                result.set_exception(refused)
+            elif isinstance(outcome, BaseException):
+                result.set_exception(outcome)
             else:
                 result.set_result(outcome)
 
@@ -140,9 +143,9 @@ class SqliteDatabase(Database):
     @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[Connection]:
         async with self._lock:
+            await self._batches_done()
             if durable:  # set outside the transaction: inside one it would not apply
                 await self._db.execute("PRAGMA synchronous=FULL")
-            await self._batches_done()
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -208,6 +211,7 @@ class SqliteDatabase(Database):
 
     async def close(self) -> None:
         async with self._lock:
+            await self._batches_done()
             await self._db.close()
 
 

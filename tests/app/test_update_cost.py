@@ -234,6 +234,21 @@ async def test_a_transaction_waits_for_the_statements_asked_for_before_it(tmp_pa
         await store.close()
 
 
+async def test_closing_waits_for_the_statements_asked_for_before(tmp_path: Path) -> None:
+    """A stop right after an update was recorded loses none of it: the store closes once the
+    statements asked for have run."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    recorded = [asyncio.ensure_future(store.first_sight_of_update(n)) for n in range(3)]
+    await asyncio.sleep(0)  # asked for, not yet run
+    await store.close()
+    assert all(await asyncio.gather(*recorded))
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    try:
+        assert not any(await asyncio.gather(*(store.first_sight_of_update(n) for n in range(3))))
+    finally:
+        await store.close()
+
+
 def test_every_filter_and_handler_runs_on_the_event_loop() -> None:
     """aiogram runs a callable that is not a coroutine function in its thread pool
     (asyncio.to_thread): a thread hop for each update that reaches it. handlers/filters.on_loop
