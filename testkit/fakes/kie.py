@@ -1451,12 +1451,21 @@ class FakeKie(LocalServer):
             state = plan.state_override or running[min(task.step, len(running)) - 1]
         else:  # outcome "never"
             state = plan.state_override or running[-1]
-        if state != task.state:
-            task.state = state
-            task.update_time = _now_ms()
-            if task.done:
-                task.complete_time = task.update_time
-            self._state_changed(task)
+        if state == task.state:
+            return
+        if task.api == API_SUNO and task.state in running and (state in running or state == success):
+            # A late clock or read skips none of Suno's running stages on the way to a later
+            # one: each has its callback ("text", "first") whenever it passes.
+            end = running.index(state) if state in running else len(running)
+            for passed in running[running.index(task.state) + 1:end]:
+                task.state = passed
+                task.update_time = _now_ms()
+                self._state_changed(task)
+        task.state = state
+        task.update_time = _now_ms()
+        if task.done:
+            task.complete_time = task.update_time
+        self._state_changed(task)
 
     def _read_task(self, request: web.Request, api: str) -> Task | web.Response:
         """The task a status read asks for, advanced one step; or the error to answer."""

@@ -684,6 +684,19 @@ async def test_suno_stage_callbacks(http: httpx.AsyncClient, kie: FakeKie, hook:
     assert [r.stage for r in kie.callback_log if r.task_id == other] == ["complete"]
 
 
+async def test_a_late_clock_skips_no_suno_stage(http: httpx.AsyncClient, kie: FakeKie,
+                                               hook: Hook) -> None:
+    """On a busy machine the task's clock runs late and finds every stage due at once: each is
+    still passed, with its callback, in order (the bot reads nothing for the first two)."""
+    kie.auto_callbacks = True
+    kie.default_plan = TaskPlan(finish_after=0.3)
+    task_id = (await http.post(GENERATE, json={**CUSTOM, "callBackUrl": hook.url})).json()["data"]["taskId"]
+    time.sleep(0.35)  # noqa: ASYNC251 (the event loop held past the task's whole time, on purpose)
+    await kie.wait_callbacks(3, timeout=3)
+    assert [b["data"]["callbackType"] for b in hook.bodies()] == ["text", "first", "complete"]
+    assert kie.tasks[task_id].state == "SUCCESS"
+
+
 async def test_lost_duplicated_and_delayed_callbacks(http: httpx.AsyncClient, kie: FakeKie,
                                                      hook: Hook) -> None:
     kie.auto_callbacks = True
