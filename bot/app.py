@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # in flight the store's statements share their trips to its thread (store/sqlite.py): picker
 # presses 45 % of the bare bot's rate at 64, 56 % at 128 (bench.updates, 2026-12-07).
 UPDATE_CONCURRENCY = 128
-# The collector's thresholds while serving (gc.set_threshold): the young generation 30 times
+# The collector's thresholds while serving (gc.set_threshold): the young generation ~29 times
 # the default, the older ones twice theirs.
 GC_THRESHOLDS = (20_000, 20, 20)
 # On a graceful stop, creates and deliveries under way get this long (together) to be answered
