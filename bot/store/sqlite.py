@@ -28,12 +28,19 @@ def _least(*values: Any) -> Any:
     return min(present) if present else None
 
 
+def _refused(error: sqlite3.IntegrityError) -> IntegrityError:
+    """A constraint's refusal as the store's own error, SQLite's as its cause."""
+    refused = IntegrityError(str(error))
+    refused.__cause__ = error
+    return refused
+
+
 @contextmanager
 def _sqlite_errors() -> Iterator[None]:
     try:
         yield
     except sqlite3.IntegrityError as error:
-        raise IntegrityError(str(error)) from error
+        raise _refused(error) from error
 
 
 class _SqliteConnection(Connection):
@@ -61,8 +68,6 @@ class _Batch:
     def __init__(self) -> None:
         self.statements: list[tuple[str, Params]] = []
         self.results: list[asyncio.Future[list[Row]]] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.task: asyncio.Future[None] | None = None
 
     def add(self, sql: str, params: Params) -> asyncio.Future[list[Row]]:
         result: asyncio.Future[list[Row]] = asyncio.get_running_loop().create_future()
@@ -82,15 +87,11 @@ class _Batch:
             raise
         except Exception as error:  # the connection closed: every caller hears it
             outcomes = [error] * len(self.statements)
-        finally:
-            self.done.set_result(None)
         for result, outcome in zip(self.results, outcomes, strict=True):
             if result.cancelled():
                 continue
             if isinstance(outcome, sqlite3.IntegrityError):
-                refused = IntegrityError(str(outcome))
-                refused.__cause__ = outcome
-                result.set_exception(refused)
+                result.set_exception(_refused(outcome))
             elif isinstance(outcome, BaseException):
                 result.set_exception(outcome)
             else:
@@ -121,7 +122,7 @@ class SqliteDatabase(Database):
         self._connection = _SqliteConnection(db)
         self._lock = asyncio.Lock()
         self._forming: _Batch | None = None  # statements of this loop pass, sent at its end
-        self._sent: set[_Batch] = set()
+        self._sent: set[asyncio.Task[None]] = set()  # batches running (held till they end)
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteDatabase:
@@ -175,16 +176,16 @@ class SqliteDatabase(Database):
     def _send_batch(self) -> None:
         batch, self._forming = self._forming, None
         if batch is not None:
-            self._sent.add(batch)
-            batch.done.add_done_callback(lambda _: self._sent.discard(batch))
-            batch.task = asyncio.ensure_future(batch.run(self._db))
+            task = asyncio.ensure_future(batch.run(self._db))
+            self._sent.add(task)
+            task.add_done_callback(self._sent.discard)
 
     async def _batches_done(self) -> None:
         """Before a transaction begins: every batch asked for until now has run (one forming
         is sent at the end of this loop pass), so none of their statements lands inside it."""
         while self._forming is not None or self._sent:
             if self._sent:
-                await asyncio.wait([batch.done for batch in self._sent])
+                await asyncio.wait(self._sent)
             else:
                 await asyncio.sleep(0)  # the forming one is sent first
 
