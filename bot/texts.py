@@ -22,6 +22,7 @@ FAILURES = {
     "unavailable": N_("the generator is temporarily unavailable"),
     "timeout": N_("it took too long"),
     "interrupted": N_("the bot restarted before the task was sent"),
+    "unanswered": N_("Kie.ai did not answer in time"),
     "lost": N_("the task was lost"),
     "undelivered": N_("Telegram did not take the result in time"),
     "picture_unreadable": N_("the photo could not be read as a JPEG, PNG or WebP picture"),

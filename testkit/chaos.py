@@ -55,6 +55,7 @@ from typing import IO, Any, TypeVar
 import aiosqlite
 
 from bot.keyboards import Pick
+from bot.store.models import UNRECORDED_FAILURES
 from testkit.bot import ADMIN_ID, KIE_KEY, TOKEN
 from testkit.chat import Person, buttons
 from testkit.e2e import free_port
@@ -1327,7 +1328,8 @@ def _check_duplicates(run: Run, generations: dict[int, GenerationRow]) -> Check:
 
 def _check_kie(run: Run, generations: dict[int, GenerationRow]) -> Check:
     """One Kie task per generation at most; a task the bot never recorded belongs to a
-    generation refunded as interrupted by a kill."""
+    generation refunded with it unrecorded (UNRECORDED_FAILURES): interrupted by a kill, or its
+    create's answer never came (a freeze outliving the HTTP timeout)."""
     problems = []
     per_generation: Counter[int] = Counter()
     for task in run.kie.tasks.values():
@@ -1339,13 +1341,15 @@ def _check_kie(run: Run, generations: dict[int, GenerationRow]) -> Check:
         g = generations.get(gid)
         if g is None:
             problems.append(f"Kie task {task.task_id} for unknown generation {gid}")
-        elif g.task_id is None and not (g.state == "failed" and g.failure == "interrupted"):
+        elif g.task_id is None and not (g.state == "failed"
+                                        and g.failure in UNRECORDED_FAILURES):
             problems.append(f"Kie task {task.task_id} never recorded for generation {gid} "
                             f"({g.state}, {g.failure})")
         elif g.task_id not in (None, task.task_id):
             problems.append(f"generation {gid} follows {g.task_id}, Kie also has {task.task_id}")
     problems += [f"generation {gid}: {n} Kie tasks" for gid, n in per_generation.items() if n > 1]
-    return Check("one Kie task per generation; unrecorded ones only for interrupted generations",
+    return Check("one Kie task per generation; unrecorded ones only for generations refunded "
+                 "as interrupted or unanswered",
                  problems)
 
 
@@ -1488,13 +1492,13 @@ def _outcomes(generations: dict[int, GenerationRow], run: Run) -> dict[str, int]
         if g.state == "failed":
             counts[f"refunded: {g.failure}"] += 1
         elif g.recovered:
-            counts[f"{g.state}, free (recovered after an interrupted create)"] += 1
+            counts[f"{g.state}, free (recovered after an unrecorded create)"] += 1
         else:
             counts[g.state] += 1
     counts["generations"] = len(generations)
     counts["Kie tasks"] = len(run.kie.tasks)
     recorded = {g.task_id for g in generations.values() if g.task_id}
-    counts["Kie tasks never recorded (refunded as interrupted)"] = sum(
+    counts["Kie tasks never recorded (refunded as interrupted or unanswered)"] = sum(
         t not in recorded for t in run.kie.tasks)
     counts["commands sent again (lost to a kill or a fault)"] = sum(
         w.commands - 1 for w in run.walked)

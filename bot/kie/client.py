@@ -23,6 +23,7 @@ from bot.kie.errors import (
     KieProtocolError,
     KieRateLimited,
     KieTimeout,
+    KieUnavailable,
     error_for,
 )
 from bot.kie.flux import FluxRecord
@@ -334,8 +335,8 @@ class KieClient:
                     key.budget.refused(priority, RATE_LIMIT_PAUSE)
                 else:
                     key.budget.accepted(priority, sent)  # whatever it answered, Kie counted it
-        except httpx.ConnectError as error:
-            raise _NotSent(str(error) or "cannot connect") from error
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            raise _NotSent(str(error) or type(error).__name__) from error
         except (httpx.TimeoutException, httpx.TransportError) as error:
             raise KieTimeout(type(error).__name__) from error
         if code == 429 or response.status_code == 429:
@@ -373,8 +374,9 @@ class _NotSent(KieTimeout):
 
     retryable = True
 
-    def unwrapped(self) -> KieTimeout:
-        return KieTimeout(self.message, self.code)
+    def unwrapped(self) -> KieUnavailable:
+        """What the caller sees after the last try: Kie unreachable, surely nothing created."""
+        return KieUnavailable(self.message or "cannot connect", self.code)
 
 
 def _path(url: str) -> str:

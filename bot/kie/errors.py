@@ -77,6 +77,7 @@ class KieTimeout(KieError):
     """No answer in time, or the connection broke: a create may or may not have reached Kie."""
 
     retryable = True
+    reason = "unanswered"
 
 
 class KieProtocolError(KieError):

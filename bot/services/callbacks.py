@@ -15,6 +15,7 @@ from bot.kie.callbacks import interim, signature_ok, task_id_of
 from bot.services.callback_url import CallbackUrls
 from bot.services.tracker import Tracker
 from bot.store import GenerationState, Store
+from bot.store.models import UNRECORDED_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class KieCallbacks:
             return 200
         found = await self.store.get_generation(generation_id)
         if (found is not None and found.state is GenerationState.FAILED
-                and found.failure == "interrupted" and found.task_id is None):
+                and found.failure in UNRECORDED_FAILURES and found.task_id is None):
             self.tracker.recover(found, task_id)
         else:
             log.info("callback for generation %s (task %s): nothing to do", generation_id, task_id)

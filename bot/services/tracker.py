@@ -261,8 +261,9 @@ class Tracker:
             await self._after_read(generation, status.state)
 
     def recover(self, generation: Generation, task_id: str) -> None:
-        """A callback names the task of a generation refunded as interrupted (the bot died
-        between Kie's answer and storing it): if Kie confirms a result, deliver it, free."""
+        """A callback names the task of a generation refunded with its task unrecorded (the bot
+        died between Kie's answer and storing it, or the answer never came): if Kie confirms a
+        result, deliver it, free."""
         self._errands.start(self._recover(generation, task_id), f"recover-{generation.id}")
 
     async def _recover(self, generation: Generation, task_id: str) -> None:

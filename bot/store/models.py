@@ -48,6 +48,10 @@ OPEN_STATES = (GenerationState.PENDING, GenerationState.RUNNING, GenerationState
 WITHOUT_RESULT = (GenerationState.PENDING, GenerationState.RUNNING)
 # A pending generation's kie_state once its create is on its way (Store.fence_create).
 SENDING = "sending"
+# Failures whose create may have made a Kie task the bot never recorded: a kill between Kie's
+# answer and storing it, or an answer that never came. A callback naming such a task delivers
+# its result after all, free (Store.recover).
+UNRECORDED_FAILURES = ("interrupted", "unanswered")
 
 
 @dataclass(frozen=True, slots=True)

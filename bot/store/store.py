@@ -26,6 +26,7 @@ from bot.store.database import Connection, Database, IntegrityError, Row, StoreE
 from bot.store.models import (
     OPEN_STATES,
     SENDING,
+    UNRECORDED_FAILURES,
     WITHOUT_RESULT,
     DeliveredFile,
     Draft,
@@ -901,20 +902,21 @@ class Store:
                       deliver_by: float, lease_until: float,
                       files: Sequence[dict[str, Any]] = (),
                       key: str | None = None) -> Generation | None:
-        """A generation refunded as interrupted (the bot died between Kie's answer and storing
-        the task id) whose task Kie confirms finished: its result is delivered after all, free
-        (the refund stands), recorded as recovered. None unless it is in exactly that state, and
-        the task is no other generation's (a callback of another's, replayed to this path)."""
+        """A generation refunded with its Kie task unrecorded (UNRECORDED_FAILURES: the bot died
+        between Kie's answer and storing the task id, or the answer never came) whose task Kie
+        confirms finished: its result is delivered after all, free (the refund stands), recorded
+        as recovered. None unless it is in exactly that state, and the task is no other
+        generation's (a callback of another's, replayed to this path)."""
         rows = await self._rows(
             "UPDATE generations SET state = ?, task_id = ?, kie_state = 'success',"
             " result_urls = ?, result_files = ?, failure_detail = 'recovered by callback',"
             " deadline_at = ?, next_check_at = ?, owner = ?, kie_key = ? WHERE id = ?"
-            " AND state = ? AND failure = 'interrupted' AND task_id IS NULL"
+            f" AND state = ? AND failure IN {_IN_UNRECORDED} AND task_id IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM generations AS other WHERE other.task_id = ?)"
             " RETURNING *",
             (GenerationState.SUCCEEDED, task_id, json.dumps(urls), json.dumps(list(files)),
              deliver_by, lease_until, self.instance, key, generation_id, GenerationState.FAILED,
-             task_id))
+             *UNRECORDED_FAILURES, task_id))
         return row_to(Generation, rows[0]) if rows else None
 
     async def count_open(self) -> int:
@@ -1180,6 +1182,7 @@ class Store:
 
 
 _IN_OPEN = f"({','.join('?' * len(OPEN_STATES))})"
+_IN_UNRECORDED = f"({','.join('?' * len(UNRECORDED_FAILURES))})"
 
 
 async def _check_limits(db: Connection, user_id: int, limits: StartLimits,

@@ -804,6 +804,10 @@ class FakeKie(LocalServer):
         self.suno_require_callback: bool = False
         self.create_delay: float = 0.0  # seconds before answering a create (the task exists already)
         self.read_delay: float = 0.0  # seconds before answering a recordInfo read (the read counted already)
+        # The next this many creates make their task, then the connection breaks before the
+        # answer (a proxy's reset, or a caller frozen past its timeout): the caller never learns
+        # the task id.
+        self.broken_create_answers: int = 0
         # Network latency, each way, for every request: seconds, or a (low, high) range drawn per
         # leg. A request counts in the rate window when it arrives, after the way there.
         self.latency: float | tuple[float, float] = 0.0
@@ -1348,7 +1352,7 @@ class FakeKie(LocalServer):
         if error := self._validate_create(body):
             return self._kie(422, error)
         rule = self.rules.get(body["model"])
-        return await self._new_task(API_MARKET, body, body["input"], rule.kind if rule else "image",
+        return await self._new_task(request, API_MARKET, body, body["input"], rule.kind if rule else "image",
                                     _key_of(request))
 
     async def _suno_generate(self, request: web.Request) -> web.Response:
@@ -1357,7 +1361,7 @@ class FakeKie(LocalServer):
         body = await self._json(request)
         if error := validate_suno(body, require_callback=self.suno_require_callback):
             return self._kie(422, error)
-        return await self._new_task(API_SUNO, body, body, "audio", _key_of(request))
+        return await self._new_task(request, API_SUNO, body, body, "audio", _key_of(request))
 
     async def _suno_extend(self, request: web.Request) -> web.Response:
         """An extend: read like any Suno task. Its audioId must be a finished track of this
@@ -1372,7 +1376,7 @@ class FakeKie(LocalServer):
             return self._kie(422, f"audioId {body['audioId']} is not a track of this account")
         if source.model != body["model"]:
             return self._kie(422, f"model must be the source audio's model ({source.model})")
-        return await self._new_task(API_SUNO, body, body, "audio", _key_of(request))
+        return await self._new_task(request, API_SUNO, body, body, "audio", _key_of(request))
 
     def _suno_track_task(self, audio_id: str, key: str) -> Task | None:
         """The finished Suno task of this account that made the track `audio_id`."""
@@ -1404,8 +1408,8 @@ class FakeKie(LocalServer):
             return body.get("nVariants") or 1
         return 2 if api == API_SUNO else 1
 
-    async def _new_task(self, api: str, body: dict[str, Any], inp: dict[str, Any],
-                        kind: str, key: str) -> web.Response:
+    async def _new_task(self, request: web.Request, api: str, body: dict[str, Any],
+                        inp: dict[str, Any], kind: str, key: str) -> web.Response:
         model = body.get("model") or (VEO_DEFAULT_MODEL if api == API_VEO else
                                       FLUX_MODELS[0] if api == API_FLUX else api)
         task_id = self._task_id(api, model)
@@ -1428,6 +1432,11 @@ class FakeKie(LocalServer):
         if self.create_delay:
             # The task exists already: a create whose answer is lost still runs on Kie's side.
             await asyncio.sleep(self.create_delay)
+        if self.broken_create_answers > 0:
+            self.broken_create_answers -= 1
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("the create's answer was lost")
         return self._kie(200, "success", {"taskId": task_id})
 
     def _refresh(self, task: Task, floor: float = 0.0) -> None:
@@ -1550,7 +1559,7 @@ class FakeKie(LocalServer):
             if refusal := validate_flat(api, rule, body):
                 return self._kie(*refusal)
             inp = {k: v for k, v in body.items() if k not in ("model", "callBackUrl")}
-            return await self._new_task(api, body, inp, rule.kind, _key_of(request))
+            return await self._new_task(request, api, body, inp, rule.kind, _key_of(request))
         return create
 
     def _record_info(self, api: str, msg_key: str = "msg") -> Callable[[web.Request],

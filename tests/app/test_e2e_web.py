@@ -232,6 +232,31 @@ async def test_a_task_whose_id_was_never_stored_is_delivered_free_when_it_calls_
     assert len(tg.calls_of("sendPhoto")) == 1
 
 
+async def test_a_create_whose_answer_never_came_is_refunded_and_its_result_delivered_free(
+        tg, kie, tmp_path, start_bot, store):
+    """Kie made the task but its answer was lost (the connection broke): the bot cannot know
+    the task, so the charge is refunded at once, saying why; a callback naming the task later
+    delivers its result after all, free."""
+    await start_bot(web_settings(tmp_path, tg, kie))
+    alice = Person(tg, 42, "Alice")
+    kie.broken_create_answers = 1
+    await generate(alice, "lost answer")
+    await alice.told("Kie.ai did not answer in time")
+    [task_id] = kie.tasks
+    [generation] = await store.generations_in([GenerationState.FAILED])
+    assert generation.failure == "unanswered" and generation.task_id is None
+    assert len(kie.creates) == 1 and len(await refunds(store, 42)) == 1
+
+    kie.finish(task_id)
+    assert await kie.send_callback(task_id) == 200
+    [photo] = await tg.wait_for("sendPhoto")
+    assert photo.params["chat_id"] == 42
+    recovered = await store.get_generation(generation.id)
+    assert recovered.task_id == task_id and recovered.failure_detail == "recovered by callback"
+    assert len(await refunds(store, 42)) == 1
+    assert (await store.get_user(42)).balance == 100 == await store.ledger_sum(42)
+
+
 def webhook_settings(tmp_path, tg, kie, **overrides: Any):
     port = free_port()
     return make_settings(tmp_path, tg, kie, web_host="127.0.0.1", web_port=port,

@@ -193,6 +193,26 @@ async def test_create_not_retried_after_timeout(kie: FakeKie, make_client: MakeC
     assert len(kie.tasks) == 1  # it did reach Kie: a retry would have made a second task
 
 
+async def test_a_create_whose_answer_broke_off_is_unanswered_and_never_sent_twice(
+        kie: FakeKie, client: KieClient) -> None:
+    """Kie made the task, then the connection broke before its answer: KieTimeout, whose
+    refund says Kie did not answer (the task may exist: a callback can still recover it)."""
+    kie.broken_create_answers = 1
+    with pytest.raises(KieTimeout) as info:
+        await client.start(API_MARKET, MODEL, INPUT)
+    assert info.value.reason == "unanswered"
+    assert kie.count(CREATE) == 1 and len(kie.tasks) == 1
+
+
+async def test_a_create_that_never_connected_is_kie_unavailable(make_client: MakeClient) -> None:
+    """No connection at all: retried (nothing left), then Kie is unavailable; nothing was made,
+    so the refund says so rather than that an answer was lost."""
+    dead = make_client(base_url=f"http://127.0.0.1:{_free_port()}", read_attempts=2, backoff=0.01)
+    with pytest.raises(KieUnavailable) as info:
+        await dead.start(API_MARKET, MODEL, INPUT)
+    assert info.value.reason is None
+
+
 async def test_create_500_not_retried(kie: FakeKie, client: KieClient) -> None:
     """A 500 on create may have started a task: raise at once, one request only."""
     kie.fail_create_next(500, times=3)
