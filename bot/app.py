@@ -47,6 +47,7 @@ from bot.services.schedule import Schedule
 from bot.services.tracker import Tracker
 from bot.session import BotSession
 from bot.store import StartLimits, Store
+from bot.telegram_objects import flatten_post_init
 from bot.web import WebServer
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class Parts:
 async def build(settings: Settings, i18n: I18n) -> AsyncIterator[Parts]:
     """Every part of the bot, made once; on the way out, the background work halted and
     everything opened here closed, in the reverse order."""
+    flatten_post_init()  # before the first update is parsed (bot/telegram_objects.py)
     async with AsyncExitStack() as opened:
         store = await Store.open(settings.store.target, pool_size=settings.store.pool_size)
         opened.push_async_callback(store.close)
