@@ -4,6 +4,7 @@ sends."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -13,6 +14,7 @@ from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import InlineKeyboardMarkup, InputFile
 from aiohttp import FormData
+from aiohttp.payload import BytesPayload, Payload
 
 from bot.redaction import redact, secret_forms
 
@@ -27,8 +29,8 @@ class BotSession(AiohttpSession):
     garbage collector frees it and a later call builds it again (a fifth of a /balance's CPU in
     bench.updates' profile). Holding each one here builds it once per process.
 
-    `secrets` (Settings.secrets()) are cut from every text field of every request as it is
-    sent (build_form_data), whichever method, field or nesting holds them: no chat ever shows
+    `secrets` (Settings.secrets()) are cut from every request as it is sent
+    (build_form_data), whichever method, field or nesting holds them: no chat ever shows
     one, whoever wrote the text (Kie's errors). Known gaps: a secret split by markup
     (`12<b>34</b>`) is not found, and replacing text sent with explicit `entities` (not
     parse_mode) would shift their offsets. Uploaded files are sent as they are."""
@@ -46,30 +48,38 @@ class BotSession(AiohttpSession):
             self._answer_models[returning] = Response[returning]  # type: ignore[valid-type]
         return super().check_response(bot, method, status_code, content)
 
-    def build_form_data(self, bot: Bot, method: TelegramMethod[TelegramType]) -> FormData:
-        """aiogram's (3.31), but
-        - the dump leaves out the fields left None, which its prepare_value drops anyway;
-        - an inline keyboard is made JSON by pydantic in one call, not dumped to dicts, walked
-          by prepare_value and then made JSON: a picker's dozen buttons of some fifteen fields,
-          two of them set, were the dearest part of its edit;
-        - every text field is redacted as sent: a string search per field and secret, where
-          walking the method's models for them cost as much as the dump."""
-        form = FormData(quote_fields=False)
+    def build_form_data(  # type: ignore[override]  # aiogram passes it to aiohttp as `data`
+            self, bot: Bot, method: TelegramMethod[TelegramType]) -> FormData | Payload:
+        """The request's body: one JSON object (Telegram takes application/json for every call
+        but uploads), or aiogram's multipart form when a file goes with it. aiogram builds an
+        aiohttp FormData for every call: that makes a multipart writer (a random boundary) even
+        for a urlencoded body, and percent-encodes every character of a Russian text in Python
+        (a fifth of a press's two calls in bench.updates' profile); json.dumps does it in C.
+        Besides:
+        - the dump leaves out the fields left None, which aiogram's prepare_value drops anyway;
+        - an inline keyboard is dumped by pydantic in one call, not walked by prepare_value (a
+          picker's dozen buttons of some fifteen fields, two of them set);
+        - every secret is cut from the body as sent: one string search per secret form (a JSON
+          body holds each text JSON-escaped, and the forms include that)."""
         files: dict[str, InputFile] = {}
         keyboard = getattr(method, "reply_markup", None)
         if isinstance(keyboard, InlineKeyboardMarkup):
-            fields = method.model_dump(warnings=False, exclude_none=True,
-                                       exclude={"reply_markup"})
-            fields["reply_markup"] = keyboard.model_dump_json(exclude_none=True)
+            dumped = method.model_dump(warnings=False, exclude_none=True, exclude={"reply_markup"})
+            dumped["reply_markup"] = keyboard.model_dump(mode="json", exclude_none=True)
         else:
-            fields = method.model_dump(warnings=False, exclude_none=True)
+            dumped = method.model_dump(warnings=False, exclude_none=True)
+        fields = {key: prepared for key, value in dumped.items()
+                  if (prepared := self.prepare_value(value, bot=bot, files=files,
+                                                     _dumps_json=False)) not in (None, "")}
         redacting = method.__api_method__ not in SENDS_SECRETS
+        if not files:
+            body = json.dumps(fields, ensure_ascii=False)
+            return BytesPayload((redact(body, self.secrets) if redacting else body).encode(),
+                                content_type="application/json")
+        form = FormData(quote_fields=False)
         for key, value in fields.items():
-            prepared = self.prepare_value(value, bot=bot, files=files)
-            if prepared:
-                if redacting and isinstance(prepared, str):
-                    prepared = redact(prepared, self.secrets)
-                form.add_field(key, prepared)
+            text = value if isinstance(value, str) else self.json_dumps(value)
+            form.add_field(key, redact(text, self.secrets) if redacting else text)
         for key, file in files.items():
             form.add_field(key, file.read(bot), filename=file.filename or key)
         return form
