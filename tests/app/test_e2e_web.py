@@ -199,24 +199,36 @@ async def test_a_lost_callback_is_made_up_for_by_the_fallback_poll(tg, kie, tmp_
     assert reads_of(kie, task_id) == 2
 
 
+@pytest.mark.parametrize(("lost", "failure", "told"), [
+    ("the bot died", "interrupted", "the bot restarted before the task was sent"),
+    ("the answer broke off", "unanswered", "Kie.ai did not answer in time"),
+])
 async def test_a_task_whose_id_was_never_stored_is_delivered_free_when_it_calls_back(
-        tg, kie, tmp_path, start_bot, store):
+        lost, failure, told, tg, kie, tmp_path, start_bot, store):
+    """Kie made the task, but the bot never learned its id: it died before storing Kie's
+    answer, or the answer never came (the connection broke). The charge is refunded, saying
+    why; a callback naming the task later delivers its result after all, free."""
     settings = web_settings(tmp_path, tg, kie)
     first = await start_bot(settings)
     alice = Person(tg, 42, "Alice")
-    kie.latency = 1.0  # Kie takes the create, but its answer is still on the way...
-    await generate(alice, "lost answer")
-    for _ in range(200):
-        if kie.tasks:
-            break
-        await asyncio.sleep(0.02)
+    if lost == "the bot died":
+        kie.latency = 1.0  # Kie takes the create, but its answer is still on the way...
+        await generate(alice, "lost answer")
+        for _ in range(200):
+            if kie.tasks:
+                break
+            await asyncio.sleep(0.02)
+        await first.kill()  # ...when the bot dies
+        kie.latency = 0.0
+        await start_bot(settings)  # the charge is refunded as interrupted
+    else:
+        kie.broken_create_answers = 1
+        await generate(alice, "lost answer")
+    await alice.told(told)
     [task_id] = kie.tasks
-    await first.kill()  # ...when the bot dies
-    kie.latency = 0.0
-    await start_bot(settings)  # the charge is refunded as interrupted
-    await alice.told("the bot restarted before the task was sent")
     [generation] = await store.generations_in([GenerationState.FAILED])
-    assert generation.task_id is None and len(await refunds(store, 42)) == 1
+    assert generation.failure == failure and generation.task_id is None
+    assert len(kie.creates) == 1 and len(await refunds(store, 42)) == 1  # never sent twice
 
     kie.finish(task_id)
     assert await kie.send_callback(task_id) == 200
@@ -230,31 +242,6 @@ async def test_a_task_whose_id_was_never_stored_is_delivered_free_when_it_calls_
     assert await kie.send_callback(task_id) == 200  # again: nothing more
     await asyncio.sleep(0.3)
     assert len(tg.calls_of("sendPhoto")) == 1
-
-
-async def test_a_create_whose_answer_never_came_is_refunded_and_its_result_delivered_free(
-        tg, kie, tmp_path, start_bot, store):
-    """Kie made the task but its answer was lost (the connection broke): the bot cannot know
-    the task, so the charge is refunded at once, saying why; a callback naming the task later
-    delivers its result after all, free."""
-    await start_bot(web_settings(tmp_path, tg, kie))
-    alice = Person(tg, 42, "Alice")
-    kie.broken_create_answers = 1
-    await generate(alice, "lost answer")
-    await alice.told("Kie.ai did not answer in time")
-    [task_id] = kie.tasks
-    [generation] = await store.generations_in([GenerationState.FAILED])
-    assert generation.failure == "unanswered" and generation.task_id is None
-    assert len(kie.creates) == 1 and len(await refunds(store, 42)) == 1
-
-    kie.finish(task_id)
-    assert await kie.send_callback(task_id) == 200
-    [photo] = await tg.wait_for("sendPhoto")
-    assert photo.params["chat_id"] == 42
-    recovered = await store.get_generation(generation.id)
-    assert recovered.task_id == task_id and recovered.failure_detail == "recovered by callback"
-    assert len(await refunds(store, 42)) == 1
-    assert (await store.get_user(42)).balance == 100 == await store.ledger_sum(42)
 
 
 def webhook_settings(tmp_path, tg, kie, **overrides: Any):
