@@ -6,12 +6,16 @@ file to fall out of date.
 
 from __future__ import annotations
 
+import functools
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from aiogram.types import TelegramObject
 from aiogram.utils.i18n import I18n, I18nMiddleware
+from babel import Locale
+from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -21,6 +25,15 @@ from bot.store import User
 def N_(message: str) -> str:
     """Marks a message id for translation where it is defined; it is translated where shown."""
     return message
+
+
+# Babel's Locale for a language code, made once (given a code, Babel parses it at every call).
+babel_locale = functools.cache(Locale.parse)
+
+
+def day_label(day: date, locale: str) -> str:
+    """A day in `locale`'s words, as /stats and the dashboard's charts say it: "7 Dec", "7 дек."."""
+    return format_date(day, "d MMM", locale=babel_locale(locale))
 
 
 LOCALES_PATH = Path(__file__).resolve().parent.parent / "locales"

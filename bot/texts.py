@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import html
 import re
 from datetime import UTC, datetime
@@ -10,11 +9,10 @@ from typing import Any
 
 from aiogram.utils.i18n import get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from babel import Locale
 from babel.dates import format_datetime
 
 from bot.catalog import KINDS, Model, Offer, Option
-from bot.i18n import N_
+from bot.i18n import N_, babel_locale
 from bot.kie import constants as kie_constants
 
 # Failure reasons stored on a generation, and what the user is told about each.
@@ -48,16 +46,12 @@ def credits(amount: int) -> str:
     return ngettext("{n} credit", "{n} credits", abs(amount)).format(n=amount)
 
 
-# Babel's Locale for a language code, made once (Babel parses the code at every call given one).
-_babel = functools.cache(Locale.parse)
-
-
 def when(timestamp: float) -> str:
     """A moment for people, in their language and in UTC: "7 Dec, 14:05" ("7 дек., 14:05"),
     with the year when it is not this one. Where several are listed, say once that they are UTC."""
     moment = datetime.fromtimestamp(timestamp, UTC)
     pattern = "d MMM, HH:mm" if moment.year == datetime.now(UTC).year else "d MMM y, HH:mm"
-    return format_datetime(moment, pattern, tzinfo=UTC, locale=_babel(get_i18n().current_locale))
+    return format_datetime(moment, pattern, tzinfo=UTC, locale=babel_locale(get_i18n().current_locale))
 
 
 def credits_short(amount: int) -> str:

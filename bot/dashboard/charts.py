@@ -1,6 +1,7 @@
 """Bar charts per day, drawn on the server as SVG (templates/chart.html): no script, nothing
 vendored, and the page works offline. Here is the geometry only; the template writes the
-elements, so every label goes through Jinja's autoescape."""
+elements, so every label goes through Jinja's autoescape. The dates are in the language the
+caller names (the page's): this module knows nothing of requests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+
+from bot.i18n import day_label
 
 WIDTH = 640.0
 HEIGHT = 220.0
@@ -19,6 +22,7 @@ GAP = 0.25      # of each day's slot, left empty between days
 TICKS = 4       # value gridlines, about
 MAX_DATE_LABELS = 8
 PALETTE = 6     # series colours in the CSS (.s0 … .s5): more series share them
+DATE_CHAR = 7.0  # at most, the width of a character of a date (the CSS's 11px text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,9 @@ class Chart:
 
 
 def bar_chart(key: str, title: str, days: Sequence[date], series: Sequence[Series], *,
-              stacked: bool = True, unit: str = "") -> Chart:
+              locale: str, stacked: bool = True, unit: str = "") -> Chart:
     """Bars per day: the series stacked (positives up from 0, negatives down), or side by
-    side when not `stacked`."""
+    side when not `stacked`; the dates under them in `locale`'s words ("en", "ru")."""
     low, high = _extent(series, len(days), stacked=stacked)
     step = _nice_step((high - low) / TICKS)
     if all(float(value).is_integer() for one in series for value in one.values):
@@ -109,11 +113,19 @@ def bar_chart(key: str, title: str, days: Sequence[date], series: Sequence[Serie
     values = [Tick(round(y_of(low + n * step), 2), number(low + n * step))
               for n in range(count + 1)]
     every = max(math.ceil(len(days) / MAX_DATE_LABELS), 1)
-    dates = [Tick(round(LEFT + (n + 0.5) * slot, 2), day.strftime("%d %b"))
+    dates = [_date_tick(LEFT + (n + 0.5) * slot, day_label(day, locale))
              for n, day in enumerate(days) if (len(days) - 1 - n) % every == 0]
     return Chart(key=key, title=title, unit=unit, bars=bars, values=values, dates=dates,
                  legend=[(n % PALETTE, one.name) for n, one in enumerate(series)],
                  zero=round(y_of(0.0), 2))
+
+
+def _date_tick(x: float, label: str) -> Tick:
+    """A date centred under its day, unless it would stick out of the chart (the last of many
+    thin days, a long month: "30 сент."): then as far right as it fits, as the SVG cuts off
+    what is outside it."""
+    half = len(label) * DATE_CHAR / 2
+    return Tick(round(max(min(x, WIDTH - half), half), 2), label)
 
 
 def _extent(series: Sequence[Series], days: int, *, stacked: bool) -> tuple[float, float]:

@@ -71,11 +71,12 @@ async def overview(request: web.Request) -> web.StreamResponse:
     days = _number(request, "days", DAYS, MAX_DAYS)
     figures = await stats.daily(ctx.store, days=days, now=ctx.now())
     return render(request, "overview.html", nav="overview", days=days, total=total(figures),
-                  charts=charts(figures), choices=(7, 14, 30, 90))
+                  charts=charts(figures, ctx.i18n.current_locale), choices=(7, 14, 30, 90))
 
 
-def charts(figures: list[DayStats]) -> list[Chart]:
-    """The overview's charts, from the per-day figures."""
+def charts(figures: list[DayStats], locale: str) -> list[Chart]:
+    """The overview's charts, from the per-day figures; their dates in `locale` (the page's
+    language), as every other word of them."""
     dates = [day.day for day in figures]
     kinds = list(KINDS) + sorted({kind for day in figures for kind in day.by_kind} - set(KINDS))
     failed = total(figures).failures_by_model
@@ -90,19 +91,22 @@ def charts(figures: list[DayStats]) -> list[Chart]:
     return [
         bar_chart("generations", _("Generations by kind"), dates,
                   [Series(kind_name(kind), [day.by_kind.get(kind, 0) for day in figures])
-                   for kind in kinds]),
+                   for kind in kinds], locale=locale),
         bar_chart("stars", _("Stars received (refunds deducted)"), dates,
-                  [Series(_("Stars received"), [day.stars for day in figures])], unit=" ⭐"),
+                  [Series(_("Stars received"), [day.stars for day in figures])], locale=locale,
+                  unit=" ⭐"),
         bar_chart("credits", _("Credits charged and refunded"), dates,
                   [Series(_("charged"), [day.charged for day in figures]),
-                   Series(_("refunded"), [day.refunded for day in figures])], stacked=False),
-        bar_chart("failures", _("Failures by model"), dates, failures),
+                   Series(_("refunded"), [day.refunded for day in figures])], locale=locale,
+                  stacked=False),
+        bar_chart("failures", _("Failures by model"), dates, failures, locale=locale),
         bar_chart("kie", _("Kie.ai credits spent"), dates,
                   [Series(_("by the catalog's cost"), [day.kie_credits for day in figures]),
                    Series(_("as Kie's balance fell"), [day.kie_drop or 0 for day in figures])],
-                  stacked=False),
+                  locale=locale, stacked=False),
         bar_chart("margin", _("Margin (Stars in, Kie spend out)"), dates,
-                  [Series(_("margin"), [day.margin_usd for day in figures])], unit=" USD"),
+                  [Series(_("margin"), [day.margin_usd for day in figures])], locale=locale,
+                  unit=" USD"),
     ]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 from aiogram import Bot
@@ -80,7 +81,17 @@ def render(request: web.Request, template: str, *, status: int = 200,
         **values, "admin": request.get(ADMIN), "csrf": auth.csrf_token(session) if session else None,
         "csrf_field": auth.CSRF_FIELD, "lang": i18n.current_locale,
         # The switch links to this page with ?lang=: a GET, so not after a form.
-        "languages": languages(i18n) if request.method == "GET" else []}, status=status)
+        "languages": switch(request, i18n) if request.method == "GET" else []}, status=status)
+
+
+def switch(request: web.Request, i18n: I18n) -> list[tuple[str, str, str]]:
+    """The language switch: each language's code, its own name, and the link to this page in
+    it: the page's query as it is (a search, a filter, a page number), its `lang` replaced and
+    a form's one-off notice (`done`) left out."""
+    kept = [(name, value) for name, value in request.query.items()
+            if name not in ("lang", "done")]
+    return [(code, name, "?" + urlencode([*kept, ("lang", code)], quote_via=quote))
+            for code, name in languages(i18n)]
 
 
 def translate(message: str, /, **params: object) -> str:

@@ -7,10 +7,9 @@ from collections.abc import Callable, Sequence
 
 from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
-from babel.dates import format_date
 
 from bot import texts
-from bot.i18n import N_
+from bot.i18n import N_, day_label
 from bot.services.accounts import UsageError, ascii_number
 from bot.store.daily import DayStats, total
 
@@ -106,7 +105,7 @@ def _table(header: list[str], rows: list[list[str]], footer: list[str]) -> str:
 
 
 def _day(day: DayStats) -> str:
-    return format_date(day.day, "d MMM", locale=get_i18n().current_locale)
+    return day_label(day.day, get_i18n().current_locale)
 
 
 def _number(value: float | None) -> str:

@@ -1,20 +1,31 @@
 """End to end: the web dashboard in the admin's language. An admin whose bot speaks Russian
 reads Russian pages (the people page, the overview's chart titles and legends, a person's
-balance, a form's notice and a refusal), an English admin the same pages in English; the
-switch (?lang=) is remembered by a cookie and wins over the bot's language; a page for nobody
-signed in follows the browser's language."""
+balance, a form's notice and a refusal), an English admin the same pages in English, the
+charts' dates included; the switch (?lang=) is remembered by a cookie, wins over the bot's
+language and keeps the page's query; a page for nobody signed in follows the browser's
+language."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from testkit.bot import ADMIN_ID
 from testkit.chat import Person
 from testkit.e2e import generate
-from tests.app.test_dashboard import CSRF, NONCE, base_of, link_for, web
+from tests.app.test_dashboard import CSRF, HOSTILE, NONCE, base_of, link_for, web
+
+# The months as CLDR abbreviates them after a day's number ("7 дек."), and in English.
+RUSSIAN_MONTHS = ("янв.", "февр.", "мар.", "апр.", "мая", "июн.", "июл.", "авг.", "сент.", "окт.",
+                  "нояб.", "дек.")
+ENGLISH_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+DATE_TICK = re.compile(r'<text class="axis" [^>]*text-anchor="middle">([^<]*)</text>')
+SWITCH = re.compile(r'<a href="([^"]*)" hreflang="([a-z]+)"')
 
 
 @asynccontextmanager
@@ -35,6 +46,23 @@ async def someone_generated(tg) -> None:
 
 def chart(page: str, key: str) -> str:
     return page.split(f'id="chart-{key}"')[1].split("</figure>", maxsplit=1)[0]
+
+
+def date_ticks(page: str, key: str) -> list[str]:
+    """The dates under a chart's bars."""
+    return DATE_TICK.findall(chart(page, key))
+
+
+def last_days(count: int, months: tuple[str, ...]) -> list[str]:
+    """The last `count` days (UTC), today the last, as "7 Dec" says them in `months`' language."""
+    today = datetime.now(UTC).date()
+    days = [today - timedelta(days=n) for n in reversed(range(count))]
+    return [f"{day.day} {months[day.month - 1]}" for day in days]
+
+
+def switch_links(page: str) -> dict[str, str]:
+    """The language switch's links, by language, as the browser reads them (unescaped)."""
+    return {code: html.unescape(href) for href, code in SWITCH.findall(page)}
 
 
 async def test_a_russian_admin_reads_the_dashboard_in_russian(tg, kie, tmp_path, settings,
@@ -129,3 +157,69 @@ async def test_a_page_for_nobody_signed_in_follows_the_browser(tg, kie, tmp_path
         used = await client.get("/dashboard/login/" + "A" * 43,
                                 headers={"Accept-Language": "ru"})
         assert used.status_code == 403 and "Ссылка использована или устарела" in used.text
+
+
+async def test_the_charts_dates_are_in_the_pages_language(tg, kie, tmp_path, settings, start_bot):
+    settings = web(tmp_path, tg, kie)
+    await start_bot(settings)
+    async with signed_in_as(tg, settings, "ru") as client:
+        russian = (await client.get("/dashboard/?days=7")).text
+        english = (await client.get("/dashboard/?days=7&lang=en")).text
+    assert '<html lang="ru">' in russian and '<html lang="en">' in english
+    for key in ("generations", "stars", "credits", "failures", "kie", "margin"):
+        # Seven days: each its own tick, today the last; "7 дек." and "7 Dec", not "07 Dec".
+        assert date_ticks(russian, key) == last_days(7, RUSSIAN_MONTHS), key
+        assert date_ticks(english, key) == last_days(7, ENGLISH_MONTHS), key
+    assert not any(month in tick for tick in DATE_TICK.findall(russian) for month in ENGLISH_MONTHS)
+
+
+async def test_the_switch_keeps_the_pages_query(tg, kie, tmp_path, settings, start_bot):
+    settings = web(tmp_path, tg, kie)
+    await start_bot(settings)
+    async with signed_in_as(tg, settings, "en") as client:
+        page = (await client.get("/dashboard/generations?state=failed&page=2")).text
+        assert 'href="?state=failed&amp;page=2&amp;lang=ru"' in page  # as the HTML writes it
+        assert switch_links(page) == {"en": "?state=failed&page=2&lang=en",
+                                      "ru": "?state=failed&page=2&lang=ru"}
+        # Followed: the same filtered list, in Russian.
+        followed = (await client.get("/dashboard/generations" + switch_links(page)["ru"])).text
+        assert "<h1>Генерации</h1>" in followed
+        assert '<option value="failed" selected>' in followed and "Страница 2" in followed
+
+        # A query with its lang already: replaced (wherever it stood, however often), not added.
+        page = (await client.get("/dashboard/people?lang=ru&q=al%20i&lang=en")).text
+        assert switch_links(page) == {"en": "?q=al%20i&lang=en", "ru": "?q=al%20i&lang=ru"}
+        assert page.count("lang=ru&amp;") == page.count("lang=en&amp;") == 0
+        assert page.count("&amp;lang=") == 2  # one a link
+
+        # Words, spaces, & and = in a value stay one value; the switch changes nothing else.
+        page = (await client.get("/dashboard/people", params={"q": "a&lang=xx b=c+д"})).text
+        assert switch_links(page)["ru"] == "?q=a%26lang%3Dxx%20b%3Dc%2B%D0%B4&lang=ru"
+        followed = await client.get("/dashboard/people" + switch_links(page)["ru"])
+        assert 'name="q" value="a&amp;lang=xx b=c+д"' in followed.text
+        assert "<h1>Люди</h1>" in followed.text
+
+        # A page without a query: just ?lang=.
+        assert switch_links((await client.get("/dashboard/people")).text) == {
+            "en": "?lang=en", "ru": "?lang=ru"}
+
+        # A form's one-off notice (?done=) is shown once: the switch does not show it again.
+        page = (await client.get("/dashboard/people?q=al&done=topup")).text
+        assert switch_links(page) == {"en": "?q=al&lang=en", "ru": "?q=al&lang=ru"}
+
+
+async def test_a_hostile_query_stays_escaped_in_the_switch(tg, kie, tmp_path, settings,
+                                                           start_bot):
+    settings = web(tmp_path, tg, kie)
+    await start_bot(settings)
+    async with signed_in_as(tg, settings, "en") as client:
+        page = (await client.get("/dashboard/people",
+                                 params={"q": HOSTILE, '"><script>': "'onclick=x"})).text
+    nav = page.split('<nav class="languages"')[1].split("</nav>", maxsplit=1)[0]
+    assert nav.count("<") == 4  # its two <a> and their </a>: nothing broke out of an href
+    hrefs = re.findall(r'href="([^"]*)"', nav)
+    assert len(hrefs) == 2 and all(  # percent-encoded, the &s written &amp;
+        re.fullmatch(r"\?[\w%.~=-]+(&amp;[\w%.~=-]+)*", href, re.ASCII) for href in hrefs), hrefs
+    links = switch_links(page)
+    assert links["ru"] == ("?q=%3Cscript%3Ealert%281%29%3C%2Fscript%3E%22%27%E2%80%AE%26amp%3B"
+                           "&%22%3E%3Cscript%3E=%27onclick%3Dx&lang=ru")
