@@ -378,6 +378,17 @@ class Generations:
     async def submit(self, generation: Generation, model: Model) -> None:
         """Create the Kie task (after handing Kie the input picture, if any); a refusal
         refunds at once and tells the user why."""
+        # The create may wait long for Kie's budget: meanwhile its status line is redrawn, so
+        # that its place in the line counts down (Notifier.tick; stopped by the fence when the
+        # create goes out, by ✖ Cancel's or a refund's final text, and here at the latest: a
+        # stop that cancels this task ends it too).
+        self.notifier.tick(generation)
+        try:
+            await self._submit(generation, model)
+        finally:
+            await self.notifier.untick(generation.id)
+
+    async def _submit(self, generation: Generation, model: Model) -> None:
         try:
             kie_input = generation.input
             if generation.picture is not None:
@@ -441,6 +452,7 @@ class Generations:
     async def _fence(self, generation: Generation) -> None:
         """Just before the create goes out: raises LeaseLost unless this instance still holds
         the generation (a long freeze may have let it be refunded meanwhile)."""
+        await self.notifier.untick(generation.id)  # it leaves the line now: no more "in line"
         if not await self.store.fence_create(generation.id):
             raise LeaseLost(generation.id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
@@ -10,7 +11,12 @@ from dataclasses import replace
 from functools import partial
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramMigrateToChat
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramRetryAfter,
+)
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n
 
@@ -47,38 +53,84 @@ class Notifier:
         self._alerted: dict[str, float] = {}
         # Groups that removed the bot, seen by a refused edit: no more status ticks there.
         self._gone: set[int] = set()
+        # Chats whose status edits met flood control: no tick there until then (by chat).
+        self._held: dict[int, float] = {}
+        self._ticks: dict[int, asyncio.Task[None]] = {}  # by generation: see tick
 
     async def locale(self, user_id: int) -> str:
         return locale_of(await self.store.get_user(user_id), self.i18n)
 
-    async def status(self, generation: Generation, *, force: bool = False) -> None:
-        """Edit the status line, at most every STATUS_EDIT_GAP seconds and only when it changes."""
+    async def status(self, generation: Generation, *, force: bool = False) -> bool:
+        """Edit the status line, at most every STATUS_EDIT_GAP seconds and only when it changes.
+        False when the line no longer moves: `generation` says its create waits in the bot's
+        line but it has left it (sent, cancelled, refunded: Store.line_position), or its chat
+        refuses the bot."""
         if generation.chat_id in self._gone:
-            return
+            return False
         now = self._clock()
         last_time, last_text = self._status_sent.get(generation.id, (0.0, ""))
+        held = self._held.get(generation.chat_id)
+        if held is not None and now >= held:
+            del self._held[generation.chat_id]  # flood control over: forgotten
+        elif held is not None and not force:
+            return True
         if not force and now - last_time < STATUS_EDIT_GAP:  # before any database read
-            return
+            return True
         locale = self._status_locale.get(generation.id)
         if locale is None:  # read once per generation, kept with its status line
             locale = self._status_locale[generation.id] = await self.locale(generation.user_id)
         # Until its create goes out it waits in the bot's own line and can be cancelled.
         waiting = generation.state is GenerationState.PENDING and generation.kie_state is None
+        position = await self.store.line_position(generation) if waiting else None
+        if waiting and position is None:  # not to be drawn as waiting over what replaced it
+            return False
         model = get_model(generation.model)
         with self.i18n.use_locale(locale):
             text = texts.status_line(
                 model_name(generation), generation.kie_state, now - generation.created_at,
-                usual=self.schedule.usual(model) if model else None,
-                position=await self.store.line_position(generation) if waiting else None)
+                usual=self.schedule.usual(model) if model else None, position=position)
             markup = cancel_keyboard(generation.id) if waiting else None
         if text == last_text:
-            return
+            return True
         self._status_sent[generation.id] = (now, text)
-        await self._show(generation, text, retry=False, markup=markup)
+        return await self._show(generation, text, retry=False, markup=markup)
+
+    def tick(self, generation: Generation) -> None:
+        """While `generation`'s create waits for Kie's budget (Generations.submit), its status
+        line is redrawn every STATUS_EDIT_GAP so that "in line: N" counts down as those ahead
+        go out (else it is drawn at ✅ and not again until sent). The first tick comes a gap
+        after ✅: a create that goes at once, the common case, costs nothing; then one count
+        per gap at most (status). Ends at untick (the fence: the create goes out; or its submit
+        ends, a stop's cancel included), at the line's final text (finished: ✖ Cancel, a
+        refund), or when status finds it gone from the line (settled by another instance)."""
+        self._ticks[generation.id] = asyncio.create_task(self._tick(generation),
+                                                         name=f"line-{generation.id}")
+
+    async def untick(self, generation_id: int) -> None:
+        """Stop its ticks, and let an edit under way end first: none lands after what the
+        caller draws next."""
+        task = self._ticks.pop(generation_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+
+    async def _tick(self, generation: Generation) -> None:
+        try:
+            while True:
+                await asyncio.sleep(STATUS_EDIT_GAP)
+                if not await self.status(generation):
+                    return
+        except Exception:  # cosmetic: no failure of a tick may reach the create it runs beside
+            log.warning("status line of generation %s stopped moving", generation.id,
+                        exc_info=True)
+        finally:
+            if self._ticks.get(generation.id) is asyncio.current_task():
+                del self._ticks[generation.id]
 
     async def finished(self, generation: Generation, text: str,
                        markup: InlineKeyboardMarkup | None = None) -> None:
         """Replace the status line with a final text (done, or refunded)."""
+        await self.untick(generation.id)
         self._status_sent.pop(generation.id, None)
         self._status_locale.pop(generation.id, None)
         await self._show(generation, text, retry=True, markup=markup)
@@ -93,7 +145,8 @@ class Notifier:
         await self.finished(generation, text, markup)
 
     async def _show(self, generation: Generation, text: str, *, retry: bool,
-                    markup: InlineKeyboardMarkup | None = None) -> None:
+                    markup: InlineKeyboardMarkup | None = None) -> bool:
+        """False when the chat refuses the bot (blocked, or removed from the group)."""
         try:
             # A status tick is cosmetic: it never waits out flood control.
             message_id = await edit_or_send(
@@ -102,21 +155,24 @@ class Notifier:
                 attempts=ATTEMPTS if retry else 1)
         except TelegramMigrateToChat as error:  # the group became a supergroup: follow it
             await self.store.migrate_chat(generation.chat_id, error.migrate_to_chat_id)
-            await self._show(replace(generation, chat_id=error.migrate_to_chat_id), text,
-                             retry=retry, markup=markup)
-            return
+            return await self._show(replace(generation, chat_id=error.migrate_to_chat_id), text,
+                                    retry=retry, markup=markup)
         except TelegramForbiddenError:
             if generation.chat_id == generation.user_id:
                 await self.store.set_blocked(generation.user_id)
             else:  # a group removed the bot: the person may still be reachable privately
                 self._gone.add(generation.chat_id)
                 await self.store.set_chat_unreachable(generation.chat_id)
-            return
+            return False
         except TelegramAPIError as error:
+            if isinstance(error, TelegramRetryAfter):  # the chat's ticks wait it out (status)
+                self._held[generation.chat_id] = self._clock() + error.retry_after
             log.warning("status message of generation %s not updated: %s", generation.id, error)
-            return
+            return True
+        self._held.pop(generation.chat_id, None)
         if message_id is not None and message_id != generation.status_message_id:
             await self.store.set_status_message(generation.id, message_id)
+        return True
 
     async def alert_admins(self, cause: str, message: str, **params: str) -> None:
         """Tell every admin about an operator problem, once per cause per hour.

@@ -1036,12 +1036,16 @@ class Store:
             await _refund(db, generation, "cancelled")
             return generation
 
-    async def line_position(self, generation: Generation) -> int:
-        """Its place in the bot's own line: creates not yet sent to Kie, oldest first."""
+    async def line_position(self, generation: Generation) -> int | None:
+        """Its place in the bot's own line: creates not yet sent to Kie, oldest first. None when
+        it is no longer in that line (its create went out, or it was cancelled or refunded, by
+        this instance or another): in the same count, so that a status line redrawn while it
+        waits (Notifier.tick) learns that for nothing more."""
         rows = await self._rows(
-            "SELECT count(*) AS n FROM generations WHERE state = ? AND kie_state IS NULL"
-            " AND id <= ?", (GenerationState.PENDING, generation.id))
-        return int(rows[0]["n"])
+            "SELECT count(*) AS n, count(CASE WHEN id = ? THEN 1 END) AS own FROM generations"
+            " WHERE state = ? AND kie_state IS NULL AND id <= ?",
+            (generation.id, GenerationState.PENDING, generation.id))
+        return int(rows[0]["n"]) if rows[0]["own"] else None
 
     async def fence_delivery(self, generation_id: int, now: float, lease_until: float) -> bool:
         """May this instance send this result now? Only while its lease on the delivery still
