@@ -221,6 +221,7 @@ class ModelSpec(_Spec):
     poll_interval: Interval = 3.0
     max_prompt: PromptLimit = 5000
     prompt_field: Text = "prompt"
+    improve: bool = True
     deadline: Kind | None = None  # unset: the model's kind
     options: Options = []
     fixed_input: dict[str, Any] = {}
@@ -273,7 +274,7 @@ class ModelSpec(_Spec):
             id=self.id, kie_model=self.kie_model, kind=self.kind, name=self.name,
             price=self.price, kie_cost=self.kie_cost, expected_seconds=self.expected_seconds,
             deadline=self.deadline or self.kind, poll_interval=self.poll_interval,
-            max_prompt=self.max_prompt, prompt_field=self.prompt_field,
+            max_prompt=self.max_prompt, prompt_field=self.prompt_field, improve=self.improve,
             options=tuple(option.build() for option in self.options),
             fixed_input=self.fixed_input, api=self.api,
             image=self.image.build() if self.image is not None else None,

@@ -86,6 +86,7 @@ class Model:
     poll_interval: float = 3.0
     max_prompt: int = 5000
     prompt_field: str = "prompt"
+    improve: bool = True       # ✨ Improve on its picker (not where the prompt is the content)
     options: tuple[Option, ...] = ()
     fixed_input: dict[str, Any] = field(default_factory=dict)
     api: str                   # which of Kie's wire formats runs it (kie/constants.py)

@@ -215,7 +215,8 @@ class Generations:
 
     def _picker(self, draft: Draft, model: Model | None, models: list[Model],
                 too_long: list[Model]) -> Picker:
-        return Picker(draft, model, models, too_long, self.improve_price)
+        improve = self.improve_price if model is None or model.improve else None
+        return Picker(draft, model, models, too_long, improve)
 
     async def owned_draft(self, draft_id: int, user_id: int) -> Draft:
         return (await self._owned(draft_id, user_id))[0]

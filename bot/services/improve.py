@@ -92,6 +92,9 @@ class Improver:
         """✨ pressed: the attempt recorded and charged (ShortOfCredits: nothing charged; a press
         on a picker that changed since: PickerChanged; one running: "already improving")."""
         draft = await self.generations.owned_draft(draft_id, user_id)
+        shown = await self.generations.picker(draft)
+        if shown.improve_price is None:  # its model takes the prompt as it is (speech)
+            raise PickerChanged(shown)
         try:
             improvement = await rows.begin(self.store, draft_id, attempt=attempt, price=self.price,
                                            stale_before=time.time() - STALE_AFTER)

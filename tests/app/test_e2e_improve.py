@@ -199,3 +199,23 @@ async def test_the_chat_call_counts_in_kies_budget(tg, kie, bot, store):
     [request] = [r for r in kie.requests if r.path.endswith("/v1/chat/completions")]
     assert request.status == 200 and request.key == bot.app.settings.kie.api_key.get_secret_value()
     # (the bot's limiter holding it back: tests/app/test_kie_chat.py)
+
+
+async def test_no_improve_for_a_model_that_reads_the_prompt_aloud(tg, kie, bot, store):
+    """Speech reads the prompt as it is: its picker offers no ✨ (a rewrite would change, and
+    translate, what is read), and the model list's ✨ pressed after choosing it charges nothing
+    and asks Kie nothing."""
+    alice = Person(tg, 42, "Alice")
+    _, picker = await alice.ask("/music Привет! Это мой текст.")
+    on_the_list = button(picker, "✨")  # a song's description may still be improved
+    await alice.press(picker, "ElevenLabs")
+    picker = alice.refreshed(picker)
+    assert "✅" in "".join(texts_of(picker)) and not any(t.startswith("✨") for t in texts_of(picker))
+    await alice.press(picker, "", data=on_the_list)
+    picker = alice.refreshed(picker)
+    assert not any(t.startswith("✨") for t in texts_of(picker))
+    assert kie.chat.requests == [] and await improve_rows(store, 42) == []
+    await assert_balanced(store, 42, 100)
+    await alice.press(picker, "✅")
+    await until(lambda: len(kie.creates) == 1)
+    assert kie.creates[0]["input"]["text"] == "Привет! Это мой текст."

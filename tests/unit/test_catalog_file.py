@@ -22,7 +22,7 @@ from bot.keyboards import Pick
 # Today's models as bot/catalog.py's Python table held them before they moved into the file:
 # dataclasses.asdict of each, "good for" in each language as locales/*.po translated it.
 TABLE = Path(__file__).with_name("catalog_table.json")
-NEW_FIELDS = ("kie_cost", "deadline", "role", "source_field", "applies_to")  # what the file added
+NEW_FIELDS = ("kie_cost", "deadline", "role", "source_field", "applies_to", "improve")  # added since
 
 MODEL = """
 [[models]]
@@ -111,7 +111,10 @@ def test_an_operators_file_with_defaults_left_out(tmp_path: Path) -> None:
     the picture slot have their defaults; a bare choice is its own label."""
     [ultra] = read_catalog(write(tmp_path, MODEL))
     assert (ultra.poll_interval, ultra.max_prompt, ultra.prompt_field, ultra.deadline,
-            ultra.image, ultra.menu_id) == (3.0, 5000, "prompt", "image", None, None)
+            ultra.image, ultra.menu_id, ultra.improve) == (3.0, 5000, "prompt", "image", None,
+                                                           None, True)
+    [spoken] = read_catalog(write(tmp_path, MODEL.replace("price = 60", "price = 60\nimprove = false")))
+    assert not spoken.improve
     assert [(c.value, c.label, c.surcharge) for c in ultra.options[0].choices] == [
         ("1:1", "1:1", 0), ("16:9", "16:9", 5)]
     assert ultra.build_input("x", {"ar": "16:9"}) == {"prompt": "x", "aspect_ratio": "16:9"}
@@ -145,6 +148,8 @@ WRONG = {
                               "at most 32 characters (buttons carry it)")),
     "zero-price": ("price = 60", "price = 0",
                    "field price: Input should be greater than or equal to 1"),
+    "improve-not-true-or-false": ("price = 60", 'price = 60\nimprove = "no"',
+                                  "field improve: Input should be a valid boolean"),
     "picture-of-a-picture-model": (
         "expected_seconds = 30", 'expected_seconds = 30\nimage = { field = "image_urls", many = '
         'true }\npicture = { kie_model = "x", image = { field = "image_url", many = false } }',
