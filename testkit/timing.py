@@ -55,6 +55,11 @@ class Timing:
         self._monkeypatch.setattr(notifier, "STATUS_EDIT_GAP", seconds)
         return seconds
 
+    def line_ticks(self, per_second: float) -> float:
+        """The waiting lines' redraws per second, all together (5 in production)."""
+        self._monkeypatch.setattr(notifier, "LINE_TICKS_PER_SECOND", per_second)
+        return per_second
+
     def delivery_retry(self, first: float) -> float:
         """The first delivery retry's delay (1 s in production), doubled at each failure."""
         self._monkeypatch.setattr(tracker, "DELIVERY_RETRY_FIRST", first)

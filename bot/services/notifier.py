@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -31,6 +32,10 @@ from bot.store import Generation, GenerationState, Store
 log = logging.getLogger(__name__)
 
 STATUS_EDIT_GAP = 5.0        # seconds between two edits of one status message (Telegram limits)
+# The waiting lines' redraws, all together, per second at most (Notifier.tick): Telegram takes
+# about 30 messages a second from a bot in all, and results and answers come first. A thousand
+# people in line would otherwise ask for 200 edits a second.
+LINE_TICKS_PER_SECOND = 5.0
 ADMIN_ALERT_GAP = 3600.0     # one alert per cause per hour, not one per user
 
 
@@ -56,6 +61,7 @@ class Notifier:
         # Chats whose status edits met flood control: no tick there until then (by chat).
         self._held: dict[int, float] = {}
         self._ticks: dict[int, asyncio.Task[None]] = {}  # by generation: see tick
+        self._tick_tokens, self._tick_at = 0.0, time.monotonic()  # LINE_TICKS_PER_SECOND's
 
     async def locale(self, user_id: int) -> str:
         return locale_of(await self.store.get_user(user_id), self.i18n)
@@ -117,8 +123,10 @@ class Notifier:
     async def _tick(self, generation: Generation) -> None:
         try:
             while True:
-                await asyncio.sleep(STATUS_EDIT_GAP)
-                if not await self.status(generation):
+                # Jittered, so that a line longer than the ticks' budget is not always redrawn
+                # in the same order (its back never).
+                await asyncio.sleep(STATUS_EDIT_GAP * random.uniform(1.0, 1.5))
+                if self._tick_allowed() and not await self.status(generation):
                     return
         except Exception:  # cosmetic: no failure of a tick may reach the create it runs beside
             log.warning("status line of generation %s stopped moving", generation.id,
@@ -126,6 +134,16 @@ class Notifier:
         finally:
             if self._ticks.get(generation.id) is asyncio.current_task():
                 del self._ticks[generation.id]
+
+    def _tick_allowed(self) -> bool:
+        """A token of the lines' shared budget (LINE_TICKS_PER_SECOND), if one is left."""
+        now, rate = time.monotonic(), LINE_TICKS_PER_SECOND
+        self._tick_tokens = min(max(rate, 1.0), self._tick_tokens + (now - self._tick_at) * rate)
+        self._tick_at = now
+        if self._tick_tokens < 1.0:
+            return False
+        self._tick_tokens -= 1.0
+        return True
 
     async def finished(self, generation: Generation, text: str,
                        markup: InlineKeyboardMarkup | None = None) -> None:

@@ -53,6 +53,7 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[int]:
 async def tiny_budget(tg, kie, tmp_path, start_bot, timing):
     """The bot with Kie's budget at one request per WINDOW (Kie's own too), the line's gap GAP."""
     timing.status_edit_gap(GAP)
+    timing.line_ticks(1000)  # unbounded here: the budget has a test of its own
     kie.rate_limit, kie.window = 1, WINDOW
     kie.default_plan = TaskPlan(outcome="never")
     return await start_bot(make_settings(tmp_path, tg, kie, kie_rate_limit=1,
@@ -232,3 +233,24 @@ async def test_a_place_is_counted_only_while_it_waits(engine: str, tmp_path: Pat
         assert [await store.line_position(g) for g in line] == [None, 1, 2]
         assert await store.cancel_pending(line[1].id, 2) is not None
         assert [await store.line_position(g) for g in line] == [None, None, 1]
+
+
+async def test_a_long_line_shares_a_few_redraws_a_second(tg, kie, tiny_budget, store, timing,
+                                                        counts):
+    """Eight people wait, each line due every GAP (160 redraws a second asked for): all the
+    lines together get LINE_TICKS_PER_SECOND, a count query and at most an edit each."""
+    rate = timing.line_ticks(4)
+    kie.create_delay = 6.0  # Alice's create holds the budget: everyone else waits meanwhile
+    await generate(Person(tg, 42, "Alice"), "the slow one")
+    await until(lambda: kie.count("createTask") == 1)
+    people = [Person(tg, 50 + n, f"P{n}") for n in range(8)]
+    for person in people:
+        await generate(person, f"{person.user['first_name']}'s fox")
+    generations = [await generation_of(store, person) for person in people]
+    drawn = sum(counts[g.id] for g in generations)  # at ✅, one each (and any tick since)
+    edits = len(tg.calls_of("editMessageText"))
+    await asyncio.sleep(2.0)
+    assert kie.count("createTask") == 1, "the setup did not hold: someone's create went"
+    ticks = sum(counts[g.id] for g in generations) - drawn
+    assert 2 <= ticks <= max(rate, 1) + 2.0 * rate + 1, ticks
+    assert len(tg.calls_of("editMessageText")) - edits <= ticks
