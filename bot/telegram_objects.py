@@ -4,8 +4,8 @@ Each of them binds the bot it came with (`BotContextController.model_post_init`,
 private attribute `_bot`). pydantic wraps that hook again at every level of the class tree
 (Message sits four levels below it), and each wrapper sets up the private attributes once more:
 a picker press's update, some thirty objects, cost 180 µs to parse, two fifths of it in those
-wrappers (bench.updates' profile). `flatten_post_init` gives each such class one hook that does
-what the chain does, once."""
+wrappers (cProfile of 100 press updates; 115 µs with one hook). `flatten_post_init` gives each
+such class one hook that does what the chain does, once."""
 
 from __future__ import annotations
 
