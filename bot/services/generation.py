@@ -416,10 +416,10 @@ class Generations:
             return
         log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()
-        # Sent: the status line loses its ✖ Cancel (at its next edit the gap allows: a press
-        # meanwhile is told it went out).
+        # Sent: the status line loses its ✖ Cancel (within a second; a press meanwhile is told
+        # it went out).
         await self.notifier.status(replace(generation, state=GenerationState.RUNNING,
-                                           kie_state=None))
+                                           kie_state=None), sent=True)
 
     async def cancel(self, generation_id: int, user_id: int) -> None:
         """✖ Cancel under a status line: refunded at once if its create has not gone out

@@ -32,6 +32,7 @@ from bot.store import Generation, GenerationState, Store
 log = logging.getLogger(__name__)
 
 STATUS_EDIT_GAP = 5.0        # seconds between two edits of one status message (Telegram limits)
+CHAT_EDIT_GAP = 1.0          # Telegram's pace in one chat: about a message a second
 # The waiting lines' redraws, all together, per second at most (Notifier.tick): Telegram takes
 # about 30 messages a second from a bot in all, and results and answers come first. A thousand
 # people in line would otherwise ask for 200 edits a second.
@@ -54,6 +55,7 @@ class Notifier:
         self.admin_ids = tuple(admin_ids)
         self._clock = clock
         self._status_sent: dict[int, tuple[float, str]] = {}
+        self._cancellable: set[int] = set()  # generations whose line shows ✖ Cancel
         self._status_locale: dict[int, str] = {}  # by generation, while its status line moves
         self._alerted: dict[str, float] = {}
         # Groups that removed the bot, seen by a refused edit: no more status ticks there.
@@ -66,8 +68,12 @@ class Notifier:
     async def locale(self, user_id: int) -> str:
         return locale_of(await self.store.get_user(user_id), self.i18n)
 
-    async def status(self, generation: Generation, *, force: bool = False) -> bool:
+    async def status(self, generation: Generation, *, force: bool = False,
+                     sent: bool = False) -> bool:
         """Edit the status line, at most every STATUS_EDIT_GAP seconds and only when it changes.
+        `sent`: its create has just gone out, and a line that offered ✖ Cancel is replaced as
+        soon as Telegram's pace in the chat allows (CHAT_EDIT_GAP), not a gap after the last
+        tick: a ✖ left showing would offer what is no longer possible.
         False when the line no longer moves: `generation` says its create waits in the bot's
         line but it has left it (sent, cancelled, refunded: Store.line_position), or its chat
         refuses the bot."""
@@ -81,7 +87,10 @@ class Notifier:
         elif held is not None and not force:
             return True
         if not force and now - last_time < STATUS_EDIT_GAP:  # before any database read
-            return True
+            if not (sent and generation.id in self._cancellable):
+                return True
+            await asyncio.sleep(last_time + min(CHAT_EDIT_GAP, STATUS_EDIT_GAP) - now)
+            now = self._clock()
         locale = self._status_locale.get(generation.id)
         if locale is None:  # read once per generation, kept with its status line
             locale = self._status_locale[generation.id] = await self.locale(generation.user_id)
@@ -99,6 +108,10 @@ class Notifier:
         if text == last_text:
             return True
         self._status_sent[generation.id] = (now, text)
+        if waiting:
+            self._cancellable.add(generation.id)
+        else:
+            self._cancellable.discard(generation.id)
         return await self._show(generation, text, retry=False, markup=markup)
 
     def tick(self, generation: Generation) -> None:
@@ -151,6 +164,7 @@ class Notifier:
         await self.untick(generation.id)
         self._status_sent.pop(generation.id, None)
         self._status_locale.pop(generation.id, None)
+        self._cancellable.discard(generation.id)
         await self._show(generation, text, retry=True, markup=markup)
 
     async def failed(self, generation: Generation) -> None:
