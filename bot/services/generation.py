@@ -416,8 +416,8 @@ class Generations:
             return
         log.info("%s: Kie task %s created", generation, task_id)
         self.wake_tracker()
-        # Sent: the status line loses its ✖ Cancel (within a second; a press meanwhile is told
-        # it went out).
+        # Sent: the status line loses its ✖ Cancel (within a second after a wait in line, else at
+        # its next redraw; a press meanwhile is told it went out).
         await self.notifier.status(replace(generation, state=GenerationState.RUNNING,
                                            kie_state=None), sent=True)
 

@@ -55,7 +55,7 @@ class Notifier:
         self.admin_ids = tuple(admin_ids)
         self._clock = clock
         self._status_sent: dict[int, tuple[float, str]] = {}
-        self._cancellable: set[int] = set()  # generations whose line shows ✖ Cancel
+        self._ticked: set[int] = set()  # generations whose line a tick redrew with ✖ Cancel
         self._status_locale: dict[int, str] = {}  # by generation, while its status line moves
         self._alerted: dict[str, float] = {}
         # Groups that removed the bot, seen by a refused edit: no more status ticks there.
@@ -71,9 +71,11 @@ class Notifier:
     async def status(self, generation: Generation, *, force: bool = False,
                      sent: bool = False) -> bool:
         """Edit the status line, at most every STATUS_EDIT_GAP seconds and only when it changes.
-        `sent`: its create has just gone out, and a line that offered ✖ Cancel is replaced as
-        soon as Telegram's pace in the chat allows (CHAT_EDIT_GAP), not a gap after the last
-        tick: a ✖ left showing would offer what is no longer possible.
+        `sent`: its create has just gone out after a wait long enough for its line to tick; that
+        line, with its ✖ Cancel, is replaced as soon as Telegram's pace in the chat allows
+        (CHAT_EDIT_GAP), not a gap after the last tick. (A create that went at once leaves the ✖
+        drawn at ✅ to the tracker's first redraw, as an edit more for each generation would
+        cost Telegram's rate; a press meanwhile is told it went out.)
         False when the line no longer moves: `generation` says its create waits in the bot's
         line but it has left it (sent, cancelled, refunded: Store.line_position), or its chat
         refuses the bot."""
@@ -87,7 +89,7 @@ class Notifier:
         elif held is not None and not force:
             return True
         if not force and now - last_time < STATUS_EDIT_GAP:  # before any database read
-            if not (sent and generation.id in self._cancellable):
+            if not (sent and generation.id in self._ticked):
                 return True
             await asyncio.sleep(last_time + min(CHAT_EDIT_GAP, STATUS_EDIT_GAP) - now)
             now = self._clock()
@@ -108,10 +110,10 @@ class Notifier:
         if text == last_text:
             return True
         self._status_sent[generation.id] = (now, text)
-        if waiting:
-            self._cancellable.add(generation.id)
-        else:
-            self._cancellable.discard(generation.id)
+        if not waiting:
+            self._ticked.discard(generation.id)
+        elif not force:  # a tick's (the ✅'s is forced)
+            self._ticked.add(generation.id)
         return await self._show(generation, text, retry=False, markup=markup)
 
     def tick(self, generation: Generation) -> None:
@@ -164,7 +166,7 @@ class Notifier:
         await self.untick(generation.id)
         self._status_sent.pop(generation.id, None)
         self._status_locale.pop(generation.id, None)
-        self._cancellable.discard(generation.id)
+        self._ticked.discard(generation.id)
         await self._show(generation, text, retry=True, markup=markup)
 
     async def failed(self, generation: Generation) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bot import app
+from bot.services.notifier import CHAT_EDIT_GAP
 from bot.store import Generation, GenerationState, Store
 from testkit.bot import make_settings
 from testkit.chat import Person, buttons
@@ -261,17 +262,40 @@ async def test_a_long_line_shares_a_few_redraws_a_second(tg, kie, tiny_budget, s
 
 
 async def test_the_cancel_button_goes_with_the_create(tg, kie, tmp_path, start_bot, timing):
-    """Bob's line, drawn with ✖ Cancel at ✅, loses it as his create goes out, though the
-    status line's gap (a minute here) has not passed and no read comes to redraw it."""
-    timing.status_edit_gap(60.0)
+    """Bob's line ticks while he waits; as his create goes out, the line and its ✖ Cancel are
+    replaced within a second, though the status line's gap has not passed since the last tick
+    and no read comes to redraw it (the first is half a minute away)."""
+    gap = timing.status_edit_gap(0.8)
     kie.rate_limit, kie.window = 1, WINDOW
     kie.default_plan = TaskPlan(outcome="never")
     await start_bot(make_settings(tmp_path, tg, kie, kie_rate_limit=1, kie_rate_window=WINDOW,
                                   kie_poll_interval=30, starting_credits=1000))
     alice, bob = Person(tg, 42, "Alice"), Person(tg, 43, "Bob")
-    await hold_the_budget(kie, alice)
+    kie.create_delay = 4 * gap  # Bob's line ticks (and its clock moves) while Alice's is answered
+    await generate(alice, "the slow one")
+    await until(lambda: kie.count("createTask") == 1)
     _, status = await generate(bob, "soon")
+    kie.create_delay = 0.0  # Bob's own is answered at once
     assert any(b["text"].startswith("✖") for b in buttons(bob.refreshed(status)))
-    await until(lambda: create_of(kie, "soon") is not None, timeout=HOLD + 4 * WINDOW + 10)
-    await until(lambda: not buttons(bob.refreshed(status)), timeout=3.0)
+    await until(lambda: create_of(kie, "soon") is not None, timeout=10)
+    sent = create_of(kie, "soon").time
+    ticked = [c for c in edits_of(tg, status) if c.time > sent - 4 * gap and IN_LINE.search(
+        c.params["text"])]
+    assert len(ticked) >= 2, "the line did not tick"  # the ✅'s draw, then a tick at least
+    await until(lambda: not buttons(bob.refreshed(status)), timeout=1.5)
     assert not IN_LINE.search(bob.refreshed(status)["text"])
+
+
+async def test_a_create_that_goes_at_once_costs_no_edit_more(tg, kie, tmp_path, start_bot,
+                                                             timing):
+    """A create that goes at once: its line, drawn with ✖ at ✅, is not edited again before
+    the tracker's first read (an edit more per generation would cost Telegram's rate)."""
+    timing.status_edit_gap(60.0)
+    await start_bot(make_settings(tmp_path, tg, kie, kie_poll_interval=30))
+    kie.default_plan = TaskPlan(outcome="never")
+    alice = Person(tg, 42, "Alice")
+    _, status = await generate(alice, "at once")
+    await until(lambda: create_of(kie, "at once") is not None)
+    drawn = edits_of(tg, status, ok=None)
+    assert IN_LINE.search(drawn[-1].params["text"])  # the ✅'s draw, with ✖
+    await stays(lambda: len(edits_of(tg, status, ok=None)) == len(drawn), 2 * CHAT_EDIT_GAP)
