@@ -109,7 +109,7 @@ class Improver:
             raise ShortOfCredits(draft, short.price, short.balance, None) from None
         log.info("draft %s: improving its prompt (attempt %s, %s credits)", draft_id, attempt,
                  self.price)
-        return improvement, await self.generations.picker(draft)
+        return improvement, shown
 
     async def run(self, improvement: Improvement, *, kind: str, picture: bool) -> Outcome:
         """Ask Kie's chat model; any failure (Kie's refusal, no answer in time, nothing usable
